@@ -1,0 +1,589 @@
+//! Typed settings for chatstats, loaded from TOML (SPEC §6, limits from §8).
+//!
+//! Loading is a short pipeline, one step per file, each of which names the key path
+//! of anything it rejects:
+//!
+//! 1. parse the text into a `toml::Table` (syntax errors keep line and column);
+//! 2. `interpolate`: replace `${NAME}` in every string value from the environment;
+//! 3. `de`: type the tree into [`Config`] through `serde_path_to_error`, with every
+//!    section `deny_unknown_fields` and a default wherever one is safe;
+//! 4. `validate`: the rules types cannot express (unique ids, known workspaces,
+//!    positive numbers, non-empty secrets).
+//!
+//! Credentials are [`Secret`]s, which print as `[redacted]`; no error message built
+//! here ever contains a configured value that could be a credential.
+//! Entry points: [`Config::load`] (a file and the process environment) and
+//! [`Config::from_toml_str`] (text and an injected environment, for tests and the
+//! sandbox).
+
+mod base_url;
+mod de;
+mod interpolate;
+mod secret;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::series::Zone;
+
+pub use base_url::{BaseUrl, BaseUrlError};
+pub use secret::Secret;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: where and how the HTTP endpoint listens. Default: every key's default.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[cache]`: the shared response cache. Default: every key's default.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// `[limits]`: query limits, rate limits and upstream timeouts. Default: every key's default.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[[clients]]`: API keys and what each may see. Default: none, which means open
+    /// access (the server logs a warning at start).
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// `[[workspaces]]`: the tenants and their provider accounts. At least one is required.
+    #[serde(default)]
+    pub workspaces: Vec<WorkspaceConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Socket address to listen on, an IP and a port (host names are not resolved).
+    /// Default: `"127.0.0.1:8080"`, loopback only, so a fresh install is not exposed.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Serve the GraphiQL explorer at `GET /`. Default: `true`.
+    pub graphiql: bool,
+    /// Answer schema introspection queries. Default: `true`; switch off per deployment.
+    pub introspection: bool,
+    /// Origins allowed by CORS, each `scheme://host[:port]` exactly as browsers send it
+    /// (no path, no trailing slash), or the single entry `"*"` for any origin.
+    /// Default: `[]`, which sends no CORS headers (same-origin use only).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            graphiql: true,
+            introspection: true,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Upper bound on the memory held by cached upstream responses, in bytes; must be
+    /// greater than 0. Default: `268435456` (256 MiB).
+    pub max_bytes: u64,
+    /// How long a response that covers "now" (still changing upstream) stays cached,
+    /// in seconds. Default: `60`.
+    pub live_ttl_secs: u64,
+    /// How long a response about the closed past stays cached, in seconds.
+    /// Default: `86400` (one day).
+    pub history_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> CacheConfig {
+        CacheConfig {
+            max_bytes: 268_435_456,
+            live_ttl_secs: 60,
+            history_ttl_secs: 86_400,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// [`live_ttl_secs`](Self::live_ttl_secs) as a `Duration`.
+    pub fn live_ttl(&self) -> Duration {
+        Duration::from_secs(self.live_ttl_secs)
+    }
+
+    /// [`history_ttl_secs`](Self::history_ttl_secs) as a `Duration`.
+    pub fn history_ttl(&self) -> Duration {
+        Duration::from_secs(self.history_ttl_secs)
+    }
+}
+
+/// `[limits]`: every key is optional; every number must be at least 1, because 0
+/// would refuse every query rather than mean "unlimited".
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Deepest selection-set nesting a query may have. Default: `15`.
+    pub max_depth: usize,
+    /// Most aliases a query may use. Default: `30`.
+    pub max_aliases: usize,
+    /// Most root fields in one operation. Default: `20`.
+    pub max_root_fields: usize,
+    /// Largest query document accepted, in bytes. Default: `32768`.
+    pub max_document_bytes: usize,
+    /// Highest estimated cost (upstream calls and buckets) a query may have before it
+    /// is executed. Default: `5000`.
+    pub max_cost: u64,
+    /// Requests each client may make per minute. Default: `600`.
+    pub requests_per_minute: u32,
+    /// File of persisted queries that partners may run, if any; a relative path is
+    /// resolved against the working directory. Default: none (no safelist).
+    pub safelist: Option<PathBuf>,
+    /// How long one upstream HTTP call may take, in milliseconds. Default: `10000`.
+    pub upstream_timeout_ms: u64,
+    /// Concurrent subscriptions one client may hold. Default: `20`.
+    pub max_subscriptions_per_client: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_depth: 15,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_document_bytes: 32_768,
+            max_cost: 5_000,
+            requests_per_minute: 600,
+            safelist: None,
+            upstream_timeout_ms: 10_000,
+            max_subscriptions_per_client: 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// [`upstream_timeout_ms`](Self::upstream_timeout_ms) as a `Duration`.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}
+
+/// One `[[clients]]` entry: an API key and what its holder may do.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Unique name, used in logs and metrics (never the key). Required.
+    pub name: String,
+    /// The API key, sent as `Authorization: Bearer <key>` or `x-api-key`; unique and
+    /// non-empty. Required; usually `"${SOME_ENV_VAR}"`.
+    pub key: Secret,
+    /// Workspace ids this client may see, or `["*"]` for all. Required, non-empty.
+    pub workspaces: Vec<String>,
+    /// What the client may do. Default: `["read"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+}
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::Read]
+}
+
+/// A permission granted to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Run queries and subscriptions.
+    Read,
+    /// Run mutations that trigger upstream exports (e.g. the Chat-Tonic NPS e-mail).
+    Export,
+    /// Administrative operations.
+    Admin,
+}
+
+/// One `[[workspaces]]` entry: a tenant and its accounts on each provider. A provider
+/// whose table is absent is not used by this workspace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkspaceConfig {
+    /// Unique id, `[A-Za-z0-9_-]+`, used in the API and in clients' `workspaces`. Required.
+    pub id: String,
+    /// Human-readable name. Default: the id.
+    pub name: String,
+    /// Zone that days, weeks and months are cut in unless a query says otherwise: an
+    /// IANA name (`"Australia/Sydney"`) or an offset (`"+10:00"`). Default: `"UTC"`.
+    pub time_zone: Zone,
+    /// `[workspaces.message2give]`. Default: not used.
+    pub message2give: Option<Message2GiveConfig>,
+    /// `[workspaces.chat_tonic]`. Default: not used.
+    pub chat_tonic: Option<ChatTonicConfig>,
+    /// `[workspaces.xenioo]`. Default: not used.
+    pub xenioo: Option<XeniooConfig>,
+    /// `[workspaces.connectycube]`. Default: not used.
+    pub connectycube: Option<ConnectyCubeConfig>,
+    /// `[workspaces.help_scout]`. Default: not used.
+    pub help_scout: Option<HelpScoutConfig>,
+}
+
+/// The TOML form of [`WorkspaceConfig`]; exists only because `name` defaults to
+/// another key's value, which serde's `default` cannot express.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspaceConfig {
+    id: String,
+    name: Option<String>,
+    #[serde(default = "default_zone", deserialize_with = "zone")]
+    time_zone: Zone,
+    message2give: Option<Message2GiveConfig>,
+    chat_tonic: Option<ChatTonicConfig>,
+    xenioo: Option<XeniooConfig>,
+    connectycube: Option<ConnectyCubeConfig>,
+    help_scout: Option<HelpScoutConfig>,
+}
+
+impl<'de> Deserialize<'de> for WorkspaceConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<WorkspaceConfig, D::Error> {
+        let raw = RawWorkspaceConfig::deserialize(deserializer)?;
+        Ok(WorkspaceConfig {
+            name: raw.name.unwrap_or_else(|| raw.id.clone()),
+            id: raw.id,
+            time_zone: raw.time_zone,
+            message2give: raw.message2give,
+            chat_tonic: raw.chat_tonic,
+            xenioo: raw.xenioo,
+            connectycube: raw.connectycube,
+            help_scout: raw.help_scout,
+        })
+    }
+}
+
+fn default_zone() -> Zone {
+    Zone::Named(chrono_tz::UTC)
+}
+
+/// `[workspaces.message2give]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message2GiveConfig {
+    /// API root. Default: `"https://api.app.message2give.com/2019-01-23"`.
+    #[serde(default = "default_message2give_url")]
+    pub base_url: BaseUrl,
+    /// Organisation id in `/organisations/{id}/...` (URL-path-safe).
+    /// Default: `"self"`, the token's own organisation.
+    #[serde(default = "default_organisation")]
+    pub organisation: String,
+    /// Session token, sent as `x-token`. Required.
+    pub token: Secret,
+    /// MFA token, sent as `x-mfa`, for organisations that enforce MFA. Default: none.
+    pub mfa: Option<Secret>,
+}
+
+fn default_message2give_url() -> BaseUrl {
+    BaseUrl::parse("https://api.app.message2give.com/2019-01-23")
+        .expect("the built-in message2give URL is a valid https URL")
+}
+
+fn default_organisation() -> String {
+    "self".to_owned()
+}
+
+/// `[workspaces.chat_tonic]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatTonicConfig {
+    /// The customer's own Chat-Tonic host (there is no shared one). Required.
+    pub base_url: BaseUrl,
+    /// Account codename from the Chat-Tonic team, used as a path segment: non-empty,
+    /// letters, digits, `-`, `.`, `_`, `~`. Required.
+    pub codename: String,
+    /// Access token, sent as `Authorization: Bearer`. Required.
+    pub access_token: Secret,
+}
+
+/// `[workspaces.xenioo]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XeniooConfig {
+    /// API root. Default: `"https://publicapi.xenioo.com"`.
+    #[serde(default = "default_xenioo_url")]
+    pub base_url: BaseUrl,
+    /// Account auth token, sent as `Authorization: Bearer`. Required.
+    pub account_token: Secret,
+    /// Least time between two statistics calls for this account, in seconds; at least 1.
+    /// Xenioo refuses a second call within the hour. Default: `3600`.
+    #[serde(default = "default_xenioo_interval")]
+    pub min_call_interval_secs: u64,
+}
+
+fn default_xenioo_url() -> BaseUrl {
+    BaseUrl::parse("https://publicapi.xenioo.com")
+        .expect("the built-in Xenioo URL is a valid https URL")
+}
+
+fn default_xenioo_interval() -> u64 {
+    3_600
+}
+
+impl XeniooConfig {
+    /// [`min_call_interval_secs`](Self::min_call_interval_secs) as a `Duration`.
+    pub fn min_call_interval(&self) -> Duration {
+        Duration::from_secs(self.min_call_interval_secs)
+    }
+}
+
+/// `[workspaces.connectycube]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectyCubeConfig {
+    /// API root. Default: `"https://api.connectycube.com"`.
+    #[serde(default = "default_connectycube_url")]
+    pub base_url: BaseUrl,
+    /// Administration API key, sent as `CB-Administration-API-Key`. Required.
+    pub admin_api_key: Secret,
+}
+
+fn default_connectycube_url() -> BaseUrl {
+    BaseUrl::parse("https://api.connectycube.com")
+        .expect("the built-in ConnectyCube URL is a valid https URL")
+}
+
+/// `[workspaces.help_scout]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelpScoutConfig {
+    /// API root. Default: `"https://api.helpscout.net"`.
+    pub base_url: BaseUrl,
+    /// How to authenticate; see [`HelpScoutAuth`] for the keys. Required.
+    pub auth: HelpScoutAuth,
+    /// Mailbox ids (positive) that reports are filtered to by default. Default: `[]`, all.
+    pub mailboxes: Vec<i64>,
+}
+
+/// Help Scout credentials.
+///
+/// TOML keys: either `access_token`, or both `client_id` and `client_secret` (exactly
+/// one form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelpScoutAuth {
+    /// A static OAuth access token (`access_token`).
+    AccessToken(Secret),
+    /// The OAuth2 client-credentials flow (`client_id` + `client_secret`); the
+    /// provider client fetches and refreshes the token.
+    ClientCredentials {
+        /// The app id.
+        client_id: String,
+        /// The app secret.
+        client_secret: Secret,
+    },
+}
+
+/// The TOML form of [`HelpScoutConfig`]: the three credential keys are flat and
+/// optional here, and [`HelpScoutConfig`]'s `Deserialize` checks that exactly one
+/// form is given. (`#[serde(flatten)]` would lose `deny_unknown_fields`.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHelpScoutConfig {
+    #[serde(default = "default_help_scout_url")]
+    base_url: BaseUrl,
+    access_token: Option<Secret>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    #[serde(default)]
+    mailboxes: Vec<i64>,
+}
+
+fn default_help_scout_url() -> BaseUrl {
+    BaseUrl::parse("https://api.helpscout.net")
+        .expect("the built-in Help Scout URL is a valid https URL")
+}
+
+impl<'de> Deserialize<'de> for HelpScoutConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<HelpScoutConfig, D::Error> {
+        const FORMS: &str = "use exactly one form: access_token, or client_id with client_secret";
+        let raw = RawHelpScoutConfig::deserialize(deserializer)?;
+        let auth = match (raw.access_token, raw.client_id, raw.client_secret) {
+            (Some(token), None, None) => HelpScoutAuth::AccessToken(token),
+            (None, Some(client_id), Some(client_secret)) => HelpScoutAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            },
+            (None, None, None) => {
+                return Err(serde::de::Error::custom(format!("no credentials; {FORMS}")));
+            }
+            (Some(_), _, _) => {
+                return Err(serde::de::Error::custom(format!(
+                    "access_token cannot be combined with client_id or client_secret; {FORMS}"
+                )));
+            }
+            (None, Some(_), None) => {
+                return Err(serde::de::Error::custom(format!(
+                    "client_id is set but client_secret is missing; {FORMS}"
+                )));
+            }
+            (None, None, Some(_)) => {
+                return Err(serde::de::Error::custom(format!(
+                    "client_secret is set but client_id is missing; {FORMS}"
+                )));
+            }
+        };
+        Ok(HelpScoutConfig {
+            base_url: raw.base_url,
+            auth,
+            mailboxes: raw.mailboxes,
+        })
+    }
+}
+
+/// `listen`: a string parsed as a socket address, with an error that shows the form.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a socket address; expected an IP address and a port such as \
+             \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\""
+        ))
+    })
+}
+
+/// `time_zone`: a string parsed by [`Zone::parse`], whose error explains the forms.
+fn zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Zone, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Zone::parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// Why the configuration could not be loaded. `Display` is the message for the user:
+/// it names the file position or key path, what is wrong and what is allowed, and
+/// never contains a configured credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {}: {source}", path.display())]
+    Read {
+        /// The file we tried to read.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("config: TOML syntax error at line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// The parser's description, without the quoted source line (which may hold a
+        /// literal credential).
+        message: String,
+    },
+    /// A `${NAME}` reference is malformed or names an unset variable.
+    #[error("config: {path}: {problem}")]
+    Env {
+        /// Key path of the string holding the reference.
+        path: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// A key is unknown or missing, or a value has the wrong type or form.
+    #[error("config: {path}: {problem}")]
+    Shape {
+        /// Key path of the offending key, or of the table missing a key.
+        path: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// The values are well-formed but break a rule (duplicate id, unknown workspace...).
+    #[error("config: {path}: {problem}")]
+    Invalid {
+        /// Key path of the offending value.
+        path: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// The key path the error is about (`workspaces[0].chat_tonic.base_url`), if any.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ConfigError::Env { path, .. }
+            | ConfigError::Shape { path, .. }
+            | ConfigError::Invalid { path, .. } => Some(path),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+        }
+    }
+}
+
+impl Config {
+    /// Parse TOML text. `env` resolves `${NAME}` references (tests pass a closure; production passes std::env::var).
+    ///
+    /// `${NAME}` may appear anywhere inside any string value (`"Bearer-${X}"`), `$${`
+    /// is a literal `${`, and text that comes from the environment is not expanded
+    /// again. Only string values are expanded, so numbers and booleans stay literal.
+    pub fn from_toml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|err| syntax_error(text, &err))?;
+        let mut value = toml::Value::Table(table);
+        interpolate::interpolate(&mut value, "", env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(de::ValueDeserializer(value)).map_err(shape_error)?;
+        validate::validate(&config)?;
+        Ok(config)
+    }
+
+    /// Read a file and parse it with the process environment.
+    ///
+    /// A variable whose value is not valid UTF-8 counts as unset.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &|name| std::env::var(name).ok())
+    }
+}
+
+/// Turns toml's error into line/column + message. toml's own `Display` quotes the
+/// offending source line, which could be a literal credential, so we drop it.
+fn syntax_error(text: &str, err: &toml::de::Error) -> ConfigError {
+    let offset = err.span().map_or(0, |span| span.start).min(text.len());
+    // A span may point into the middle of a multi-byte character; back up to a boundary.
+    let offset = (0..=offset)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    ConfigError::Syntax {
+        line,
+        column,
+        message: err.message().trim_end().to_owned(),
+    }
+}
+
+fn shape_error(err: serde_path_to_error::Error<de::DeError>) -> ConfigError {
+    let mut path = err.path().to_string();
+    if path == "." {
+        path = "(top level)".to_owned();
+    }
+    let inner = err.into_inner();
+    // serde_path_to_error records the offending key for unknown keys in tables; this
+    // keeps the message right should a future version stop doing so.
+    if let de::DeError::UnknownKey { key, .. } = &inner {
+        if path == "(top level)" {
+            path = key.clone();
+        } else if !path.ends_with(&format!(".{key}")) && path != *key {
+            path = format!("{path}.{key}");
+        }
+    }
+    ConfigError::Shape {
+        path,
+        problem: inner.to_string(),
+    }
+}

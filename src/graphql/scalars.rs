@@ -1,0 +1,64 @@
+//! The custom scalars: `DateTime` (an RFC 3339 instant) and `TimeZone` (IANA name or offset).
+
+use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::series::Zone;
+
+/// An instant in RFC 3339 form, e.g. `2025-03-01T00:00:00Z` or `2025-03-01T10:00:00+10:00`.
+/// Output is always UTC with a `Z`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instant(pub DateTime<Utc>);
+
+/// An instant in RFC 3339 form, e.g. `2025-03-01T00:00:00Z` or `2025-03-01T10:00:00+10:00`.
+/// Output is always UTC with a `Z`.
+#[Scalar(
+    name = "DateTime",
+    specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339"
+)]
+impl ScalarType for Instant {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => DateTime::parse_from_rfc3339(s)
+                .map(|t| Instant(t.with_timezone(&Utc)))
+                .map_err(|e| {
+                    InputValueError::custom(format!(
+                        "{s:?} is not an RFC 3339 instant ({e}); write e.g. \"2025-03-01T00:00:00Z\""
+                    ))
+                }),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+}
+
+/// A time zone: an IANA name (`Australia/Sydney`, `Europe/Madrid`, `UTC`) or a fixed UTC
+/// offset (`+10:00`, `-03:30`, `Z`). Calendar buckets (days, weeks, months) follow it,
+/// including daylight-saving changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZone(pub Zone);
+
+/// A time zone: an IANA name (`Australia/Sydney`, `Europe/Madrid`, `UTC`) or a fixed UTC
+/// offset (`+10:00`, `-03:30`, `Z`). Calendar buckets (days, weeks, months) follow it,
+/// including daylight-saving changes.
+#[Scalar(
+    name = "TimeZone",
+    specified_by_url = "https://www.iana.org/time-zones"
+)]
+impl ScalarType for TimeZone {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => Zone::parse(s)
+                .map(TimeZone)
+                .map_err(|e| InputValueError::custom(e.to_string())),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}

@@ -1,0 +1,243 @@
+//! `TimeSeries`, `Point` and `ResolvedWindow`, and the helpers every series field uses to turn
+//! a [`SeriesSpec`] into a GraphQL value with its errors attached at the right path.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object, SimpleObject};
+use tokio::sync::OnceCell;
+
+use crate::error::ApiError;
+use crate::graphql::scalars::{Instant, TimeZone};
+use crate::graphql::window::{Aggregation, Fill, Granularity, WindowInput};
+use crate::metrics::{compute, Computed, SeriesSpec, Unit};
+use crate::providers::Provider;
+use crate::series::{self, change};
+use crate::workspace::Workspace;
+
+/// A series of values on calendar buckets, with its summary and provenance.
+pub struct TimeSeries {
+    workspace: Arc<Workspace>,
+    spec: Arc<SeriesSpec>,
+    computed: Arc<Computed>,
+    /// The previous window, computed at most once (`previous` and `change` share it).
+    previous: OnceCell<Result<Arc<Computed>, ApiError>>,
+}
+
+/// One bucket of a series.
+#[derive(SimpleObject)]
+pub struct Point {
+    /// Start of the bucket.
+    at: Instant,
+    /// The bucket's value; null for an empty bucket under `fill: NULL`.
+    value: Option<f64>,
+}
+
+/// The window actually applied: the requested one aligned outward to bucket boundaries.
+#[derive(SimpleObject)]
+pub struct ResolvedWindow {
+    /// Start of the first bucket.
+    from: Instant,
+    /// End of the last bucket (exclusive).
+    to: Instant,
+    /// Bucket size.
+    granularity: Granularity,
+    /// Zone the buckets were cut in.
+    time_zone: TimeZone,
+}
+
+impl From<&series::Window> for ResolvedWindow {
+    fn from(window: &series::Window) -> Self {
+        Self {
+            from: Instant(window.from()),
+            to: Instant(window.to()),
+            granularity: window.granularity().into(),
+            time_zone: TimeZone(window.zone()),
+        }
+    }
+}
+
+impl TimeSeries {
+    fn summary(&self) -> series::Summary {
+        self.computed.data.summary(self.spec.aggregation)
+    }
+
+    async fn previous_computed(&self) -> Result<Arc<Computed>, ApiError> {
+        self.previous
+            .get_or_init(|| async {
+                let window = self
+                    .computed
+                    .window
+                    .previous()
+                    .map_err(|e| ApiError::bad_input(format!("the previous window: {e}")))?;
+                compute(&self.workspace, &self.spec, window)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .clone()
+    }
+}
+
+/// A series of values on calendar buckets, with its summary and provenance.
+#[Object]
+impl TimeSeries {
+    /// Dotted metric name, e.g. `dialogs.created`.
+    async fn metric(&self) -> &str {
+        self.spec.metric
+    }
+
+    /// Unit of every value.
+    async fn unit(&self) -> Unit {
+        self.spec.unit
+    }
+
+    /// How buckets and the total are aggregated.
+    async fn aggregation(&self) -> Aggregation {
+        self.spec.aggregation.into()
+    }
+
+    /// The window actually applied (aligned outward to bucket boundaries).
+    async fn window(&self) -> ResolvedWindow {
+        (&self.computed.window).into()
+    }
+
+    /// One point per bucket, oldest first.
+    async fn points(
+        &self,
+        #[graphql(
+            desc = "How empty buckets appear. Default: ZERO for SUM series, NULL otherwise."
+        )]
+        fill: Option<Fill>,
+    ) -> Vec<Point> {
+        let fill = fill
+            .map(Into::into)
+            .unwrap_or_else(|| series::Fill::default_for(self.spec.aggregation));
+        self.computed
+            .data
+            .points(&self.computed.window, fill)
+            .into_iter()
+            .map(|(at, value)| Point {
+                at: Instant(at),
+                value,
+            })
+            .collect()
+    }
+
+    /// SUM: the sum; AVERAGE: the (weighted) mean; LAST: the last value; DISTINCT: the
+    /// provider's own total where it gives one, else the largest bucket (a lower bound, and
+    /// `exact` is false). Null when there is no data.
+    async fn total(&self) -> Option<f64> {
+        self.summary().total
+    }
+
+    /// The smallest bucket value.
+    async fn min(&self) -> Option<f64> {
+        self.summary().min
+    }
+
+    /// The largest bucket value.
+    async fn max(&self) -> Option<f64> {
+        self.summary().max
+    }
+
+    /// The same series over the equally long window (same number of buckets) right before this one.
+    async fn previous(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TimeSeries>> {
+        let computed = self.previous_computed().await?;
+        report_errors(ctx, &computed);
+        Ok(Some(TimeSeries::new(
+            self.workspace.clone(),
+            self.spec.clone(),
+            computed,
+        )))
+    }
+
+    /// (total - previous.total) / previous.total, as a fraction (0.25 = +25%). Null when
+    /// either total is null or the previous total is 0.
+    async fn change(&self) -> async_graphql::Result<Option<f64>> {
+        let previous = self.previous_computed().await?;
+        Ok(change(
+            self.summary().total,
+            previous.data.summary(self.spec.aggregation).total,
+        ))
+    }
+
+    /// Providers that contributed to this series.
+    async fn sources(&self) -> &[Provider] {
+        &self.computed.sources
+    }
+
+    /// False where a bucket or the total had to be approximated (e.g. UTC days put on local
+    /// days, an average without weights, a distinct count over several buckets).
+    async fn exact(&self) -> bool {
+        self.computed.data.exact && self.summary().exact
+    }
+
+    /// True where cached data was served past its freshness because a refresh failed.
+    async fn stale(&self) -> bool {
+        self.computed.stale
+    }
+}
+
+impl TimeSeries {
+    pub fn new(workspace: Arc<Workspace>, spec: Arc<SeriesSpec>, computed: Arc<Computed>) -> Self {
+        Self {
+            workspace,
+            spec,
+            computed,
+            previous: OnceCell::new(),
+        }
+    }
+}
+
+/// Attach the errors of contributions that were left out to the current field.
+fn report_errors(ctx: &Context<'_>, computed: &Computed) {
+    for error in &computed.errors {
+        let error: async_graphql::Error = error.clone().into();
+        ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+    }
+}
+
+/// A non-null series field: always answers; contributions that failed are left out and
+/// reported as errors (all failing gives an empty series with `sources: []`).
+pub async fn series(
+    ctx: &Context<'_>,
+    workspace: &Arc<Workspace>,
+    spec: SeriesSpec,
+    window: &WindowInput,
+) -> async_graphql::Result<TimeSeries> {
+    let window = window.resolve(workspace.zone)?;
+    let computed = compute(workspace, &spec, window).await?;
+    report_errors(ctx, &computed);
+    Ok(TimeSeries::new(
+        workspace.clone(),
+        Arc::new(spec),
+        Arc::new(computed),
+    ))
+}
+
+/// A nullable series field: null without error when no source offers the metric (not
+/// applicable), null with the error(s) when every source failed.
+pub async fn optional_series(
+    ctx: &Context<'_>,
+    workspace: &Arc<Workspace>,
+    spec: SeriesSpec,
+    window: &WindowInput,
+) -> async_graphql::Result<Option<TimeSeries>> {
+    if spec.parts.is_empty() {
+        return Ok(None);
+    }
+    let window = window.resolve(workspace.zone)?;
+    let computed = compute(workspace, &spec, window).await?;
+    if computed.failed() {
+        let mut errors = computed.errors.clone();
+        let first = errors.remove(0);
+        report_errors(ctx, &Computed { errors, ..computed });
+        return Err(first.into());
+    }
+    report_errors(ctx, &computed);
+    Ok(Some(TimeSeries::new(
+        workspace.clone(),
+        Arc::new(spec),
+        Arc::new(computed),
+    )))
+}

@@ -1,0 +1,305 @@
+//! The HTTP surface: `/graphql` (GraphQL over HTTP, POST and GET), GraphiQL at `/`,
+//! `/healthz` and `/readyz`.
+//!
+//! The GraphQL handler is our own rather than `async_graphql_axum::GraphQL` because the stock
+//! one always answers `application/graphql-response+json`, even to clients that accept only
+//! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
+//! for requests that fail before execution.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::error::code;
+use crate::graphql::error_codes::with_code;
+use crate::graphql::ChatstatsSchema;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: ChatstatsSchema,
+}
+
+/// All routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": "not found"})),
+            )
+        })
+        .with_state(state)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("chatstats")
+            .finish(),
+    )
+}
+
+/// The media type to answer with, from `Accept`; None when we can offer nothing acceptable.
+fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(APPLICATION_JSON);
+    };
+    let types: Vec<String> = accept
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    if types.iter().any(|t| t == GRAPHQL_RESPONSE_JSON) {
+        Some(GRAPHQL_RESPONSE_JSON)
+    } else if types
+        .iter()
+        .any(|t| t == APPLICATION_JSON || t == "application/*" || t == "*/*" || t.is_empty())
+    {
+        Some(APPLICATION_JSON)
+    } else {
+        None
+    }
+}
+
+/// A request-level failure (before any GraphQL processing): 4xx with a GraphQL error body.
+fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
+    let body =
+        json!({"errors": [{"message": message, "extensions": {"code": code::BAD_USER_INPUT}}]});
+    with_media(status, media, body.to_string())
+}
+
+fn with_media(status: StatusCode, media: &'static str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media_with_charset(media)),
+    );
+    response
+}
+
+fn media_with_charset(media: &'static str) -> &'static str {
+    if media == GRAPHQL_RESPONSE_JSON {
+        "application/graphql-response+json; charset=utf-8"
+    } else {
+        "application/json; charset=utf-8"
+    }
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if content_type != APPLICATION_JSON {
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "POST /graphql needs `Content-Type: application/json`",
+        );
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("the body is not valid JSON: {e}"),
+            )
+        }
+    };
+    let Value::Object(params) = value else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            media,
+            "the body must be a JSON object with a `query`",
+        );
+    };
+    match request_from_params(params) {
+        Ok(request) => execute(&state, request, media).await,
+        Err(message) => reject(StatusCode::BAD_REQUEST, media, &message),
+    }
+}
+
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let mut params = Map::new();
+    for (name, value) in raw {
+        let value = match name.as_str() {
+            // These two arrive as JSON text in a query string.
+            "variables" | "extensions" => match serde_json::from_str(&value) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    return reject(
+                        StatusCode::BAD_REQUEST,
+                        media,
+                        &format!("parameter `{name}` is not valid JSON: {e}"),
+                    )
+                }
+            },
+            _ => Value::String(value),
+        };
+        params.insert(name, value);
+    }
+    let request = match request_from_params(params) {
+        Ok(request) => request,
+        Err(message) => return reject(StatusCode::BAD_REQUEST, media, &message),
+    };
+    if is_mutation(&request) {
+        let mut response = reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "mutations are not allowed over GET; use POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, request, media).await
+}
+
+fn not_acceptable() -> Response {
+    with_media(
+        StatusCode::NOT_ACCEPTABLE,
+        APPLICATION_JSON,
+        json!({"errors": [{"message": "chatstats answers application/graphql-response+json or application/json"}]})
+            .to_string(),
+    )
+}
+
+/// Build a GraphQL request from the GraphQL-over-HTTP parameters, checking their types.
+fn request_from_params(mut params: Map<String, Value>) -> Result<async_graphql::Request, String> {
+    let query = match params.remove("query") {
+        Some(Value::String(q)) => q,
+        // APQ requests may omit the query; the persisted-query extension fills it in.
+        None | Some(Value::Null) if has_persisted_query(&params) => String::new(),
+        None | Some(Value::Null) => return Err("the request has no `query`".into()),
+        Some(_) => return Err("`query` must be a string".into()),
+    };
+    let mut request = async_graphql::Request::new(query);
+    match params.remove("operationName") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => request = request.operation_name(name),
+        Some(_) => return Err("`operationName` must be a string or null".into()),
+    }
+    match params.remove("variables") {
+        None | Some(Value::Null) => {}
+        Some(v @ Value::Object(_)) => {
+            request = request.variables(async_graphql::Variables::from_json(v))
+        }
+        Some(_) => return Err("`variables` must be an object or null".into()),
+    }
+    match params.remove("extensions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let value = async_graphql::Value::from_json(value)
+                    .map_err(|_| "`extensions` must be valid JSON".to_string())?;
+                request.extensions.insert(name, value);
+            }
+        }
+        Some(_) => return Err("`extensions` must be an object or null".into()),
+    }
+    Ok(request)
+}
+
+fn has_persisted_query(params: &Map<String, Value>) -> bool {
+    params
+        .get("extensions")
+        .and_then(|e| e.get("persistedQuery"))
+        .is_some()
+}
+
+/// True when the operation the request selects is a mutation (GET must not run those).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        _ => None,
+    };
+    operation.is_some_and(|op| op.ty == OperationType::Mutation)
+}
+
+async fn execute(
+    state: &HttpState,
+    request: async_graphql::Request,
+    media: &'static str,
+) -> Response {
+    let mut response = state.schema.execute(request).await;
+    // A request that failed before execution (parse, validation) has errors without a path
+    // and must not carry a `data` entry at all.
+    let failed_before_execution = response.data == async_graphql::Value::Null
+        && response.is_err()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    // The safety net for errors raised outside the hooks of `ErrorCodes` (e.g. "operation
+    // name required"): every error a client sees has a code.
+    let fallback = if failed_before_execution {
+        code::GRAPHQL_VALIDATION_FAILED
+    } else {
+        code::INTERNAL_SERVER_ERROR
+    };
+    response.errors = std::mem::take(&mut response.errors)
+        .into_iter()
+        .map(|e| with_code(e, fallback))
+        .collect();
+    let status = if media == GRAPHQL_RESPONSE_JSON && failed_before_execution {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut body = match serde_json::to_value(&response) {
+        Ok(body) => body,
+        Err(_) => {
+            return reject(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                "the response could not be encoded",
+            )
+        }
+    };
+    if failed_before_execution {
+        if let Some(map) = body.as_object_mut() {
+            map.remove("data");
+        }
+    }
+    with_media(status, media, body.to_string())
+}

@@ -1,0 +1,41 @@
+//! # chatstats
+//!
+//! One GraphQL API over the statistics of five chat and support platforms (message2give,
+//! Chat-Tonic, Xenioo, ConnectyCube, Help Scout). Every statistic is a time series the client
+//! slices (window, granularity, time zone, filters); the server plans and fetches the upstream
+//! calls.
+//!
+//! ## A tour, in the order a request flows
+//!
+//! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
+//!   `/healthz`, `/readyz`. Entry point: [`http::router`].
+//! - [`graphql`]: the schema, one file per type. Series fields build a
+//!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
+//!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
+//! - [`metrics`]: what every series is made of (SPEC §2.1) and [`metrics::compute`], which
+//!   fetches each provider's part concurrently, puts it on the window's buckets and adds them.
+//! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
+//!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
+//!   HTTP call, error mapping and health.
+//! - [`series`]: the time-series engine, plain Rust with no I/O: zones, calendar buckets
+//!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
+//! - [`workspace`]: the runtime of each configured workspace (its zone and clients).
+//! - [`config`]: typed settings from TOML with `${ENV}` interpolation, validated with key paths.
+//! - [`app`]: [`app::App::build`] wires config → clients → schema → router and binds the
+//!   port; tests start the server through the same function.
+//! - [`sandbox`]: faithful simulated upstreams on loopback (call log, fault injection), used by
+//!   `chatstats serve` without a config, by the tests and by the benchmarks.
+//! - [`error`]: the stable error codes and the one conversion to GraphQL errors.
+//! - [`telemetry`]: logging and the shutdown signal.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod providers;
+pub mod sandbox;
+pub mod series;
+pub mod telemetry;
+pub mod workspace;

@@ -1,0 +1,465 @@
+//! Help Scout (SPEC §1.5, seed 004): conversation volumes by channel.
+//!
+//! One report call returns chat, email and phone together, by `viewBy` = day, week or month,
+//! each with a legal range: `day` only for ranges ≤ 60 days, `week` ≤ 1 year, `month` ≥ 61 days.
+//! [`plan`] picks the coarsest view whose buckets nest in the requested granularity and splits
+//! the range into legal calls. Assumption (README): report buckets are UTC calendar buckets
+//! (weeks start Monday), so local-zone buckets other than UTC are approximations.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+
+use crate::config::Secret;
+use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::providers::upstream::Upstream;
+use crate::providers::Provider;
+use crate::series::{Granularity, Sample, Window, Zone};
+
+/// The longest range `viewBy=day` accepts.
+const MAX_DAY_RANGE_DAYS: i64 = 60;
+/// The longest range we send with `viewBy=week`: 52 whole weeks, inside "≤ 1 year" however a
+/// year is counted.
+const MAX_WEEK_RANGE_DAYS: i64 = 364;
+/// The shortest range `viewBy=month` accepts.
+const MIN_MONTH_RANGE_DAYS: i64 = 61;
+/// Refresh an OAuth token this long before it expires.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// How the client authenticates.
+pub enum HelpScoutCredentials {
+    /// A static OAuth access token.
+    AccessToken(Secret),
+    /// OAuth2 client credentials; tokens are fetched from `POST /v2/oauth2/token`.
+    ClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
+}
+
+/// The report resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ViewBy {
+    Day,
+    Week,
+    Month,
+}
+
+impl ViewBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            ViewBy::Day => "day",
+            ViewBy::Week => "week",
+            ViewBy::Month => "month",
+        }
+    }
+
+    fn granularity(self) -> Granularity {
+        match self {
+            ViewBy::Day => Granularity::Day,
+            ViewBy::Week => Granularity::Week,
+            ViewBy::Month => Granularity::Month,
+        }
+    }
+}
+
+/// The three channels of a volume report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HsChannel {
+    Chat,
+    Email,
+    Phone,
+}
+
+impl HsChannel {
+    pub const ALL: [HsChannel; 3] = [HsChannel::Chat, HsChannel::Email, HsChannel::Phone];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            HsChannel::Chat => "chat",
+            HsChannel::Email => "email",
+            HsChannel::Phone => "phone",
+        }
+    }
+}
+
+/// Report filters; ids are kept sorted and unique so equal filters make equal requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VolumeFilter {
+    pub mailboxes: Vec<i64>,
+    pub tags: Vec<i64>,
+    pub folders: Vec<i64>,
+}
+
+impl VolumeFilter {
+    pub fn new(mut mailboxes: Vec<i64>, mut tags: Vec<i64>, mut folders: Vec<i64>) -> Self {
+        for ids in [&mut mailboxes, &mut tags, &mut folders] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Self {
+            mailboxes,
+            tags,
+            folders,
+        }
+    }
+}
+
+/// One legal report call: `[start, end)` at `view_by`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VolumeRequest {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub view_by: ViewBy,
+    pub filter: VolumeFilter,
+}
+
+/// One bucket of a report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VolumeRow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub chat: f64,
+    pub email: f64,
+    pub phone: f64,
+}
+
+impl VolumeRow {
+    fn value(&self, channel: HsChannel) -> f64 {
+        match channel {
+            HsChannel::Chat => self.chat,
+            HsChannel::Email => self.email,
+            HsChannel::Phone => self.phone,
+        }
+    }
+}
+
+/// The finest granularity Help Scout offers.
+pub const FINEST: Granularity = Granularity::Day;
+
+/// The legal calls that cover `window`. `window.granularity()` must be DAY or coarser.
+pub fn plan(window: &Window, filter: &VolumeFilter) -> Vec<VolumeRequest> {
+    let view_by = match window.granularity() {
+        Granularity::Hour | Granularity::Day => ViewBy::Day,
+        Granularity::Week => ViewBy::Week,
+        Granularity::Month | Granularity::Year => ViewBy::Month,
+    };
+    let (start, end) = utc_cover(window, view_by.granularity());
+    let (view_by, start, end) =
+        if view_by == ViewBy::Month && (end - start).num_days() < MIN_MONTH_RANGE_DAYS {
+            // Too short for `month`: days re-aggregate exactly into months.
+            let (start, end) = utc_cover(window, Granularity::Day);
+            (ViewBy::Day, start, end)
+        } else {
+            (view_by, start, end)
+        };
+    let max_days = match view_by {
+        ViewBy::Day => Some(MAX_DAY_RANGE_DAYS),
+        ViewBy::Week => Some(MAX_WEEK_RANGE_DAYS),
+        ViewBy::Month => None,
+    };
+    let mut requests = Vec::new();
+    let mut chunk_start = start;
+    while chunk_start < end {
+        let chunk_end = match max_days {
+            Some(days) => (chunk_start + chrono::Duration::days(days)).min(end),
+            None => end,
+        };
+        requests.push(VolumeRequest {
+            start: chunk_start,
+            end: chunk_end,
+            view_by,
+            filter: filter.clone(),
+        });
+        chunk_start = chunk_end;
+    }
+    requests
+}
+
+/// The UTC buckets of `granularity` that cover `window`.
+fn utc_cover(window: &Window, granularity: Granularity) -> (DateTime<Utc>, DateTime<Utc>) {
+    let utc = Zone::utc();
+    let start = granularity.floor(window.from(), utc);
+    let floor_end = granularity.floor(window.to(), utc);
+    let end = if floor_end == window.to() {
+        floor_end
+    } else {
+        granularity.next(floor_end, utc)
+    };
+    (start, end)
+}
+
+/// Samples of the given channels (summed) from report rows.
+pub fn samples(rows: &[VolumeRow], channels: &[HsChannel]) -> Vec<Sample> {
+    rows.iter()
+        .map(|row| Sample {
+            start: row.start,
+            end: row.end,
+            value: channels.iter().map(|c| row.value(*c)).sum(),
+            weight: None,
+        })
+        .collect()
+}
+
+/// A Help Scout account.
+pub struct HelpScout {
+    upstream: Upstream,
+    base_url: String,
+    credentials: HelpScoutCredentials,
+    /// The OAuth token of the client-credentials flow and when to stop using it.
+    token: tokio::sync::Mutex<Option<(Secret, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct WireReport {
+    current: Vec<WireRow>,
+}
+
+#[derive(Deserialize)]
+struct WireRow {
+    date: DateTime<Utc>,
+    #[serde(default)]
+    chat: f64,
+    #[serde(default)]
+    email: f64,
+    #[serde(default)]
+    phone: f64,
+}
+
+#[derive(Deserialize)]
+struct WireToken {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: u64,
+}
+
+fn default_expiry() -> u64 {
+    7200
+}
+
+impl HelpScout {
+    /// `base_url` without a trailing slash, e.g. `https://api.helpscout.net`.
+    pub fn new(http: reqwest::Client, base_url: String, credentials: HelpScoutCredentials) -> Self {
+        Self {
+            upstream: Upstream::new(Provider::HelpScout, http),
+            base_url,
+            credentials,
+            token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// All rows for `window`: the planned calls run concurrently.
+    pub async fn volume_for_window(
+        &self,
+        window: &Window,
+        filter: &VolumeFilter,
+    ) -> Result<Vec<VolumeRow>, UpstreamError> {
+        let calls = plan(window, filter);
+        let pages =
+            futures::future::try_join_all(calls.iter().map(|call| self.volume(call))).await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    /// One report call. With client credentials, a 401 refreshes the token once and retries.
+    pub async fn volume(&self, request: &VolumeRequest) -> Result<Vec<VolumeRow>, UpstreamError> {
+        match self.volume_once(request).await {
+            Err(UpstreamError {
+                kind: UpstreamErrorKind::Rejected { status: 401, .. },
+                ..
+            }) if matches!(
+                self.credentials,
+                HelpScoutCredentials::ClientCredentials { .. }
+            ) =>
+            {
+                *self.token.lock().await = None;
+                self.volume_once(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn volume_once(&self, request: &VolumeRequest) -> Result<Vec<VolumeRow>, UpstreamError> {
+        let token = self.access_token().await?;
+        let mut query: Vec<(&str, String)> = vec![
+            ("start", rfc3339(request.start)),
+            ("end", rfc3339(request.end)),
+            ("viewBy", request.view_by.as_str().to_string()),
+        ];
+        for (name, ids) in [
+            ("mailboxes", &request.filter.mailboxes),
+            ("tags", &request.filter.tags),
+            ("folders", &request.filter.folders),
+        ] {
+            if !ids.is_empty() {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                query.push((name, list.join(",")));
+            }
+        }
+        let http = self
+            .upstream
+            .http()
+            .get(format!(
+                "{}/v2/reports/conversations/volume-by-channel",
+                self.base_url
+            ))
+            .bearer_auth(token.expose())
+            .query(&query);
+        let report: WireReport = self.upstream.json(http).await?;
+        let granularity = request.view_by.granularity();
+        Ok(report
+            .current
+            .into_iter()
+            .map(|row| WireRow::into_row(row, granularity))
+            .collect())
+    }
+
+    async fn access_token(&self) -> Result<Secret, UpstreamError> {
+        let (client_id, client_secret) = match &self.credentials {
+            HelpScoutCredentials::AccessToken(token) => return Ok(token.clone()),
+            HelpScoutCredentials::ClientCredentials {
+                client_id,
+                client_secret,
+            } => (client_id, client_secret),
+        };
+        // Held across the token call on purpose: concurrent queries wait for one token fetch.
+        let mut cached = self.token.lock().await;
+        if let Some((token, valid_until)) = cached.as_ref() {
+            if Instant::now() < *valid_until {
+                return Ok(token.clone());
+            }
+        }
+        let request = self
+            .upstream
+            .http()
+            .post(format!("{}/v2/oauth2/token", self.base_url))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_secret", client_secret.expose()),
+            ]);
+        let wire: WireToken = self.upstream.json(request).await?;
+        let lifetime = Duration::from_secs(wire.expires_in).saturating_sub(TOKEN_REFRESH_MARGIN);
+        let token = Secret::new(wire.access_token);
+        *cached = Some((token.clone(), Instant::now() + lifetime));
+        Ok(token)
+    }
+}
+
+impl WireRow {
+    fn into_row(self, granularity: Granularity) -> VolumeRow {
+        VolumeRow {
+            start: self.date,
+            end: granularity.next(self.date, Zone::utc()),
+            chat: self.chat,
+            email: self.email,
+            phone: self.phone,
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn window(
+        from: (i32, u32, u32),
+        to: (i32, u32, u32),
+        granularity: Granularity,
+        zone: &str,
+    ) -> Window {
+        let zone = Zone::parse(zone).expect("valid zone");
+        let at = |(y, m, d): (i32, u32, u32)| {
+            Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+                .single()
+                .expect("valid date")
+        };
+        Window::new(at(from), at(to), granularity, zone).expect("valid window")
+    }
+
+    fn days(request: &VolumeRequest) -> i64 {
+        (request.end - request.start).num_days()
+    }
+
+    #[test]
+    fn fourteen_days_by_day_is_one_day_view_call() {
+        let calls = plan(
+            &window((2025, 3, 1), (2025, 3, 15), Granularity::Day, "UTC"),
+            &VolumeFilter::default(),
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].view_by, ViewBy::Day);
+        assert_eq!(days(&calls[0]), 14);
+    }
+
+    #[test]
+    fn a_hundred_days_by_day_is_split_into_legal_day_calls() {
+        let calls = plan(
+            &window((2025, 1, 1), (2025, 4, 11), Granularity::Day, "UTC"),
+            &VolumeFilter::default(),
+        );
+        assert_eq!(calls.iter().map(days).collect::<Vec<_>>(), vec![60, 40]);
+        assert!(calls.iter().all(|c| c.view_by == ViewBy::Day));
+        assert_eq!(calls[0].end, calls[1].start);
+    }
+
+    #[test]
+    fn a_short_month_window_falls_back_to_days() {
+        let calls = plan(
+            &window((2025, 2, 1), (2025, 3, 1), Granularity::Month, "UTC"),
+            &VolumeFilter::default(),
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].view_by, ViewBy::Day);
+    }
+
+    #[test]
+    fn a_long_month_window_is_one_month_call() {
+        let calls = plan(
+            &window((2024, 1, 1), (2025, 7, 1), Granularity::Month, "UTC"),
+            &VolumeFilter::default(),
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].view_by, ViewBy::Month);
+    }
+
+    #[test]
+    fn two_years_by_week_is_split_into_whole_weeks_of_at_most_a_year() {
+        let calls = plan(
+            &window((2024, 1, 1), (2026, 1, 5), Granularity::Week, "UTC"),
+            &VolumeFilter::default(),
+        );
+        assert!(calls.len() >= 3);
+        for call in &calls {
+            assert_eq!(call.view_by, ViewBy::Week);
+            assert!(days(call) <= MAX_WEEK_RANGE_DAYS);
+            assert_eq!(days(call) % 7, 0);
+        }
+    }
+
+    #[test]
+    fn a_sydney_window_is_covered_by_utc_days() {
+        let w = window(
+            (2025, 3, 1),
+            (2025, 3, 8),
+            Granularity::Day,
+            "Australia/Sydney",
+        );
+        let calls = plan(&w, &VolumeFilter::default());
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].start <= w.from() && calls[0].end >= w.to());
+        assert_eq!(
+            calls[0].start,
+            Granularity::Day.floor(w.from(), Zone::utc())
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The runtime side of a configured workspace: its zone and one client per configured provider.
+//! Built once at start-up from [`crate::config`]; shared read-only by every request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::providers::connectycube::ConnectyCube;
+use crate::providers::help_scout::HelpScout;
+use crate::providers::upstream::Upstream;
+use crate::providers::Provider;
+use crate::series::Zone;
+
+/// One workspace and its provider clients.
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub zone: Zone,
+    pub help_scout: Option<HelpScout>,
+    /// Help Scout mailboxes applied when a query gives none.
+    pub help_scout_mailboxes: Vec<i64>,
+    pub connectycube: Option<ConnectyCube>,
+}
+
+impl Workspace {
+    /// The HTTP side of every configured provider, in `Provider` order.
+    pub fn upstreams(&self) -> Vec<&Upstream> {
+        let mut upstreams = Vec::new();
+        if let Some(client) = &self.help_scout {
+            upstreams.push(client.upstream());
+        }
+        if let Some(client) = &self.connectycube {
+            upstreams.push(client.upstream());
+        }
+        upstreams.sort_by_key(|u| u.provider());
+        upstreams
+    }
+
+    pub fn has(&self, provider: Provider) -> bool {
+        self.upstreams().iter().any(|u| u.provider() == provider)
+    }
+}
+
+/// All workspaces, in configuration order, with lookup by id.
+#[derive(Default)]
+pub struct Registry {
+    ordered: Vec<Arc<Workspace>>,
+    by_id: HashMap<String, Arc<Workspace>>,
+}
+
+impl Registry {
+    pub fn new(workspaces: Vec<Workspace>) -> Self {
+        let ordered: Vec<Arc<Workspace>> = workspaces.into_iter().map(Arc::new).collect();
+        let by_id = ordered.iter().map(|w| (w.id.clone(), w.clone())).collect();
+        Self { ordered, by_id }
+    }
+
+    pub fn all(&self) -> &[Arc<Workspace>] {
+        &self.ordered
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Workspace>> {
+        self.by_id.get(id)
+    }
+}

@@ -1,0 +1,133 @@
+//! ConnectyCube messages and dialogs through `messages.sent` and `dialogs.created`, checked
+//! against the sandbox's own data, with the paging and `types[]` the sandbox saw.
+
+use chatstats::sandbox::connectycube::{dialogs_created, messages_sent};
+use chatstats::sandbox::help_scout::conversations;
+use serde_json::json;
+
+use crate::helpers::{assert_no_errors, days, points, rfc3339, spawn_app, utc};
+
+#[tokio::test]
+async fn messages_over_250_days_fetch_every_page_and_match_the_sandbox() {
+    let app = spawn_app().await;
+    let from = utc(2024, 9, 1);
+    let to = from + days(250);
+    let query = r#"query($w: Window!) { workspace(id: "acme") { messages { sent(window: $w) { total sources points { at value } } } } }"#;
+    let body = app
+        .query_with(
+            query,
+            json!({"w": {"from": rfc3339(from), "to": rfc3339(to), "timeZone": "UTC"}}),
+        )
+        .await;
+    assert_no_errors(&body);
+    let series = &body["data"]["workspace"]["messages"]["sent"];
+    let pts = points(series);
+    assert_eq!(pts.len(), 250);
+    for (i, (at, value)) in pts.iter().enumerate() {
+        let day = from + days(i as i64);
+        assert_eq!(*at, day);
+        assert_eq!(
+            *value,
+            Some(messages_sent("acme", day, day + days(1)) as f64),
+            "day {day}"
+        );
+    }
+    assert_eq!(
+        series["total"].as_f64(),
+        Some(messages_sent("acme", from, to) as f64)
+    );
+    assert_eq!(series["sources"], json!(["CONNECTYCUBE"]));
+
+    let calls = app.calls_to("connectycube").await;
+    let mut offsets: Vec<&str> = calls.iter().filter_map(|c| c.param("offset")).collect();
+    offsets.sort();
+    assert_eq!(offsets, vec!["0", "100", "200"], "{calls:?}");
+    for call in &calls {
+        assert_eq!(call.path, "/admin/stats/messages/sent-per-day");
+        assert_eq!(
+            call.param("start_date"),
+            Some(from.timestamp().to_string().as_str())
+        );
+        assert_eq!(
+            call.param("end_date"),
+            Some(to.timestamp().to_string().as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn dialogs_filtered_by_type_send_types_and_match_the_sandbox() {
+    let app = spawn_app().await;
+    let query = r#"{ workspace(id: "acme") { dialogs { created(
+        window: {from: "2025-04-01T00:00:00Z", to: "2025-04-11T00:00:00Z", timeZone: "UTC"}, types: [PRIVATE, GROUP]) {
+        total sources points { at value } } } } }"#;
+    let body = app.query(query).await;
+    assert_no_errors(&body);
+    let series = &body["data"]["workspace"]["dialogs"]["created"];
+    assert_eq!(
+        series["sources"],
+        json!(["CONNECTYCUBE"]),
+        "Help Scout has no dialog types"
+    );
+    for (at, value) in points(series) {
+        assert_eq!(
+            value,
+            Some(dialogs_created("acme", &[2, 3], at, at + days(1)) as f64)
+        );
+    }
+    let expected = dialogs_created("acme", &[2, 3], utc(2025, 4, 1), utc(2025, 4, 11)) as f64;
+    assert!(expected > 0.0);
+    assert!(expected < dialogs_created("acme", &[], utc(2025, 4, 1), utc(2025, 4, 11)) as f64);
+    assert_eq!(series["total"].as_f64(), Some(expected));
+    let calls = app.calls_to("connectycube").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/admin/stats/dialogs/created-per-day");
+    assert_eq!(calls[0].params_named("types[]"), vec!["2", "3"]);
+}
+
+#[tokio::test]
+async fn dialogs_created_adds_connectycube_and_help_scout_bucket_by_bucket() {
+    let app = spawn_app().await;
+    let query = r#"{ workspace(id: "acme") { dialogs { created(
+        window: {from: "2025-04-01T00:00:00Z", to: "2025-04-04T00:00:00Z", timeZone: "UTC"}) { sources points { at value } } } } }"#;
+    let body = app.query(query).await;
+    assert_no_errors(&body);
+    let series = &body["data"]["workspace"]["dialogs"]["created"];
+    assert_eq!(series["sources"], json!(["CONNECTYCUBE", "HELP_SCOUT"]));
+    for (at, value) in points(series) {
+        let end = at + days(1);
+        let help_scout: u64 = ["chat", "email", "phone"]
+            .iter()
+            .map(|c| conversations("acme", c, &[], &[], &[], at, end))
+            .sum();
+        assert_eq!(
+            value,
+            Some((dialogs_created("acme", &[], at, end) + help_scout) as f64)
+        );
+    }
+}
+
+#[tokio::test]
+async fn previous_and_change_cover_the_window_right_before() {
+    let app = spawn_app().await;
+    let query = r#"{ workspace(id: "globex") { messages { sent(
+        window: {from: "2025-02-01T00:00:00Z", to: "2025-02-08T00:00:00Z", timeZone: "UTC"}, provider: CONNECTYCUBE) {
+        total change previous { total window { from to } } } } } }"#;
+    let body = app.query(query).await;
+    assert_no_errors(&body);
+    let series = &body["data"]["workspace"]["messages"]["sent"];
+    let current = messages_sent("globex", utc(2025, 2, 1), utc(2025, 2, 8)) as f64;
+    let previous = messages_sent("globex", utc(2025, 1, 25), utc(2025, 2, 1)) as f64;
+    assert_eq!(series["total"].as_f64(), Some(current));
+    assert_eq!(series["previous"]["total"].as_f64(), Some(previous));
+    assert_eq!(
+        series["previous"]["window"]["from"],
+        json!("2025-01-25T00:00:00Z")
+    );
+    assert_eq!(
+        series["previous"]["window"]["to"],
+        json!("2025-02-01T00:00:00Z")
+    );
+    let change = series["change"].as_f64().expect("change");
+    assert!((change - (current - previous) / previous).abs() < 1e-12);
+}

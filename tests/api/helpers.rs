@@ -1,0 +1,201 @@
+//! Start a sandbox and a chatstats server exactly as production does (`App::build`), and talk
+//! to both over HTTP.
+
+use std::net::SocketAddr;
+
+use chatstats::app::App;
+use chatstats::config::Config;
+use chatstats::sandbox::{self, Sandbox, SandboxOptions};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub sandbox: Sandbox,
+}
+
+/// One upstream call as the sandbox logged it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub provider: String,
+    pub path: String,
+    pub params: Vec<(String, String)>,
+    pub status: u16,
+}
+
+impl Call {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn params_named(&self, name: &str) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Start a sandbox and a server whose config is the sandbox's, edited by `edit`.
+pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
+    let sandbox = sandbox::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SandboxOptions::default(),
+    )
+    .await
+    .expect("sandbox starts");
+    let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
+        .expect("the sandbox config is valid");
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    edit(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        sandbox,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST a query; returns the JSON body (any status).
+    pub async fn query(&self, query: &str) -> Value {
+        self.query_with(query, json!({})).await
+    }
+
+    pub async fn query_with(&self, query: &str, variables: Value) -> Value {
+        self.http
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("server answers")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// The sandbox's call log, in order.
+    pub async fn calls(&self) -> Vec<Call> {
+        let body: Value = self
+            .http
+            .get(format!("{}/_sim/calls", self.sandbox.base_url()))
+            .send()
+            .await
+            .expect("sandbox answers")
+            .json()
+            .await
+            .expect("JSON call log");
+        body["calls"]
+            .as_array()
+            .expect("calls array")
+            .iter()
+            .map(|c| Call {
+                provider: c["provider"].as_str().unwrap_or_default().to_string(),
+                path: c["path"].as_str().unwrap_or_default().to_string(),
+                params: c["params"]
+                    .as_array()
+                    .expect("params array")
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap_or_default().to_string(),
+                            p[1].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+                status: c["status"].as_u64().unwrap_or_default() as u16,
+            })
+            .collect()
+    }
+
+    pub async fn calls_to(&self, provider: &str) -> Vec<Call> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter(|c| c.provider == provider)
+            .collect()
+    }
+
+    /// Inject a fault (`POST /_sim/faults`).
+    pub async fn fault(&self, fault: Value) {
+        let status = self
+            .http
+            .post(format!("{}/_sim/faults", self.sandbox.base_url()))
+            .json(&fault)
+            .send()
+            .await
+            .expect("sandbox answers")
+            .status();
+        assert!(status.is_success(), "fault accepted: {status}");
+    }
+}
+
+pub fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn days(n: i64) -> Duration {
+    Duration::days(n)
+}
+
+/// `points` of a series as (at, value).
+pub fn points(series: &Value) -> Vec<(DateTime<Utc>, Option<f64>)> {
+    series["points"]
+        .as_array()
+        .unwrap_or_else(|| panic!("points in {series}"))
+        .iter()
+        .map(|p| {
+            let at = DateTime::parse_from_rfc3339(p["at"].as_str().expect("at"))
+                .expect("RFC 3339")
+                .with_timezone(&Utc);
+            (at, p["value"].as_f64())
+        })
+        .collect()
+}
+
+/// The errors of a response, as (code, provider, message).
+pub fn errors(body: &Value) -> Vec<(String, Option<String>, String)> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["extensions"]["code"]
+                            .as_str()
+                            .unwrap_or("<none>")
+                            .to_string(),
+                        e["extensions"]["provider"].as_str().map(str::to_string),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn assert_no_errors(body: &Value) {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+}

@@ -1,0 +1,9 @@
+//! The integration tests: one binary, one module per feature. Each test starts its own
+//! sandbox and server on free loopback ports (see `helpers::spawn_app`).
+
+mod connectycube;
+mod errors;
+mod help_scout;
+mod helpers;
+mod http_surface;
+mod schema;
