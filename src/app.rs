@@ -1,17 +1,20 @@
 //! Wiring: [`App::build`] turns a [`Config`] into provider clients, the schema and the router,
 //! and binds the listener. Tests start exactly what production starts, through this function.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
 use crate::graphql::build_schema;
 use crate::http::{router, HttpState};
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};
+use crate::providers::Provider;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
 
@@ -55,7 +58,8 @@ impl App {
             .collect();
         let registry = Arc::new(Registry::new(workspaces));
         let schema = build_schema(registry);
-        let router = router(HttpState { schema });
+        let cache = Arc::new(ChunkCache::new(&config.cache));
+        let router = router(HttpState { schema, cache });
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -135,7 +139,32 @@ fn workspace(config: &WorkspaceConfig, http: &reqwest::Client) -> Workspace {
         .connectycube
         .as_ref()
         .map(|cc| ConnectyCube::new(http.clone(), base(&cc.base_url), cc.admin_api_key.clone()));
+    let mut accounts = HashMap::new();
+    if let Some(hs) = &config.help_scout {
+        let credentials = match &hs.auth {
+            HelpScoutAuth::AccessToken(token) => vec![token.expose()],
+            HelpScoutAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            } => vec![client_id.as_str(), client_secret.expose()],
+        };
+        let parts: Vec<&str> = std::iter::once(hs.base_url.as_str())
+            .chain(credentials)
+            .collect();
+        accounts.insert(
+            Provider::HelpScout,
+            AccountKey::new(&config.id, Provider::HelpScout, &parts),
+        );
+    }
+    if let Some(cc) = &config.connectycube {
+        let parts = [cc.base_url.as_str(), cc.admin_api_key.expose()];
+        accounts.insert(
+            Provider::ConnectyCube,
+            AccountKey::new(&config.id, Provider::ConnectyCube, &parts),
+        );
+    }
     Workspace {
+        accounts,
         id: config.id.clone(),
         name: config.name.clone(),
         zone: config.time_zone,

@@ -6,6 +6,8 @@
 //! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
 //! for requests that fail before execution.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,9 +16,11 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::cache::ChunkCache;
 use crate::error::code;
 use crate::graphql::error_codes::with_code;
 use crate::graphql::ChatstatsSchema;
+use crate::planner::{Fetcher, RequestScope};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -25,7 +29,11 @@ const APPLICATION_JSON: &str = "application/json";
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: ChatstatsSchema,
+    pub cache: Arc<ChunkCache>,
 }
+
+/// The request header that asks for `extensions.upstream`.
+pub const TRACE_HEADER: &str = "x-chatstats-trace";
 
 /// All routes.
 pub fn router(state: HttpState) -> Router {
@@ -141,7 +149,7 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         );
     };
     match request_from_params(params) {
-        Ok(request) => execute(&state, request, media).await,
+        Ok(request) => execute(&state, &headers, request, media).await,
         Err(message) => reject(StatusCode::BAD_REQUEST, media, &message),
     }
 }
@@ -187,7 +195,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, request, media).await
+    execute(&state, &headers, request, media).await
 }
 
 fn not_acceptable() -> Response {
@@ -261,10 +269,31 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 
 async fn execute(
     state: &HttpState,
+    headers: &HeaderMap,
     request: async_graphql::Request,
     media: &'static str,
 ) -> Response {
-    let mut response = state.schema.execute(request).await;
+    let scope = Arc::new(RequestScope::new());
+    let fetcher = Fetcher {
+        cache: state.cache.clone(),
+        scope: scope.clone(),
+    };
+    let mut response = state.schema.execute(request.data(fetcher)).await;
+    let warnings = scope.warnings();
+    if !warnings.is_empty() {
+        response.extensions.insert(
+            "warnings".into(),
+            async_graphql::Value::from_json(json!(warnings)).unwrap_or_default(),
+        );
+    }
+    if headers
+        .get(TRACE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1")
+    {
+        if let Ok(trace) = async_graphql::Value::from_json(scope.trace_json()) {
+            response.extensions.insert("upstream".into(), trace);
+        }
+    }
     // A request that failed before execution (parse, validation) has errors without a path
     // and must not carry a `data` entry at all.
     let failed_before_execution = response.data == async_graphql::Value::Null

@@ -14,6 +14,10 @@
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
 //! - [`metrics`]: what every series is made of (SPEC §2.1) and [`metrics::compute`], which
 //!   fetches each provider's part concurrently, puts it on the window's buckets and adds them.
+//! - [`planner`]: [`planner::Fetcher::get`] is the one door to the upstreams: each distinct
+//!   provider request at most once per query (a request-scoped memo), traced for
+//!   `extensions.upstream`, over [`cache`]: the shared byte-bounded chunk cache (single flight,
+//!   live/history TTLs, stale serving), keyed by account identity.
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
 //!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
 //!   HTTP call, error mapping and health.
@@ -29,11 +33,13 @@
 //! - [`telemetry`]: logging and the shutdown signal.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod planner;
 pub mod providers;
 pub mod sandbox;
 pub mod series;

@@ -6,9 +6,13 @@
 //! serve the granularity, or whose upstream fails, is left out and reported as an error next to
 //! the series, so one provider never costs the others.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use futures::future::{join_all, try_join_all};
 
 use crate::error::{ApiError, UpstreamError};
+use crate::planner::{Fetched, Fetcher};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
 use crate::providers::Provider;
@@ -55,28 +59,89 @@ impl Part {
         }
     }
 
-    async fn samples(
+    /// This part's samples for `window`, each upstream request through `fetcher`.
+    async fn contribute(
         &self,
-        workspace: &Workspace,
+        workspace: &Arc<Workspace>,
+        fetcher: &Fetcher,
         window: &Window,
-    ) -> Result<Vec<Sample>, UpstreamError> {
+    ) -> Result<Contribution, UpstreamError> {
+        let account = workspace.account(self.provider());
         match self {
             Part::HelpScout { channels, filter } => {
-                let client = workspace
-                    .help_scout
-                    .as_ref()
-                    .expect("parts are built only for configured providers");
-                let rows = client.volume_for_window(window, filter).await?;
-                Ok(help_scout::samples(&rows, channels))
+                let calls = help_scout::plan(window, filter);
+                let pages = try_join_all(calls.into_iter().map(|request| {
+                    let workspace = workspace.clone();
+                    let live = is_live(request.end);
+                    async move {
+                        fetcher
+                            .get(
+                                account,
+                                "volume-by-channel",
+                                &request.clone(),
+                                live,
+                                move || async move {
+                                    let client = workspace.help_scout.as_ref().expect("configured");
+                                    client.volume(&request).await
+                                },
+                            )
+                            .await
+                    }
+                }))
+                .await?;
+                Ok(Contribution::from_pages(&pages, |rows| {
+                    help_scout::samples(rows, channels)
+                }))
             }
             Part::ConnectyCube(metric) => {
-                let client = workspace
-                    .connectycube
-                    .as_ref()
-                    .expect("parts are built only for configured providers");
-                let (start, end) = connectycube::day_range(window);
-                client.per_day(metric, start, end).await
+                let endpoint = match metric {
+                    CcMetric::MessagesSent => "messages/sent-per-day",
+                    CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
+                };
+                let pages =
+                    try_join_all(connectycube::plan(window, metric).into_iter().map(|page| {
+                        let workspace = workspace.clone();
+                        let live = is_live(page.end);
+                        async move {
+                            fetcher
+                                .get(account, endpoint, &page.clone(), live, move || async move {
+                                    let client =
+                                        workspace.connectycube.as_ref().expect("configured");
+                                    client.page(&page).await
+                                })
+                                .await
+                        }
+                    }))
+                    .await?;
+                Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
+                    samples.clone()
+                }))
             }
+        }
+    }
+}
+
+/// True when a chunk ending at `end` touches the present (and so gets the live TTL).
+fn is_live(end: DateTime<Utc>) -> bool {
+    end > Utc::now()
+}
+
+/// One part's samples and how fresh they are.
+struct Contribution {
+    samples: Vec<Sample>,
+    stale: bool,
+    warnings: Vec<UpstreamError>,
+}
+
+impl Contribution {
+    fn from_pages<T: ?Sized>(pages: &[Fetched<T>], samples: impl Fn(&T) -> Vec<Sample>) -> Self {
+        Self {
+            samples: pages.iter().flat_map(|page| samples(&page.value)).collect(),
+            stale: pages.iter().any(|page| page.stale),
+            warnings: pages
+                .iter()
+                .filter_map(|page| page.warning.clone())
+                .collect(),
         }
     }
 }
@@ -101,6 +166,8 @@ pub struct Computed {
     pub stale: bool,
     /// Contributions left out, one error each.
     pub errors: Vec<ApiError>,
+    /// Refresh failures behind stale data (reported in `extensions.warnings`).
+    pub warnings: Vec<UpstreamError>,
     /// When the series was computed (for `Source` bookkeeping and traces).
     pub computed_at: DateTime<Utc>,
 }
@@ -117,7 +184,8 @@ impl Computed {
 /// Fails only when no part can serve the window's granularity at all (a bad request); upstream
 /// failures are returned inside [`Computed::errors`].
 pub async fn compute(
-    workspace: &Workspace,
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
     spec: &SeriesSpec,
     window: Window,
 ) -> Result<Computed, ApiError> {
@@ -146,16 +214,23 @@ pub async fn compute(
         });
     }
 
-    let fetched =
-        futures::future::join_all(servable.iter().map(|part| part.samples(workspace, &window)))
-            .await;
+    let fetched = join_all(
+        servable
+            .iter()
+            .map(|part| part.contribute(workspace, fetcher, &window)),
+    )
+    .await;
     let mut parts = Vec::new();
     let mut sources = Vec::new();
+    let mut stale = false;
+    let mut warnings = Vec::new();
     for (part, result) in servable.iter().zip(fetched) {
         match result {
-            Ok(samples) => {
-                parts.push(resample(&window, spec.aggregation, &samples));
+            Ok(contribution) => {
+                parts.push(resample(&window, spec.aggregation, &contribution.samples));
                 sources.push(part.provider());
+                stale |= contribution.stale;
+                warnings.extend(contribution.warnings);
             }
             Err(error) => errors.push(error.into()),
         }
@@ -171,7 +246,8 @@ pub async fn compute(
         window,
         data,
         sources,
-        stale: false,
+        stale,
+        warnings,
         errors,
         computed_at: Utc::now(),
     })

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cache::AccountKey;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::HelpScout;
 use crate::providers::upstream::Upstream;
@@ -19,6 +20,8 @@ pub struct Workspace {
     /// Help Scout mailboxes applied when a query gives none.
     pub help_scout_mailboxes: Vec<i64>,
     pub connectycube: Option<ConnectyCube>,
+    /// The cache identity of each configured provider account.
+    pub accounts: HashMap<Provider, AccountKey>,
 }
 
 impl Workspace {
@@ -36,7 +39,14 @@ impl Workspace {
     }
 
     pub fn has(&self, provider: Provider) -> bool {
-        self.upstreams().iter().any(|u| u.provider() == provider)
+        self.accounts.contains_key(&provider)
+    }
+
+    /// The cache identity of a configured provider.
+    pub fn account(&self, provider: Provider) -> &AccountKey {
+        self.accounts
+            .get(&provider)
+            .expect("parts are built only for configured providers")
     }
 }
 

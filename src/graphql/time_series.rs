@@ -10,17 +10,24 @@ use crate::error::ApiError;
 use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::window::{Aggregation, Fill, Granularity, WindowInput};
 use crate::metrics::{compute, Computed, SeriesSpec, Unit};
+use crate::planner::Fetcher;
 use crate::providers::Provider;
 use crate::series::{self, change};
 use crate::workspace::Workspace;
 
 /// A series of values on calendar buckets, with its summary and provenance.
 pub struct TimeSeries {
-    workspace: Arc<Workspace>,
-    spec: Arc<SeriesSpec>,
+    recipe: Arc<Recipe>,
     computed: Arc<Computed>,
     /// The previous window, computed at most once (`previous` and `change` share it).
     previous: OnceCell<Result<Arc<Computed>, ApiError>>,
+}
+
+/// What a series is made of and where to fetch it: enough to compute it for another window.
+struct Recipe {
+    workspace: Arc<Workspace>,
+    fetcher: Fetcher,
+    spec: SeriesSpec,
 }
 
 /// One bucket of a series.
@@ -58,7 +65,7 @@ impl From<&series::Window> for ResolvedWindow {
 
 impl TimeSeries {
     fn summary(&self) -> series::Summary {
-        self.computed.data.summary(self.spec.aggregation)
+        self.computed.data.summary(self.recipe.spec.aggregation)
     }
 
     async fn previous_computed(&self) -> Result<Arc<Computed>, ApiError> {
@@ -69,7 +76,8 @@ impl TimeSeries {
                     .window
                     .previous()
                     .map_err(|e| ApiError::bad_input(format!("the previous window: {e}")))?;
-                compute(&self.workspace, &self.spec, window)
+                let recipe = &self.recipe;
+                compute(&recipe.workspace, &recipe.fetcher, &recipe.spec, window)
                     .await
                     .map(Arc::new)
             })
@@ -83,17 +91,17 @@ impl TimeSeries {
 impl TimeSeries {
     /// Dotted metric name, e.g. `dialogs.created`.
     async fn metric(&self) -> &str {
-        self.spec.metric
+        self.recipe.spec.metric
     }
 
     /// Unit of every value.
     async fn unit(&self) -> Unit {
-        self.spec.unit
+        self.recipe.spec.unit
     }
 
     /// How buckets and the total are aggregated.
     async fn aggregation(&self) -> Aggregation {
-        self.spec.aggregation.into()
+        self.recipe.spec.aggregation.into()
     }
 
     /// The window actually applied (aligned outward to bucket boundaries).
@@ -111,7 +119,7 @@ impl TimeSeries {
     ) -> Vec<Point> {
         let fill = fill
             .map(Into::into)
-            .unwrap_or_else(|| series::Fill::default_for(self.spec.aggregation));
+            .unwrap_or_else(|| series::Fill::default_for(self.recipe.spec.aggregation));
         self.computed
             .data
             .points(&self.computed.window, fill)
@@ -144,11 +152,7 @@ impl TimeSeries {
     async fn previous(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TimeSeries>> {
         let computed = self.previous_computed().await?;
         report_errors(ctx, &computed);
-        Ok(Some(TimeSeries::new(
-            self.workspace.clone(),
-            self.spec.clone(),
-            computed,
-        )))
+        Ok(Some(TimeSeries::new(self.recipe.clone(), computed)))
     }
 
     /// (total - previous.total) / previous.total, as a fraction (0.25 = +25%). Null when
@@ -157,7 +161,7 @@ impl TimeSeries {
         let previous = self.previous_computed().await?;
         Ok(change(
             self.summary().total,
-            previous.data.summary(self.spec.aggregation).total,
+            previous.data.summary(self.recipe.spec.aggregation).total,
         ))
     }
 
@@ -179,18 +183,22 @@ impl TimeSeries {
 }
 
 impl TimeSeries {
-    pub fn new(workspace: Arc<Workspace>, spec: Arc<SeriesSpec>, computed: Arc<Computed>) -> Self {
+    fn new(recipe: Arc<Recipe>, computed: Arc<Computed>) -> Self {
         Self {
-            workspace,
-            spec,
+            recipe,
             computed,
             previous: OnceCell::new(),
         }
     }
 }
 
-/// Attach the errors of contributions that were left out to the current field.
+/// Attach the errors of contributions that were left out to the current field, and record
+/// stale-data warnings for `extensions.warnings`.
 fn report_errors(ctx: &Context<'_>, computed: &Computed) {
+    let scope = &ctx.data_unchecked::<Fetcher>().scope;
+    for warning in &computed.warnings {
+        scope.warn(format!("served cached data: {}", warning.message()));
+    }
     for error in &computed.errors {
         let error: async_graphql::Error = error.clone().into();
         ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
@@ -206,13 +214,14 @@ pub async fn series(
     window: &WindowInput,
 ) -> async_graphql::Result<TimeSeries> {
     let window = window.resolve(workspace.zone)?;
-    let computed = compute(workspace, &spec, window).await?;
+    let recipe = Arc::new(Recipe {
+        workspace: workspace.clone(),
+        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
+        spec,
+    });
+    let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
     report_errors(ctx, &computed);
-    Ok(TimeSeries::new(
-        workspace.clone(),
-        Arc::new(spec),
-        Arc::new(computed),
-    ))
+    Ok(TimeSeries::new(recipe, Arc::new(computed)))
 }
 
 /// A nullable series field: null without error when no source offers the metric (not
@@ -227,7 +236,12 @@ pub async fn optional_series(
         return Ok(None);
     }
     let window = window.resolve(workspace.zone)?;
-    let computed = compute(workspace, &spec, window).await?;
+    let recipe = Arc::new(Recipe {
+        workspace: workspace.clone(),
+        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
+        spec,
+    });
+    let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
     if computed.failed() {
         let mut errors = computed.errors.clone();
         let first = errors.remove(0);
@@ -235,9 +249,5 @@ pub async fn optional_series(
         return Err(first.into());
     }
     report_errors(ctx, &computed);
-    Ok(Some(TimeSeries::new(
-        workspace.clone(),
-        Arc::new(spec),
-        Arc::new(computed),
-    )))
+    Ok(Some(TimeSeries::new(recipe, Arc::new(computed))))
 }

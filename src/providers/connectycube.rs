@@ -60,6 +60,30 @@ impl CcMetric {
     }
 }
 
+/// One page of a per-day request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CcPage {
+    pub metric: CcMetric,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Days to skip (a multiple of [`PAGE_DAYS`]).
+    pub offset: i64,
+}
+
+/// Every page of the per-day request covering `window` (UTC days).
+pub fn plan(window: &Window, metric: &CcMetric) -> Vec<CcPage> {
+    let (start, end) = day_range(window);
+    let days = (end - start).num_days().max(1);
+    (0..(days + PAGE_DAYS - 1) / PAGE_DAYS)
+        .map(|page| CcPage {
+            metric: metric.clone(),
+            start,
+            end,
+            offset: page * PAGE_DAYS,
+        })
+        .collect()
+}
+
 /// The UTC days that cover `window`.
 pub fn day_range(window: &Window) -> (DateTime<Utc>, DateTime<Utc>) {
     let utc = Zone::utc();
@@ -99,31 +123,12 @@ impl ConnectyCube {
         &self.upstream
     }
 
-    /// Day samples for `[start, end)` (UTC-day aligned): every page, concurrently.
-    pub async fn per_day(
-        &self,
-        metric: &CcMetric,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<Sample>, UpstreamError> {
-        let days = (end - start).num_days().max(1);
-        let pages = (days + PAGE_DAYS - 1) / PAGE_DAYS;
-        let fetches = (0..pages).map(|page| self.page(metric, start, end, page * PAGE_DAYS));
-        let pages = futures::future::try_join_all(fetches).await?;
-        Ok(pages.into_iter().flatten().collect())
-    }
-
-    async fn page(
-        &self,
-        metric: &CcMetric,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        offset: i64,
-    ) -> Result<Vec<Sample>, UpstreamError> {
-        let mut params = metric.params(start, end);
+    /// One page of day samples.
+    pub async fn page(&self, key: &CcPage) -> Result<Vec<Sample>, UpstreamError> {
+        let mut params = key.metric.params(key.start, key.end);
         params.push(("limit", PAGE_DAYS.to_string()));
-        params.push(("offset", offset.to_string()));
-        let request = self.request(metric.path(true)).query(&params);
+        params.push(("offset", key.offset.to_string()));
+        let request = self.request(key.metric.path(true)).query(&params);
         let body: std::collections::BTreeMap<String, f64> = self.upstream.json(request).await?;
         body.into_iter()
             .map(|(day, value)| {

@@ -220,20 +220,17 @@ async fn filters_reach_help_scout_and_narrow_the_counts() {
 #[tokio::test]
 async fn client_credentials_fetch_one_token_and_reuse_it() {
     let app = spawn_app().await;
-    let query = r#"{ workspace(id: "globex") { channel(id: "help_scout:phone") {
-        conversations(window: {from: "2025-05-01T00:00:00Z", to: "2025-05-03T00:00:00Z", timeZone: "UTC"}) { total } } } }"#;
-    for _ in 0..2 {
-        let body = app.query(query).await;
+    for day in [1, 10] {
+        let (from, to) = (utc(2025, 5, day), utc(2025, 5, day + 2));
+        let query = format!(
+            r#"{{ workspace(id: "globex") {{ channel(id: "help_scout:phone") {{
+            conversations(window: {{from: "{}", to: "{}", timeZone: "UTC"}}) {{ total }} }} }} }}"#,
+            rfc3339(from),
+            rfc3339(to)
+        );
+        let body = app.query(&query).await;
         assert_no_errors(&body);
-        let expected = conversations(
-            "globex",
-            "phone",
-            &[],
-            &[],
-            &[],
-            utc(2025, 5, 1),
-            utc(2025, 5, 3),
-        ) as f64;
+        let expected = conversations("globex", "phone", &[], &[], &[], from, to) as f64;
         assert_eq!(
             body["data"]["workspace"]["channel"]["conversations"]["total"].as_f64(),
             Some(expected)

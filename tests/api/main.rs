@@ -2,6 +2,7 @@
 //! sandbox and server on free loopback ports (see `helpers::spawn_app`).
 
 mod connectycube;
+mod economy;
 mod errors;
 mod help_scout;
 mod helpers;

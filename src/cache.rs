@@ -1,0 +1,324 @@
+//! The shared chunk cache: one entry per upstream request (a provider-native chunk) per account.
+//!
+//! Contract (what callers may rely on; a Redis tier must keep it):
+//! - **Keys** are [`CacheKey`]s: the account identity (workspace, provider, and a fingerprint of
+//!   the base URL and credentials) plus the request. Two tenants never share an entry unless they
+//!   are literally the same account with the same credentials.
+//! - **Freshness**: an entry is fresh for the live TTL when its chunk touches the present, else
+//!   for the history TTL. A fresh entry is served without an upstream call.
+//! - **Single flight**: concurrent misses of one key share one upstream call.
+//! - **Stale on error**: when a refresh fails and an older entry exists, the older entry is
+//!   served, marked stale, with the error as a warning. Entries stay usable as stale for the
+//!   history TTL after they stop being fresh.
+//! - **Bounded by bytes**: the weigher counts each entry's approximate size; the total stays
+//!   under `max_bytes` (moka evicts least-recently-used entries).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::config::CacheConfig;
+use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::providers::Provider;
+
+/// Which upstream account a request is made with.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AccountKey {
+    pub workspace: Arc<str>,
+    pub provider: Provider,
+    /// A fingerprint of base URL and credentials, so a credential change never reuses entries.
+    credential: u64,
+}
+
+impl AccountKey {
+    /// `parts` are the base URL and the credential strings; only a hash of them is kept.
+    pub fn new(workspace: &str, provider: Provider, parts: &[&str]) -> Self {
+        let mut hasher = DefaultHasher::new();
+        parts.hash(&mut hasher);
+        Self {
+            workspace: workspace.into(),
+            provider,
+            credential: hasher.finish(),
+        }
+    }
+}
+
+impl fmt::Debug for AccountKey {
+    /// Leaves out the credential fingerprint: it is derived from secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workspace, self.provider.slug())
+    }
+}
+
+/// One upstream request of one account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub account: AccountKey,
+    /// The endpoint, for traces and metrics (e.g. `volume-by-channel`).
+    pub endpoint: &'static str,
+    /// The request's parameters in a canonical text form (its key type's `Debug`).
+    pub request: String,
+}
+
+/// A cached chunk, type-erased.
+#[derive(Clone)]
+pub struct Chunk {
+    pub value: Arc<dyn Any + Send + Sync>,
+    bytes: u32,
+    fresh_until: Instant,
+    fresh_for: Duration,
+}
+
+/// How a chunk was obtained.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// Fetched by this caller.
+    Upstream { latency: Duration },
+    /// Fresh in the cache.
+    Hit,
+    /// Another caller's in-flight fetch.
+    Coalesced,
+    /// The refresh failed; an older entry was served.
+    Stale { warning: UpstreamError },
+}
+
+/// The fetch a miss runs. `'static` so concurrent callers can share it.
+pub type Fetch = BoxFuture<'static, Result<(Arc<dyn Any + Send + Sync>, usize), UpstreamError>>;
+
+type InFlight = Shared<BoxFuture<'static, Result<Chunk, UpstreamError>>>;
+
+/// Per-entry lifetime: fresh time plus the stale grace period.
+struct Lifetime {
+    grace: Duration,
+}
+
+impl moka::Expiry<CacheKey, Chunk> for Lifetime {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Chunk,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(value.fresh_for + self.grace)
+    }
+}
+
+/// The shared cache tier.
+pub struct ChunkCache {
+    entries: moka::future::Cache<CacheKey, Chunk>,
+    inflight: Mutex<HashMap<CacheKey, InFlight>>,
+    live_ttl: Duration,
+    history_ttl: Duration,
+}
+
+impl ChunkCache {
+    pub fn new(config: &CacheConfig) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|_key: &CacheKey, chunk: &Chunk| chunk.bytes)
+            .expire_after(Lifetime {
+                grace: config.history_ttl(),
+            })
+            .build();
+        Self {
+            entries,
+            inflight: Mutex::new(HashMap::new()),
+            live_ttl: config.live_ttl(),
+            history_ttl: config.history_ttl(),
+        }
+    }
+
+    /// The chunk for `key`: fresh from the cache, joined to an in-flight fetch, or fetched with
+    /// `fetch` (`live`: the chunk touches the present and gets the short TTL).
+    pub async fn get(
+        self: &Arc<Self>,
+        key: CacheKey,
+        live: bool,
+        fetch: Fetch,
+    ) -> Result<(Chunk, Origin), UpstreamError> {
+        let cached = self.entries.get(&key).await;
+        if let Some(chunk) = &cached {
+            if Instant::now() < chunk.fresh_until {
+                return Ok((chunk.clone(), Origin::Hit));
+            }
+        }
+        let (shared, leader) = self.join_or_start(&key, live, fetch);
+        let started = Instant::now();
+        match shared.await {
+            Ok(chunk) if leader => Ok((
+                chunk,
+                Origin::Upstream {
+                    latency: started.elapsed(),
+                },
+            )),
+            Ok(chunk) => Ok((chunk, Origin::Coalesced)),
+            Err(error) => match cached {
+                Some(chunk) => Ok((chunk, Origin::Stale { warning: error })),
+                None => Err(error),
+            },
+        }
+    }
+
+    /// Join the in-flight fetch of `key`, or start one. The fetch runs in its own task, which
+    /// stores the result and then deregisters itself: a caller that gives up (a client that
+    /// disconnects) neither cancels the fetch for the others nor leaves a dangling entry.
+    fn join_or_start(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        live: bool,
+        fetch: Fetch,
+    ) -> (InFlight, bool) {
+        let mut inflight = self
+            .inflight
+            .lock()
+            .expect("inflight lock is never poisoned");
+        if let Some(shared) = inflight.get(key) {
+            return (shared.clone(), false);
+        }
+        let fresh_for = if live {
+            self.live_ttl
+        } else {
+            self.history_ttl
+        };
+        let this = Arc::clone(self);
+        let task_key = key.clone();
+        let provider = key.account.provider;
+        let task = tokio::spawn(async move {
+            let result = fetch.await.map(|(value, bytes)| Chunk {
+                value,
+                bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
+                fresh_until: Instant::now() + fresh_for,
+                fresh_for,
+            });
+            if let Ok(chunk) = &result {
+                this.entries.insert(task_key.clone(), chunk.clone()).await;
+            }
+            this.inflight
+                .lock()
+                .expect("inflight lock is never poisoned")
+                .remove(&task_key);
+            result
+        });
+        let shared = async move {
+            task.await.unwrap_or_else(|_| {
+                Err(UpstreamError::new(
+                    provider,
+                    UpstreamErrorKind::Unavailable("the fetch task stopped unexpectedly".into()),
+                ))
+            })
+        }
+        .boxed()
+        .shared();
+        inflight.insert(key.clone(), shared.clone());
+        (shared, true)
+    }
+
+    /// Bytes accounted by the weigher (after pending maintenance).
+    pub async fn weighted_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
+    }
+
+    pub async fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_bytes: u64) -> CacheConfig {
+        CacheConfig {
+            max_bytes,
+            live_ttl_secs: 60,
+            history_ttl_secs: 3600,
+        }
+    }
+
+    fn key(i: usize) -> CacheKey {
+        CacheKey {
+            account: AccountKey::new("acme", Provider::ConnectyCube, &["http://x", "secret"]),
+            endpoint: "test",
+            request: format!("chunk {i}"),
+        }
+    }
+
+    fn chunk_of(bytes: usize) -> Fetch {
+        async move {
+            Ok((
+                Arc::new(vec![0u8; bytes]) as Arc<dyn Any + Send + Sync>,
+                bytes,
+            ))
+        }
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_under_max_bytes_when_filled_past_it() {
+        let cache = Arc::new(ChunkCache::new(&config(100_000)));
+        for i in 0..200 {
+            cache
+                .get(key(i), false, chunk_of(4_000))
+                .await
+                .expect("fetch succeeds");
+        }
+        let bytes = cache.weighted_bytes().await;
+        assert!(bytes <= 100_000, "{bytes} bytes accounted");
+        assert!(bytes > 50_000, "the cache is in use: {bytes}");
+        assert!(
+            cache.entry_count().await < 200,
+            "older entries were evicted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_entry_is_a_hit_and_concurrent_misses_share_one_fetch() {
+        let cache = Arc::new(ChunkCache::new(&config(1 << 20)));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = |fetches: Arc<std::sync::atomic::AtomicUsize>| -> Fetch {
+            async move {
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok((Arc::new(1u8) as Arc<dyn Any + Send + Sync>, 1))
+            }
+            .boxed()
+        };
+        let results = futures::future::join_all(
+            (0..20).map(|_| cache.get(key(1), false, counted(fetches.clone()))),
+        )
+        .await;
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let leaders = results
+            .iter()
+            .filter(|r| matches!(r, Ok((_, Origin::Upstream { .. }))))
+            .count();
+        assert_eq!(leaders, 1);
+        let (_, origin) = cache
+            .get(key(1), false, counted(fetches.clone()))
+            .await
+            .expect("cached");
+        assert_eq!(origin, Origin::Hit);
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_account_key_never_prints_its_credential_fingerprint() {
+        let account = AccountKey::new(
+            "acme",
+            Provider::HelpScout,
+            &["http://x", "hs-secret-token"],
+        );
+        assert_eq!(format!("{account:?}"), "acme/help_scout");
+        assert_ne!(
+            account,
+            AccountKey::new("acme", Provider::HelpScout, &["http://x", "another-token"])
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Request-scoped fetching: every provider request a query needs goes through [`Fetcher::get`],
+//! which makes each distinct request at most once per query (a memo keyed by the request, so
+//! aliases, repeated fields and series that share an upstream call collapse into one) on top of
+//! the shared [`ChunkCache`] (single flight across queries, TTLs, stale serving).
+//!
+//! The memo lives in a [`RequestScope`] built per GraphQL request, never in the schema: a
+//! schema-global loader would batch across requests and tenants and hold results past their
+//! request. The scope also records the trace reported in `extensions.upstream`.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use serde::Serialize;
+
+use crate::cache::{AccountKey, CacheKey, ChunkCache, Origin};
+use crate::error::{UpstreamError, UpstreamErrorKind};
+
+/// A rough in-memory size, for the cache's byte budget.
+pub trait Weigh {
+    fn approx_bytes(&self) -> usize;
+}
+
+impl<T> Weigh for Vec<T> {
+    fn approx_bytes(&self) -> usize {
+        self.len() * std::mem::size_of::<T>() + std::mem::size_of::<Self>()
+    }
+}
+
+/// One line of `extensions.upstream.calls`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceCall {
+    pub provider: &'static str,
+    pub endpoint: &'static str,
+    /// `upstream` (a call was made), `hit` (fresh cache entry), `coalesced` (joined another
+    /// query's in-flight call), `stale` (a refresh failed; an older entry was served),
+    /// `error` (the call failed and nothing was cached).
+    pub outcome: &'static str,
+    #[serde(rename = "latencyMs", skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+type Memo = Shared<BoxFuture<'static, Result<Fetched<dyn Any + Send + Sync>, UpstreamError>>>;
+
+/// What one GraphQL request has fetched so far.
+pub struct RequestScope {
+    memo: Mutex<HashMap<CacheKey, Memo>>,
+    trace: Mutex<Vec<TraceCall>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl RequestScope {
+    pub fn new() -> Self {
+        Self {
+            memo: Mutex::new(HashMap::new()),
+            trace: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Record a warning for `extensions.warnings` (once per distinct message).
+    pub fn warn(&self, message: String) {
+        let mut warnings = self
+            .warnings
+            .lock()
+            .expect("warnings lock is never poisoned");
+        if !warnings.contains(&message) {
+            warnings.push(message);
+        }
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .expect("warnings lock is never poisoned")
+            .clone()
+    }
+
+    /// `extensions.upstream`: the calls, and counts by outcome.
+    pub fn trace_json(&self) -> serde_json::Value {
+        let calls = self
+            .trace
+            .lock()
+            .expect("trace lock is never poisoned")
+            .clone();
+        let count = |outcome: &str| calls.iter().filter(|c| c.outcome == outcome).count();
+        serde_json::json!({
+            "upstreamCalls": count("upstream") + count("error") + count("stale"),
+            "cacheHits": count("hit"),
+            "staleHits": count("stale"),
+            "coalesced": count("coalesced"),
+            "calls": calls,
+        })
+    }
+
+    fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
+        self.trace
+            .lock()
+            .expect("trace lock is never poisoned")
+            .push(TraceCall {
+                provider: key.account.provider.slug(),
+                endpoint: key.endpoint,
+                outcome,
+                latency_ms: latency.map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
+            });
+    }
+}
+
+impl Default for RequestScope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fetched chunk.
+pub struct Fetched<T: ?Sized> {
+    pub value: Arc<T>,
+    /// Served past its freshness because the refresh failed.
+    pub stale: bool,
+    /// The refresh error, when stale.
+    pub warning: Option<UpstreamError>,
+}
+
+impl<T: ?Sized> Clone for Fetched<T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            stale: self.stale,
+            warning: self.warning.clone(),
+        }
+    }
+}
+
+/// The cache and the request's scope, handed to every provider part.
+#[derive(Clone)]
+pub struct Fetcher {
+    pub cache: Arc<ChunkCache>,
+    pub scope: Arc<RequestScope>,
+}
+
+impl Fetcher {
+    /// The value of the upstream request `request` of `account`, fetched with `fetch` at most
+    /// once per query and shared across queries through the cache. `live`: the request's range
+    /// touches the present (short TTL).
+    pub async fn get<K, T, F, Fut>(
+        &self,
+        account: &AccountKey,
+        endpoint: &'static str,
+        request: &K,
+        live: bool,
+        fetch: F,
+    ) -> Result<Fetched<T>, UpstreamError>
+    where
+        K: Debug,
+        T: Weigh + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>> + Send + 'static,
+    {
+        let key = CacheKey {
+            account: account.clone(),
+            endpoint,
+            request: format!("{request:?}"),
+        };
+        let memo = {
+            let mut memo = self.scope.memo.lock().expect("memo lock is never poisoned");
+            match memo.get(&key) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let cache = self.cache.clone();
+                    let scope = self.scope.clone();
+                    let cache_key = key.clone();
+                    let upstream = fetch();
+                    let erased = async move {
+                        upstream.await.map(|value| {
+                            let bytes = value.approx_bytes();
+                            (Arc::new(value) as Arc<dyn Any + Send + Sync>, bytes)
+                        })
+                    }
+                    .boxed();
+                    let future = async move {
+                        let result = cache.get(cache_key.clone(), live, erased).await;
+                        match &result {
+                            Ok((_, Origin::Upstream { latency })) => {
+                                scope.record(&cache_key, "upstream", Some(*latency))
+                            }
+                            Ok((_, Origin::Hit)) => scope.record(&cache_key, "hit", None),
+                            Ok((_, Origin::Coalesced)) => {
+                                scope.record(&cache_key, "coalesced", None)
+                            }
+                            Ok((_, Origin::Stale { .. })) => {
+                                scope.record(&cache_key, "stale", None)
+                            }
+                            Err(_) => scope.record(&cache_key, "error", None),
+                        }
+                        result.map(|(chunk, origin)| {
+                            let warning = match origin {
+                                Origin::Stale { warning } => Some(warning),
+                                _ => None,
+                            };
+                            Fetched {
+                                value: chunk.value,
+                                stale: warning.is_some(),
+                                warning,
+                            }
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    memo.insert(key.clone(), future.clone());
+                    future
+                }
+            }
+        };
+        let fetched = memo.await?;
+        let value = fetched.value.downcast::<T>().map_err(|_| {
+            UpstreamError::new(
+                account.provider,
+                UpstreamErrorKind::Invalid(format!(
+                    "internal: cached {endpoint} chunk has an unexpected type"
+                )),
+            )
+        })?;
+        Ok(Fetched {
+            value,
+            stale: fetched.stale,
+            warning: fetched.warning,
+        })
+    }
+}

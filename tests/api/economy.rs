@@ -1,0 +1,171 @@
+//! The upstream economy (SPEC §4): each distinct upstream request at most once per query,
+//! nothing the second time, one call for many concurrent identical queries, stale data when a
+//! refresh fails, no sharing between accounts, and a cache bounded by bytes.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_no_errors, errors, spawn_app, spawn_app_with, TestApp};
+
+const OVERVIEW: &str = r#"{ workspace(id: "acme") {
+    chat: channel(id: "help_scout:chat") { conversations(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z", timeZone: "UTC"}) { total } }
+    email: channel(id: "help_scout:email") { conversations(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z", timeZone: "UTC"}) { total } }
+    dialogs { created(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z", timeZone: "UTC"}) { total } }
+    messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z", timeZone: "UTC"}) { total } } } }"#;
+
+async fn traced(app: &TestApp, query: &str) -> Value {
+    app.http
+        .post(app.url("/graphql"))
+        .header("x-chatstats-trace", "1")
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn series_that_share_an_upstream_request_cost_one_call_and_nothing_warm() {
+    let app = spawn_app().await;
+    let cold = traced(&app, OVERVIEW).await;
+    assert_no_errors(&cold);
+    // Help Scout: one report serves chat, email and dialogs.created; ConnectyCube: dialogs + messages.
+    let calls = app.calls().await;
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(cold["extensions"]["upstream"]["upstreamCalls"], json!(3));
+    let warm = traced(&app, OVERVIEW).await;
+    assert_eq!(warm["data"], cold["data"]);
+    assert_eq!(app.calls().await.len(), 3, "warm costs no upstream call");
+    assert_eq!(warm["extensions"]["upstream"]["upstreamCalls"], json!(0));
+    assert_eq!(warm["extensions"]["upstream"]["cacheHits"], json!(3));
+}
+
+#[tokio::test]
+async fn five_aliases_of_one_series_make_one_call() {
+    let app = spawn_app().await;
+    let field =
+        r#"sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}) { total }"#;
+    let aliases: String = (0..5).map(|i| format!("a{i}: {field} ")).collect();
+    let body = app
+        .query(&format!(
+            r#"{{ workspace(id: "acme") {{ messages {{ {aliases} }} }} }}"#
+        ))
+        .await;
+    assert_no_errors(&body);
+    let totals: Vec<&Value> = (0..5)
+        .map(|i| &body["data"]["workspace"]["messages"][format!("a{i}")]["total"])
+        .collect();
+    assert!(totals
+        .iter()
+        .all(|t| *t == totals[0] && t.as_f64().is_some()));
+    assert_eq!(app.calls().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_identical_cold_queries_cost_the_calls_of_one() {
+    let app = spawn_app().await;
+    app.fault(json!({"provider": "*", "latency_ms": 200})).await;
+    let queries = (0..100).map(|_| app.query(OVERVIEW));
+    let bodies = futures::future::join_all(queries).await;
+    for body in &bodies {
+        assert_no_errors(body);
+        assert_eq!(body["data"], bodies[0]["data"]);
+    }
+    assert_eq!(app.calls().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_refresh_serves_the_older_entry_as_stale() {
+    // Live TTL 1 s; a window that touches the present makes live chunks.
+    let app = spawn_app_with(|config| config.cache.live_ttl_secs = 1).await;
+    let now = chrono::Utc::now();
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ messages {{ sent(window: {{from: "{}", to: "{}", timeZone: "UTC"}}) {{ total stale }} }} }} }}"#,
+        crate::helpers::rfc3339(now - chrono::Duration::days(3)),
+        crate::helpers::rfc3339(now + chrono::Duration::days(1))
+    );
+    let fresh = app.query(&query).await;
+    assert_no_errors(&fresh);
+    assert_eq!(
+        fresh["data"]["workspace"]["messages"]["sent"]["stale"],
+        json!(false)
+    );
+    app.fault(json!({"provider": "connectycube", "status": 503}))
+        .await;
+    // Wait until the live entry is no longer fresh: the behaviour under test is expiry.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stale = app.query(&query).await;
+    assert!(stale.get("errors").is_none(), "{stale}");
+    let series = &stale["data"]["workspace"]["messages"]["sent"];
+    assert_eq!(series["stale"], json!(true));
+    assert_eq!(
+        series["total"],
+        fresh["data"]["workspace"]["messages"]["sent"]["total"]
+    );
+    let warnings = stale["extensions"]["warnings"]
+        .as_array()
+        .expect("a warning in extensions");
+    assert!(
+        warnings[0].as_str().expect("text").contains("ConnectyCube"),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        app.calls_to("connectycube").await.len(),
+        2,
+        "the refresh was attempted"
+    );
+}
+
+#[tokio::test]
+async fn two_workspaces_with_different_credentials_never_share_an_entry() {
+    let app = spawn_app().await;
+    let window =
+        r#"window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z", timeZone: "UTC"}"#;
+    let query = format!(
+        r#"{{ acme: workspace(id: "acme") {{ messages {{ sent({window}) {{ total }} }} }}
+            globex: workspace(id: "globex") {{ messages {{ sent({window}) {{ total }} }} }} }}"#
+    );
+    let body = app.query(&query).await;
+    assert_no_errors(&body);
+    let acme = body["data"]["acme"]["messages"]["sent"]["total"].as_f64();
+    let globex = body["data"]["globex"]["messages"]["sent"]["total"].as_f64();
+    assert_ne!(acme, globex);
+    assert_eq!(
+        acme,
+        Some(chatstats::sandbox::connectycube::messages_sent(
+            "acme",
+            crate::helpers::utc(2025, 3, 1),
+            crate::helpers::utc(2025, 3, 8)
+        ) as f64)
+    );
+    assert_eq!(
+        globex,
+        Some(chatstats::sandbox::connectycube::messages_sent(
+            "globex",
+            crate::helpers::utc(2025, 3, 1),
+            crate::helpers::utc(2025, 3, 8)
+        ) as f64)
+    );
+    assert_eq!(
+        app.calls_to("connectycube").await.len(),
+        2,
+        "same request, two accounts: two calls"
+    );
+}
+
+#[tokio::test]
+async fn a_query_that_fails_upstream_is_not_cached() {
+    let app = spawn_app().await;
+    app.fault(json!({"provider": "connectycube", "status": 500, "times": 1}))
+        .await;
+    let query = r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}) { total sources } } } }"#;
+    let failed = app.query(query).await;
+    assert_eq!(errors(&failed)[0].0, "UPSTREAM_UNAVAILABLE");
+    let ok = app.query(query).await;
+    assert_no_errors(&ok);
+    assert_eq!(
+        ok["data"]["workspace"]["messages"]["sent"]["sources"],
+        json!(["CONNECTYCUBE"])
+    );
+}
