@@ -12,8 +12,11 @@ use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
 use crate::graphql::build_schema;
 use crate::http::{router, HttpState};
+use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};
+use crate::providers::message2give::Message2Give;
+use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
@@ -57,9 +60,9 @@ impl App {
             .map(|w| workspace(w, &http))
             .collect();
         let registry = Arc::new(Registry::new(workspaces));
-        let schema = build_schema(registry);
+        let schema = build_schema(registry, config.server.introspection);
         let cache = Arc::new(ChunkCache::new(&config.cache));
-        let router = router(HttpState { schema, cache });
+        let router = router(HttpState { schema, cache }, config.server.graphiql);
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -139,32 +142,36 @@ fn workspace(config: &WorkspaceConfig, http: &reqwest::Client) -> Workspace {
         .connectycube
         .as_ref()
         .map(|cc| ConnectyCube::new(http.clone(), base(&cc.base_url), cc.admin_api_key.clone()));
-    let mut accounts = HashMap::new();
-    if let Some(hs) = &config.help_scout {
-        let credentials = match &hs.auth {
-            HelpScoutAuth::AccessToken(token) => vec![token.expose()],
-            HelpScoutAuth::ClientCredentials {
-                client_id,
-                client_secret,
-            } => vec![client_id.as_str(), client_secret.expose()],
-        };
-        let parts: Vec<&str> = std::iter::once(hs.base_url.as_str())
-            .chain(credentials)
-            .collect();
-        accounts.insert(
-            Provider::HelpScout,
-            AccountKey::new(&config.id, Provider::HelpScout, &parts),
-        );
-    }
-    if let Some(cc) = &config.connectycube {
-        let parts = [cc.base_url.as_str(), cc.admin_api_key.expose()];
-        accounts.insert(
-            Provider::ConnectyCube,
-            AccountKey::new(&config.id, Provider::ConnectyCube, &parts),
-        );
-    }
+    let message2give = config.message2give.as_ref().map(|m2g| {
+        Message2Give::new(
+            http.clone(),
+            base(&m2g.base_url),
+            m2g.organisation.clone(),
+            m2g.token.clone(),
+            m2g.mfa.clone(),
+        )
+    });
+    let chat_tonic = config.chat_tonic.as_ref().map(|ct| {
+        ChatTonic::new(
+            http.clone(),
+            base(&ct.base_url),
+            ct.codename.clone(),
+            ct.access_token.clone(),
+        )
+    });
+    let xenioo = config.xenioo.as_ref().map(|xen| {
+        Xenioo::new(
+            http.clone(),
+            base(&xen.base_url),
+            xen.account_token.clone(),
+            xen.min_call_interval(),
+        )
+    });
     Workspace {
-        accounts,
+        accounts: accounts(config),
+        message2give,
+        chat_tonic,
+        xenioo,
         id: config.id.clone(),
         name: config.name.clone(),
         zone: config.time_zone,
@@ -175,5 +182,80 @@ fn workspace(config: &WorkspaceConfig, http: &reqwest::Client) -> Workspace {
             .map(|hs| hs.mailboxes.clone())
             .unwrap_or_default(),
         connectycube,
+    }
+}
+
+/// The cache identity of every configured provider account: the base URL and every credential
+/// string, hashed (see [`AccountKey`]), so a changed credential never reuses cached entries.
+fn accounts(config: &WorkspaceConfig) -> HashMap<Provider, AccountKey> {
+    let mut identities: Vec<(Provider, Vec<&str>)> = Vec::new();
+    if let Some(hs) = &config.help_scout {
+        let mut parts = vec![hs.base_url.as_str()];
+        match &hs.auth {
+            HelpScoutAuth::AccessToken(token) => parts.push(token.expose()),
+            HelpScoutAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            } => parts.extend([client_id.as_str(), client_secret.expose()]),
+        }
+        identities.push((Provider::HelpScout, parts));
+    }
+    if let Some(cc) = &config.connectycube {
+        identities.push((
+            Provider::ConnectyCube,
+            vec![cc.base_url.as_str(), cc.admin_api_key.expose()],
+        ));
+    }
+    if let Some(m2g) = &config.message2give {
+        let mfa = m2g.mfa.as_ref().map(|s| s.expose()).unwrap_or("");
+        identities.push((
+            Provider::Message2Give,
+            vec![
+                m2g.base_url.as_str(),
+                m2g.organisation.as_str(),
+                m2g.token.expose(),
+                mfa,
+            ],
+        ));
+    }
+    if let Some(ct) = &config.chat_tonic {
+        identities.push((
+            Provider::ChatTonic,
+            vec![
+                ct.base_url.as_str(),
+                ct.codename.as_str(),
+                ct.access_token.expose(),
+            ],
+        ));
+    }
+    if let Some(xen) = &config.xenioo {
+        identities.push((
+            Provider::Xenioo,
+            vec![xen.base_url.as_str(), xen.account_token.expose()],
+        ));
+    }
+    identities
+        .into_iter()
+        .map(|(provider, parts)| (provider, AccountKey::new(&config.id, provider, &parts)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configured_provider_has_a_client_and_an_account() {
+        let config = Config::from_toml_str(&sandbox::config_toml("http://127.0.0.1:1"), &|_| None)
+            .expect("valid");
+        let http = reqwest::Client::new();
+        for workspace_config in &config.workspaces {
+            let workspace = workspace(workspace_config, &http);
+            let clients: Vec<Provider> =
+                workspace.upstreams().iter().map(|u| u.provider()).collect();
+            let mut accounts: Vec<Provider> = workspace.accounts.keys().copied().collect();
+            accounts.sort();
+            assert_eq!(clients, accounts, "workspace {}", workspace.id);
+        }
     }
 }

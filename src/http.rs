@@ -36,9 +36,15 @@ pub struct HttpState {
 pub const TRACE_HEADER: &str = "x-chatstats-trace";
 
 /// All routes.
-pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/", get(graphiql))
+/// All routes; GraphiQL at `/` only when `graphiql` is on.
+pub fn router(state: HttpState, graphiql: bool) -> Router {
+    let router = Router::new();
+    let router = if graphiql {
+        router.route("/", get(graphiql_page))
+    } else {
+        router
+    };
+    router
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
@@ -51,7 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-async fn graphiql() -> Html<String> {
+async fn graphiql_page() -> Html<String> {
     Html(
         async_graphql::http::GraphiQLSource::build()
             .endpoint("/graphql")

@@ -11,10 +11,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::{join_all, try_join_all};
 
-use crate::error::{ApiError, UpstreamError};
+use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
 use crate::planner::{Fetched, Fetcher};
+use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
+use crate::providers::message2give::{
+    self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
+};
+use crate::providers::xenioo::{self, BotMetric, SnapshotRead};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
 use crate::workspace::Workspace;
@@ -32,8 +37,30 @@ pub enum Unit {
     Score,
 }
 
+/// Whose message2give chat statistics a series covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum M2gWho {
+    AllUsers,
+    User(String),
+    /// The members of one operator group (cct).
+    Group(String),
+}
+
+/// Which message2give chat statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum M2gStat {
+    /// Session counts (SUM).
+    Sessions,
+    /// Response time averages, weighted by sessions.
+    ResponseTime,
+    /// Wait time averages, weighted by sessions.
+    WaitTime,
+    /// Session duration averages, weighted by sessions.
+    SessionDuration,
+}
+
 /// One provider's contribution to a series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Part {
     /// Help Scout conversations of these channels (summed), filtered.
     HelpScout {
@@ -41,6 +68,25 @@ pub enum Part {
         filter: VolumeFilter,
     },
     ConnectyCube(CcMetric),
+    /// message2give chat statistics of these chat types.
+    Message2GiveChat {
+        chats: Vec<ChatType>,
+        who: M2gWho,
+        stat: M2gStat,
+    },
+    /// message2give SMS usage: messages or units, of all surveys or one.
+    Message2GiveSms {
+        survey: Option<String>,
+        units: bool,
+    },
+    /// One field of the Chat-Tonic dashboard.
+    ChatTonic(DashboardField),
+    /// One Xenioo event type from the hourly snapshot, optionally of one bot and/or channel.
+    Xenioo {
+        kind: BotMetric,
+        bot: Option<String>,
+        channel: Option<String>,
+    },
 }
 
 impl Part {
@@ -48,6 +94,9 @@ impl Part {
         match self {
             Part::HelpScout { .. } => Provider::HelpScout,
             Part::ConnectyCube(_) => Provider::ConnectyCube,
+            Part::Message2GiveChat { .. } | Part::Message2GiveSms { .. } => Provider::Message2Give,
+            Part::ChatTonic(_) => Provider::ChatTonic,
+            Part::Xenioo { .. } => Provider::Xenioo,
         }
     }
 
@@ -56,6 +105,9 @@ impl Part {
         match self {
             Part::HelpScout { .. } => help_scout::FINEST,
             Part::ConnectyCube(_) => connectycube::FINEST,
+            Part::Message2GiveChat { .. } | Part::Message2GiveSms { .. } => message2give::FINEST,
+            Part::ChatTonic(_) => chat_tonic::FINEST,
+            Part::Xenioo { .. } => xenioo::FINEST,
         }
     }
 
@@ -66,34 +118,36 @@ impl Part {
         fetcher: &Fetcher,
         window: &Window,
     ) -> Result<Contribution, UpstreamError> {
-        let account = workspace.account(self.provider());
         match self {
             Part::HelpScout { channels, filter } => {
-                let calls = help_scout::plan(window, filter);
-                let pages = try_join_all(calls.into_iter().map(|request| {
-                    let workspace = workspace.clone();
-                    let live = is_live(request.end);
-                    async move {
-                        fetcher
-                            .get(
-                                account,
-                                "volume-by-channel",
-                                &request.clone(),
-                                live,
-                                move || async move {
-                                    let client = workspace.help_scout.as_ref().expect("configured");
-                                    client.volume(&request).await
-                                },
-                            )
-                            .await
-                    }
-                }))
-                .await?;
+                let account = workspace.account(Provider::HelpScout);
+                let pages =
+                    try_join_all(help_scout::plan(window, filter).into_iter().map(|request| {
+                        let workspace = workspace.clone();
+                        let live = is_live(request.end);
+                        async move {
+                            fetcher
+                                .get(
+                                    account,
+                                    "volume-by-channel",
+                                    &request.clone(),
+                                    live,
+                                    move || async move {
+                                        let client =
+                                            workspace.help_scout.as_ref().expect("configured");
+                                        client.volume(&request).await
+                                    },
+                                )
+                                .await
+                        }
+                    }))
+                    .await?;
                 Ok(Contribution::from_pages(&pages, |rows| {
                     help_scout::samples(rows, channels)
                 }))
             }
             Part::ConnectyCube(metric) => {
+                let account = workspace.account(Provider::ConnectyCube);
                 let endpoint = match metric {
                     CcMetric::MessagesSent => "messages/sent-per-day",
                     CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
@@ -117,8 +171,187 @@ impl Part {
                     samples.clone()
                 }))
             }
+            Part::Message2GiveChat { chats, who, stat } => {
+                let keys: Vec<ChatKey> = message2give::plan(window)
+                    .into_iter()
+                    .flat_map(|month| chats.iter().map(move |chat| ChatKey { chat: *chat, month }))
+                    .collect();
+                let pages = try_join_all(
+                    keys.into_iter()
+                        .map(|key| message2give_chat(workspace, fetcher, key)),
+                )
+                .await?;
+                let stats: Vec<&ChatStats> = pages.iter().map(|page| page.value.as_ref()).collect();
+                let scope = match who {
+                    M2gWho::AllUsers => message2give::Scope::AllUsers,
+                    M2gWho::User(user) => message2give::Scope::User(user),
+                    M2gWho::Group(group) => message2give::Scope::Cct(group),
+                };
+                let samples = match stat {
+                    M2gStat::Sessions => message2give::session_samples(&stats, scope),
+                    M2gStat::ResponseTime => {
+                        message2give::average_samples(&stats, scope, AverageMetric::Response)
+                    }
+                    M2gStat::WaitTime => {
+                        message2give::average_samples(&stats, scope, AverageMetric::Wait)
+                    }
+                    M2gStat::SessionDuration => {
+                        message2give::average_samples(&stats, scope, AverageMetric::SessionDuration)
+                    }
+                };
+                Ok(Contribution::from_pages(&pages, |_| Vec::new()).with_samples(samples))
+            }
+            Part::Message2GiveSms { survey, units } => {
+                let months = message2give::plan(window);
+                let pages = try_join_all(
+                    months
+                        .into_iter()
+                        .map(|month| message2give_sms(workspace, fetcher, month)),
+                )
+                .await?;
+                let usage: Vec<&SmsUsage> = pages.iter().map(|page| page.value.as_ref()).collect();
+                let samples = message2give::sms_samples(&usage, survey.as_deref(), *units);
+                Ok(Contribution::from_pages(&pages, |_| Vec::new()).with_samples(samples))
+            }
+            Part::ChatTonic(field) => {
+                let dashboard = chat_tonic_dashboard(workspace, fetcher, window).await?;
+                let mut contribution =
+                    Contribution::from_pages(std::slice::from_ref(&dashboard), |d| {
+                        chat_tonic::samples(d, *field)
+                    });
+                contribution.total = chat_tonic::total(&dashboard.value, *field);
+                Ok(contribution)
+            }
+            Part::Xenioo { kind, bot, channel } => {
+                let read = xenioo_snapshot(workspace).await?;
+                let snapshot = &read.snapshot;
+                let mut contribution = Contribution {
+                    samples: xenioo::samples(snapshot, *kind, bot.as_deref(), channel.as_deref()),
+                    total: None,
+                    stale: read.stale,
+                    warnings: read.warning.clone().into_iter().collect(),
+                    partial: Vec::new(),
+                };
+                if window.to() <= snapshot.from {
+                    // Nothing of the window is in the snapshot: Xenioo contributes nothing.
+                    return Err(out_of_retention(snapshot.from));
+                }
+                if window.from() < snapshot.from {
+                    contribution.partial.push(out_of_retention(snapshot.from));
+                }
+                Ok(contribution)
+            }
         }
     }
+}
+
+/// One message2give chat-statistics month, through the fetcher.
+pub async fn message2give_chat(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    key: ChatKey,
+) -> Result<Fetched<ChatStats>, UpstreamError> {
+    let account = workspace.account(Provider::Message2Give);
+    let live = is_live(key.month.end());
+    let workspace = workspace.clone();
+    fetcher
+        .get(account, "stats/chat", &key, live, move || async move {
+            let client = workspace.message2give.as_ref().expect("configured");
+            client.chat_stats(&key).await
+        })
+        .await
+}
+
+/// One message2give SMS-usage month, through the fetcher.
+pub async fn message2give_sms(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    month: MonthKey,
+) -> Result<Fetched<SmsUsage>, UpstreamError> {
+    let account = workspace.account(Provider::Message2Give);
+    let live = is_live(month.end());
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "usage/sms/console",
+            &month,
+            live,
+            move || async move {
+                let client = workspace.message2give.as_ref().expect("configured");
+                client.sms_usage(&month).await
+            },
+        )
+        .await
+}
+
+/// The Chat-Tonic dashboard for `window` (one call serves every dashboard field), through the fetcher.
+pub async fn chat_tonic_dashboard(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+) -> Result<Fetched<Dashboard>, UpstreamError> {
+    let account = workspace.account(Provider::ChatTonic);
+    let key = chat_tonic::plan_dashboard(window);
+    let live = is_live(key.range.end);
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "stats/bigquery",
+            &key.clone(),
+            live,
+            move || async move {
+                let client = workspace.chat_tonic.as_ref().expect("configured");
+                client.dashboard(&key).await
+            },
+        )
+        .await
+}
+
+/// The Chat-Tonic operator report for `range`, through the fetcher.
+pub async fn chat_tonic_operators(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    range: RangeKey,
+) -> Result<Fetched<OperatorReport>, UpstreamError> {
+    let account = workspace.account(Provider::ChatTonic);
+    let live = is_live(range.end);
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "stats/operator",
+            &range.clone(),
+            live,
+            move || async move {
+                let client = workspace.chat_tonic.as_ref().expect("configured");
+                client.operators(&range).await
+            },
+        )
+        .await
+}
+
+/// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
+/// interval and serves its last snapshot, stale when a refresh failed.
+pub async fn xenioo_snapshot(workspace: &Arc<Workspace>) -> Result<SnapshotRead, UpstreamError> {
+    workspace
+        .xenioo
+        .as_ref()
+        .expect("configured")
+        .snapshot()
+        .await
+}
+
+/// Xenioo keeps 30 days: the part of a window before `from` has no Xenioo data.
+fn out_of_retention(from: DateTime<Utc>) -> UpstreamError {
+    UpstreamError::new(
+        Provider::Xenioo,
+        UpstreamErrorKind::OutOfRetention(format!(
+            "{} (Xenioo keeps 30 days of history)",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+    )
 }
 
 /// True when a chunk ending at `end` touches the present (and so gets the live TTL).
@@ -129,20 +362,31 @@ fn is_live(end: DateTime<Utc>) -> bool {
 /// One part's samples and how fresh they are.
 struct Contribution {
     samples: Vec<Sample>,
+    /// A whole-window total the provider computed (Chat-Tonic's total row).
+    total: Option<f64>,
     stale: bool,
+    /// Refresh failures behind stale data.
     warnings: Vec<UpstreamError>,
+    /// Errors about part of the window (e.g. out of retention); the samples still count.
+    partial: Vec<UpstreamError>,
 }
 
 impl Contribution {
     fn from_pages<T: ?Sized>(pages: &[Fetched<T>], samples: impl Fn(&T) -> Vec<Sample>) -> Self {
         Self {
             samples: pages.iter().flat_map(|page| samples(&page.value)).collect(),
+            total: None,
             stale: pages.iter().any(|page| page.stale),
             warnings: pages
                 .iter()
                 .filter_map(|page| page.warning.clone())
                 .collect(),
+            partial: Vec::new(),
         }
+    }
+
+    fn with_samples(self, samples: Vec<Sample>) -> Self {
+        Self { samples, ..self }
     }
 }
 
@@ -227,7 +471,10 @@ pub async fn compute(
     for (part, result) in servable.iter().zip(fetched) {
         match result {
             Ok(contribution) => {
-                parts.push(resample(&window, spec.aggregation, &contribution.samples));
+                let mut bucketed = resample(&window, spec.aggregation, &contribution.samples);
+                bucketed.total = contribution.total;
+                parts.push(bucketed);
+                errors.extend(contribution.partial.into_iter().map(ApiError::from));
                 sources.push(part.provider());
                 stale |= contribution.stale;
                 warnings.extend(contribution.warnings);
@@ -237,6 +484,14 @@ pub async fn compute(
     }
     sources.sort();
     sources.dedup();
+    // Two parts of one provider (e.g. Xenioo messages + operator messages) fail alike: say it once.
+    let mut unique: Vec<ApiError> = Vec::with_capacity(errors.len());
+    for error in errors {
+        if !unique.contains(&error) {
+            unique.push(error);
+        }
+    }
+    let errors = unique;
     let data = if parts.is_empty() {
         Bucketed::empty(&window)
     } else {

@@ -230,3 +230,27 @@ impl Fetcher {
         })
     }
 }
+
+impl Weigh for crate::providers::message2give::ChatStats {
+    fn approx_bytes(&self) -> usize {
+        crate::providers::message2give::ChatStats::approx_bytes(self)
+    }
+}
+
+impl Weigh for crate::providers::message2give::SmsUsage {
+    fn approx_bytes(&self) -> usize {
+        crate::providers::message2give::SmsUsage::approx_bytes(self)
+    }
+}
+
+impl Weigh for crate::providers::chat_tonic::Dashboard {
+    fn approx_bytes(&self) -> usize {
+        crate::providers::chat_tonic::Dashboard::approx_bytes(self)
+    }
+}
+
+impl Weigh for crate::providers::chat_tonic::OperatorReport {
+    fn approx_bytes(&self) -> usize {
+        crate::providers::chat_tonic::OperatorReport::approx_bytes(self)
+    }
+}

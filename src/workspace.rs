@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cache::AccountKey;
+use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::HelpScout;
+use crate::providers::message2give::Message2Give;
 use crate::providers::upstream::Upstream;
+use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
 use crate::series::Zone;
 
@@ -20,6 +23,9 @@ pub struct Workspace {
     /// Help Scout mailboxes applied when a query gives none.
     pub help_scout_mailboxes: Vec<i64>,
     pub connectycube: Option<ConnectyCube>,
+    pub message2give: Option<Message2Give>,
+    pub chat_tonic: Option<ChatTonic>,
+    pub xenioo: Option<Xenioo>,
     /// The cache identity of each configured provider account.
     pub accounts: HashMap<Provider, AccountKey>,
 }
@@ -34,12 +40,28 @@ impl Workspace {
         if let Some(client) = &self.connectycube {
             upstreams.push(client.upstream());
         }
+        if let Some(client) = &self.message2give {
+            upstreams.push(client.upstream());
+        }
+        if let Some(client) = &self.chat_tonic {
+            upstreams.push(client.upstream());
+        }
+        if let Some(client) = &self.xenioo {
+            upstreams.push(client.upstream());
+        }
         upstreams.sort_by_key(|u| u.provider());
         upstreams
     }
 
+    /// True when the workspace has a client for `provider`.
     pub fn has(&self, provider: Provider) -> bool {
-        self.accounts.contains_key(&provider)
+        match provider {
+            Provider::Message2Give => self.message2give.is_some(),
+            Provider::ChatTonic => self.chat_tonic.is_some(),
+            Provider::Xenioo => self.xenioo.is_some(),
+            Provider::ConnectyCube => self.connectycube.is_some(),
+            Provider::HelpScout => self.help_scout.is_some(),
+        }
     }
 
     /// The cache identity of a configured provider.

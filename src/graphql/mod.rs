@@ -1,24 +1,29 @@
 //! The GraphQL schema: one file per type, the scalars, and [`build_schema`].
 
+pub mod bot;
 pub mod channel;
 pub mod error_codes;
+pub mod nps;
+pub mod operator;
 pub mod scalars;
 pub mod stats;
+pub mod survey;
 pub mod time_series;
 pub mod window;
 pub mod workspace;
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, Object, SDLExportOptions, Schema, ID,
-};
+use async_graphql::{Context, EmptySubscription, Object, SDLExportOptions, Schema, ID};
 
 use crate::workspace::Registry;
+use nps::{NpsExport, NpsRespondents};
+use operator::Operator;
+use window::WindowInput;
 use workspace::WorkspaceObject;
 
 /// The schema type served at `/graphql`.
-pub type ChatstatsSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type ChatstatsSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The root of every query.
 pub struct Query;
@@ -45,10 +50,53 @@ impl Query {
         registry(ctx).get(&id).cloned().map(WorkspaceObject)
     }
 
+    /// One operator by id (`chat_tonic:<_id>` or `message2give:<userId>`): Chat-Tonic
+    /// operators of the last 30 days, message2give users of the last 30 days. Null when unknown.
+    async fn operator(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "`chat_tonic:<_id>` or `message2give:<userId>`.")] id: ID,
+    ) -> async_graphql::Result<Option<Operator>> {
+        operator::find(ctx, registry(ctx).all(), &id).await
+    }
+
+    /// Federation: resolve an `Operator` reference by its key.
+    #[graphql(entity)]
+    async fn find_operator_by_id(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Operator>> {
+        operator::find(ctx, registry(ctx).all(), &id).await
+    }
+
     /// Federation: resolve a `Workspace` reference by its key.
     #[graphql(entity)]
     async fn find_workspace_by_id(&self, ctx: &Context<'_>, id: ID) -> Option<WorkspaceObject> {
         registry(ctx).get(&id).cloned().map(WorkspaceObject)
+    }
+}
+
+/// Operations with side effects.
+pub struct Mutation;
+
+/// Operations with side effects.
+#[Object]
+impl Mutation {
+    /// Ask Chat-Tonic to email the NPS report of a window to the account's user. A side effect:
+    /// never cached and never retried automatically.
+    async fn request_nps_export(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The workspace whose Chat-Tonic account sends the report.")] workspace_id: ID,
+        #[graphql(desc = "The time slice the report covers.")] window: WindowInput,
+        #[graphql(
+            desc = "Which respondents. Default: ALL.",
+            default_with = "NpsRespondents::All"
+        )]
+        respondents: NpsRespondents,
+    ) -> async_graphql::Result<NpsExport> {
+        nps::request(ctx, registry(ctx), &workspace_id, &window, respondents).await
     }
 }
 
@@ -57,12 +105,18 @@ fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {
 }
 
 /// Build the schema over `registry`.
-pub fn build_schema(registry: Arc<Registry>) -> ChatstatsSchema {
-    schema_builder().data(registry).finish()
+/// Build the schema over `registry`; `introspection: false` refuses `__schema`/`__type`.
+pub fn build_schema(registry: Arc<Registry>, introspection: bool) -> ChatstatsSchema {
+    let builder = schema_builder().data(registry);
+    if introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
-fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(error_codes::ErrorCodes)
 }

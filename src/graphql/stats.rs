@@ -1,4 +1,6 @@
-//! The workspace-wide statistic groups: `DialogStats` and `MessageStats`.
+//! The workspace-wide statistic groups: `UserStats`, `DialogStats` (+ `ServiceLevel`),
+//! `MessageStats` and `SatisfactionStats`. Each field names its sources (SPEC §2.1) through
+//! [`Sources`], which keeps only configured providers and the one the `provider` argument asks for.
 
 use std::sync::Arc;
 
@@ -6,9 +8,12 @@ use async_graphql::{Context, Enum, Object};
 
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{Part, SeriesSpec, Unit};
+use crate::metrics::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::providers::chat_tonic::DashboardField;
 use crate::providers::connectycube::{CcMetric, DialogKind};
 use crate::providers::help_scout::{HsChannel, VolumeFilter};
+use crate::providers::message2give::ChatType;
+use crate::providers::xenioo::BotMetric;
 use crate::providers::Provider;
 use crate::series::Aggregation;
 use crate::workspace::Workspace;
@@ -37,20 +42,148 @@ impl From<DialogType> for DialogKind {
     }
 }
 
-/// Keep `part` when no provider filter is given or it matches.
-fn wanted(filter: Option<Provider>, provider: Provider) -> bool {
-    filter.is_none_or(|p| p == provider)
+/// The contributions of a series: only configured providers, and only the one asked for.
+pub struct Sources<'a> {
+    workspace: &'a Workspace,
+    only: Option<Provider>,
+    parts: Vec<Part>,
+}
+
+impl<'a> Sources<'a> {
+    pub fn new(workspace: &'a Workspace, only: Option<Provider>) -> Self {
+        Self {
+            workspace,
+            only,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Add `part` when its provider is configured and wanted.
+    pub fn with(mut self, part: Part) -> Self {
+        let provider = part.provider();
+        if self.workspace.has(provider) && self.only.is_none_or(|p| p == provider) {
+            self.parts.push(part);
+        }
+        self
+    }
+
+    /// Add `part` only when `condition` holds.
+    pub fn with_if(self, condition: bool, part: Part) -> Self {
+        if condition {
+            self.with(part)
+        } else {
+            self
+        }
+    }
+
+    pub fn spec(self, metric: &'static str, unit: Unit, aggregation: Aggregation) -> SeriesSpec {
+        SeriesSpec {
+            metric,
+            unit,
+            aggregation,
+            parts: self.parts,
+        }
+    }
+}
+
+fn xenioo(kind: BotMetric) -> Part {
+    Part::Xenioo {
+        kind,
+        bot: None,
+        channel: None,
+    }
+}
+
+/// Users across providers.
+pub struct UserStats(pub Arc<Workspace>);
+
+/// Users across providers.
+#[Object]
+impl UserStats {
+    /// New users (COUNT, SUM): Chat-Tonic `newUsers` + Xenioo "New User".
+    #[graphql(name = "new")]
+    async fn new_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, provider)
+            .with(Part::ChatTonic(DashboardField::NewUsers))
+            .with(xenioo(BotMetric::NewUser))
+            .spec("users.new", Unit::Count, Aggregation::Sum);
+        series(ctx, &self.0, spec, &window).await
+    }
+
+    /// Returning users (COUNT, SUM): Xenioo "Returning User".
+    async fn returning(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, provider)
+            .with(xenioo(BotMetric::ReturningUser))
+            .spec("users.returning", Unit::Count, Aggregation::Sum);
+        series(ctx, &self.0, spec, &window).await
+    }
+
+    /// Active users (COUNT, DISTINCT): Chat-Tonic `activeUsers` (asked at the granularity
+    /// needed; the window total is Chat-Tonic's own) + Xenioo "Active User". A distinct count
+    /// over several upstream buckets is a lower bound and `exact` is false.
+    async fn active(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, provider)
+            .with(Part::ChatTonic(DashboardField::ActiveUsers))
+            .with(xenioo(BotMetric::ActiveUser))
+            .spec("users.active", Unit::Count, Aggregation::Distinct);
+        series(ctx, &self.0, spec, &window).await
+    }
+
+    /// Total users at the end of each bucket (COUNT, LAST): Chat-Tonic `totalUsers`.
+    async fn total(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, provider)
+            .with(Part::ChatTonic(DashboardField::TotalUsers))
+            .spec("users.total", Unit::Count, Aggregation::Last);
+        series(ctx, &self.0, spec, &window).await
+    }
 }
 
 /// Dialogs (conversations) across providers.
 pub struct DialogStats(pub Arc<Workspace>);
 
+impl DialogStats {
+    async fn chat_tonic(
+        &self,
+        ctx: &Context<'_>,
+        window: WindowInput,
+        field: DashboardField,
+        metric: &'static str,
+        unit: Unit,
+        aggregation: Aggregation,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, None)
+            .with(Part::ChatTonic(field))
+            .spec(metric, unit, aggregation);
+        series(ctx, &self.0, spec, &window).await
+    }
+}
+
 /// Dialogs (conversations) across providers.
 #[Object]
 impl DialogStats {
-    /// Dialogs created (COUNT, SUM): ConnectyCube dialogs created (filtered by `types`) plus
-    /// Help Scout conversations of all channels. With `types`, only ConnectyCube contributes
-    /// (Help Scout conversations have no dialog type). Finest granularity: DAY.
+    /// Dialogs created (COUNT, SUM): ConnectyCube dialogs created (filtered by `types`) +
+    /// Help Scout conversations of all channels + message2give sessions (web and SMS). With
+    /// `types`, only ConnectyCube contributes (the others have no dialog type). Finest: DAY.
     async fn created(
         &self,
         ctx: &Context<'_>,
@@ -61,33 +194,180 @@ impl DialogStats {
         >,
     ) -> async_graphql::Result<TimeSeries> {
         let workspace = &self.0;
-        let mut parts = Vec::new();
-        if workspace.connectycube.is_some() && wanted(provider, Provider::ConnectyCube) {
-            let mut kinds: Vec<DialogKind> = types.iter().flatten().map(|t| (*t).into()).collect();
-            kinds.sort();
-            kinds.dedup();
-            parts.push(Part::ConnectyCube(CcMetric::DialogsCreated(kinds)));
-        }
-        if workspace.help_scout.is_some()
-            && wanted(provider, Provider::HelpScout)
-            && types.is_none()
-        {
-            parts.push(Part::HelpScout {
-                channels: HsChannel::ALL.to_vec(),
-                filter: VolumeFilter::new(
-                    workspace.help_scout_mailboxes.clone(),
-                    Vec::new(),
-                    Vec::new(),
-                ),
-            });
-        }
-        let spec = SeriesSpec {
-            metric: "dialogs.created",
-            unit: Unit::Count,
-            aggregation: Aggregation::Sum,
-            parts,
-        };
+        let mut kinds: Vec<DialogKind> = types.iter().flatten().map(|t| (*t).into()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let spec = Sources::new(workspace, provider)
+            .with(Part::ConnectyCube(CcMetric::DialogsCreated(kinds)))
+            .with_if(
+                types.is_none(),
+                Part::HelpScout {
+                    channels: HsChannel::ALL.to_vec(),
+                    filter: VolumeFilter::new(
+                        workspace.help_scout_mailboxes.clone(),
+                        Vec::new(),
+                        Vec::new(),
+                    ),
+                },
+            )
+            .with_if(
+                types.is_none(),
+                Part::Message2GiveChat {
+                    chats: vec![ChatType::Web, ChatType::Sms],
+                    who: M2gWho::AllUsers,
+                    stat: M2gStat::Sessions,
+                },
+            )
+            .spec("dialogs.created", Unit::Count, Aggregation::Sum);
         series(ctx, workspace, spec, &window).await
+    }
+
+    /// Dialogs waiting for an operator (COUNT, SUM): Chat-Tonic `pending`.
+    async fn pending(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.chat_tonic(
+            ctx,
+            window,
+            DashboardField::Pending,
+            "dialogs.pending",
+            Unit::Count,
+            Aggregation::Sum,
+        )
+        .await
+    }
+
+    /// Dialogs in progress (COUNT, SUM): Chat-Tonic `progress`.
+    async fn in_progress(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.chat_tonic(
+            ctx,
+            window,
+            DashboardField::Progress,
+            "dialogs.inProgress",
+            Unit::Count,
+            Aggregation::Sum,
+        )
+        .await
+    }
+
+    /// Dialogs resolved (COUNT, SUM): Chat-Tonic `resolved`.
+    async fn resolved(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.chat_tonic(
+            ctx,
+            window,
+            DashboardField::Resolved,
+            "dialogs.resolved",
+            Unit::Count,
+            Aggregation::Sum,
+        )
+        .await
+    }
+
+    /// Dialogs failed (COUNT, SUM): Chat-Tonic `failed`.
+    async fn failed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.chat_tonic(
+            ctx,
+            window,
+            DashboardField::Failed,
+            "dialogs.failed",
+            Unit::Count,
+            Aggregation::Sum,
+        )
+        .await
+    }
+
+    /// Service-level percentages (Chat-Tonic).
+    async fn service_level(
+        &self,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> ServiceLevel {
+        ServiceLevel {
+            dialogs: DialogStats(self.0.clone()),
+            window,
+        }
+    }
+}
+
+/// Service-level percentages of the Chat-Tonic dashboard (PERCENT, AVERAGE). Chat-Tonic gives
+/// no weights, so buckets coarser than those it was asked for are plain means (`exact` false);
+/// the window total is Chat-Tonic's own.
+pub struct ServiceLevel {
+    dialogs: DialogStats,
+    window: WindowInput,
+}
+
+/// Service-level percentages of the Chat-Tonic dashboard (PERCENT, AVERAGE). Chat-Tonic gives
+/// no weights, so buckets coarser than those it was asked for are plain means (`exact` false);
+/// the window total is Chat-Tonic's own.
+#[Object]
+impl ServiceLevel {
+    /// Chat-Tonic `userEfficiency`.
+    async fn user_efficiency(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
+        self.get(
+            ctx,
+            DashboardField::UserEfficiency,
+            "serviceLevel.userEfficiency",
+        )
+        .await
+    }
+
+    /// Chat-Tonic `attention`.
+    async fn attention(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
+        self.get(ctx, DashboardField::Attention, "serviceLevel.attention")
+            .await
+    }
+
+    /// Chat-Tonic `resolution`.
+    async fn resolution(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
+        self.get(ctx, DashboardField::Resolution, "serviceLevel.resolution")
+            .await
+    }
+
+    /// Chat-Tonic `attentionAndResolution`.
+    async fn attention_and_resolution(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.get(
+            ctx,
+            DashboardField::AttentionAndResolution,
+            "serviceLevel.attentionAndResolution",
+        )
+        .await
+    }
+}
+
+impl ServiceLevel {
+    async fn get(
+        &self,
+        ctx: &Context<'_>,
+        field: DashboardField,
+        metric: &'static str,
+    ) -> async_graphql::Result<TimeSeries> {
+        self.dialogs
+            .chat_tonic(
+                ctx,
+                self.window.clone(),
+                field,
+                metric,
+                Unit::Percent,
+                Aggregation::Average,
+            )
+            .await
     }
 }
 
@@ -97,24 +377,81 @@ pub struct MessageStats(pub Arc<Workspace>);
 /// Messages across providers.
 #[Object]
 impl MessageStats {
-    /// Messages sent (COUNT, SUM): ConnectyCube messages sent. Finest granularity: DAY.
+    /// Messages sent (COUNT, SUM): ConnectyCube messages sent + Chat-Tonic `messagesSent` +
+    /// Xenioo "Messages" and "Operator Message" + message2give SMS messages (all surveys).
     async fn sent(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let workspace = &self.0;
-        let mut parts = Vec::new();
-        if workspace.connectycube.is_some() && wanted(provider, Provider::ConnectyCube) {
-            parts.push(Part::ConnectyCube(CcMetric::MessagesSent));
-        }
-        let spec = SeriesSpec {
-            metric: "messages.sent",
-            unit: Unit::Count,
-            aggregation: Aggregation::Sum,
-            parts,
-        };
-        series(ctx, workspace, spec, &window).await
+        let spec = Sources::new(&self.0, provider)
+            .with(Part::ConnectyCube(CcMetric::MessagesSent))
+            .with(Part::ChatTonic(DashboardField::MessagesSent))
+            .with(xenioo(BotMetric::Messages))
+            .with(xenioo(BotMetric::OperatorMessage))
+            .with(Part::Message2GiveSms {
+                survey: None,
+                units: false,
+            })
+            .spec("messages.sent", Unit::Count, Aggregation::Sum);
+        series(ctx, &self.0, spec, &window).await
+    }
+
+    /// Messages received (COUNT, SUM): Chat-Tonic `messagesReceived` + Xenioo "Incoming Message".
+    async fn received(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let spec = Sources::new(&self.0, provider)
+            .with(Part::ChatTonic(DashboardField::MessagesReceived))
+            .with(xenioo(BotMetric::IncomingMessage))
+            .spec("messages.received", Unit::Count, Aggregation::Sum);
+        series(ctx, &self.0, spec, &window).await
+    }
+}
+
+/// Customer satisfaction (Chat-Tonic).
+pub struct SatisfactionStats(pub Arc<Workspace>);
+
+/// Customer satisfaction (Chat-Tonic).
+#[Object]
+impl SatisfactionStats {
+    /// Net promoter score, -100..100 (SCORE, AVERAGE): Chat-Tonic `nps`.
+    async fn nps(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        DialogStats(self.0.clone())
+            .chat_tonic(
+                ctx,
+                window,
+                DashboardField::Nps,
+                "satisfaction.nps",
+                Unit::Score,
+                Aggregation::Average,
+            )
+            .await
+    }
+
+    /// Customer satisfaction score, 1..5 (SCORE, AVERAGE): Chat-Tonic `csat`.
+    async fn csat(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+    ) -> async_graphql::Result<TimeSeries> {
+        DialogStats(self.0.clone())
+            .chat_tonic(
+                ctx,
+                window,
+                DashboardField::Csat,
+                "satisfaction.csat",
+                Unit::Score,
+                Aggregation::Average,
+            )
+            .await
     }
 }

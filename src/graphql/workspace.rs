@@ -2,11 +2,16 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Object, SimpleObject, ID};
+use async_graphql::{Context, Object, SimpleObject, ID};
 
+use crate::error::{ApiError, UpstreamError};
+use crate::graphql::bot::{self, Bot};
 use crate::graphql::channel::Channel;
+use crate::graphql::operator::{self, Operator, OperatorGroup};
 use crate::graphql::scalars::{Instant, TimeZone};
-use crate::graphql::stats::{DialogStats, MessageStats};
+use crate::graphql::stats::{DialogStats, MessageStats, SatisfactionStats, UserStats};
+use crate::graphql::survey::{self, Survey};
+use crate::graphql::window::WindowInput;
 use crate::providers::Provider;
 use crate::workspace::Workspace;
 
@@ -59,25 +64,49 @@ impl WorkspaceObject {
                     healthy: health.healthy(),
                     last_success_at: health.last_success_at.map(Instant),
                     last_error: health.last_error.clone(),
-                    next_call_allowed_at: None,
+                    next_call_allowed_at: match upstream.provider() {
+                        Provider::Xenioo => self
+                            .0
+                            .xenioo
+                            .as_ref()
+                            .and_then(|x| x.next_call_allowed_at())
+                            .map(Instant),
+                        _ => None,
+                    },
                 }
             })
             .collect()
     }
 
-    /// Every channel of the workspace (Help Scout chat/email/phone, ...).
-    async fn channels(&self) -> Vec<Channel> {
-        Channel::all(&self.0)
+    /// Every channel of the workspace: message2give web and SMS, Xenioo channels (from its
+    /// snapshot), Help Scout chat, email and phone. If Xenioo cannot be read its channels are
+    /// missing and an error says why.
+    async fn channels(&self, ctx: &Context<'_>) -> Vec<Channel> {
+        let (channels, error) = Channel::all(&self.0).await;
+        if let Some(error) = error {
+            report(ctx, error);
+        }
+        channels
     }
 
-    /// One channel by id (e.g. `help_scout:chat`); null when there is none.
+    /// One channel by id (e.g. `help_scout:chat`, `message2give:web`, `xenioo:Facebook`); null
+    /// when there is none.
     async fn channel(
         &self,
+        ctx: &Context<'_>,
         #[graphql(desc = "`<provider>:<channel>`, e.g. `help_scout:email`.")] id: ID,
     ) -> Option<Channel> {
-        Channel::all(&self.0)
-            .into_iter()
-            .find(|c| c.channel_id() == id.as_str())
+        // Only look at Xenioo's snapshot for a Xenioo id.
+        let (channels, error) = Channel::all(&self.0).await;
+        if let (Some(error), true) = (error, id.starts_with("xenioo:")) {
+            report(ctx, error);
+        }
+        channels.into_iter().find(|c| c.channel_id() == id.as_str())
+    }
+
+    /// Users across providers.
+    async fn users(&self) -> UserStats {
+        UserStats(self.0.clone())
     }
 
     /// Dialogs (conversations) across providers.
@@ -89,4 +118,51 @@ impl WorkspaceObject {
     async fn messages(&self) -> MessageStats {
         MessageStats(self.0.clone())
     }
+
+    /// Customer satisfaction (Chat-Tonic NPS and CSAT).
+    async fn satisfaction(&self) -> SatisfactionStats {
+        SatisfactionStats(self.0.clone())
+    }
+
+    /// Operators seen in the window: Chat-Tonic's operator report for the window, and
+    /// message2give users with statistics in the window's months.
+    async fn operators(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice (granularity ignored).")] window: WindowInput,
+    ) -> async_graphql::Result<Vec<Operator>> {
+        let window = window.resolve(self.0.zone)?;
+        Ok(operator::operators(ctx, &self.0, &window).await)
+    }
+
+    /// Operator groups (message2give ccts) seen in the window's months, with their members.
+    async fn operator_groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice (granularity ignored).")] window: WindowInput,
+    ) -> async_graphql::Result<Vec<OperatorGroup>> {
+        let window = window.resolve(self.0.zone)?;
+        Ok(operator::operator_groups(ctx, &self.0, &window).await)
+    }
+
+    /// SMS surveys (message2give) with usage in the window's months.
+    async fn surveys(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The time slice (granularity ignored).")] window: WindowInput,
+    ) -> async_graphql::Result<Vec<Survey>> {
+        let window = window.resolve(self.0.zone)?;
+        survey::surveys(ctx, &self.0, &window).await
+    }
+
+    /// Chatbots (Xenioo), from the account's hourly snapshot.
+    async fn bots(&self) -> async_graphql::Result<Vec<Bot>> {
+        bot::bots(&self.0).await
+    }
+}
+
+/// Report an error next to a list that still answers with the other providers.
+fn report(ctx: &Context<'_>, error: UpstreamError) {
+    let error: async_graphql::Error = ApiError::from(error).into();
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
 }

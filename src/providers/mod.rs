@@ -3,9 +3,12 @@
 //! so no provider's JSON shape leaks inward. [`upstream`] holds what all clients share: the HTTP
 //! call, status mapping, body limits and health tracking.
 
+pub mod chat_tonic;
 pub mod connectycube;
 pub mod help_scout;
+pub mod message2give;
 pub mod upstream;
+pub mod xenioo;
 
 use std::fmt;
 

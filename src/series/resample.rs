@@ -110,7 +110,8 @@ impl Bucketed {
         let max = present().reduce(f64::max);
         let count = present().count();
         let (total, exact) = match aggregation {
-            Aggregation::Sum => (Some(present().sum()), self.exact),
+            // `fold` from +0.0: `f64: Sum` of nothing is -0.0.
+            Aggregation::Sum => (Some(present().fold(0.0, |a, b| a + b)), self.exact),
             Aggregation::Last => (present().last(), self.exact),
             Aggregation::Distinct => match self.total {
                 Some(total) => (Some(total), true),
@@ -130,11 +131,15 @@ impl Bucketed {
         }
     }
 
-    /// AVERAGE total: weighted mean when every present bucket has a weight, else the
-    /// provider's own total if it gave one, else the plain mean of the buckets (inexact).
+    /// AVERAGE total: the provider's own total when it gave one (it saw every event, we only
+    /// see rounded buckets), else the weighted mean when every present bucket has a weight,
+    /// else the plain mean of the buckets (inexact).
     fn average_total(&self, count: usize) -> (Option<f64>, bool) {
         if count == 0 {
             return (None, self.exact);
+        }
+        if let Some(total) = self.total {
+            return (Some(total), self.exact);
         }
         let mut weighted_sum = 0.0;
         let mut weight_sum = 0.0;
@@ -156,6 +161,9 @@ impl Bucketed {
             }
         }
         if all_weighted && weight_sum > 0.0 {
+            if count == 1 {
+                return (Some(plain_sum), self.exact);
+            }
             return (Some(weighted_sum / weight_sum), self.exact);
         }
         let mean = plain_sum / count as f64;
@@ -244,7 +252,11 @@ impl Accumulator {
             Aggregation::Sum => (Some(self.sum), None, true),
             Aggregation::Average if !self.missing_weight => {
                 // No weight at all (e.g. zero sessions) means no average, not an average of 0.
-                let value = (self.weight_sum > 0.0).then(|| self.weighted_sum / self.weight_sum);
+                // A lone sample is passed through: v·w/w is not always exactly v in floating point.
+                let value = match self.count {
+                    1 if self.weight_sum > 0.0 => Some(self.sum),
+                    _ => (self.weight_sum > 0.0).then(|| self.weighted_sum / self.weight_sum),
+                };
                 (value, Some(self.weight_sum), true)
             }
             Aggregation::Average => (Some(self.sum / self.count as f64), None, !merged),

@@ -1,8 +1,10 @@
 //! ConnectyCube messages and dialogs through `messages.sent` and `dialogs.created`, checked
 //! against the sandbox's own data, with the paging and `types[]` the sandbox saw.
 
+use chatstats::sandbox::accounts::ACME;
 use chatstats::sandbox::connectycube::{dialogs_created, messages_sent};
 use chatstats::sandbox::help_scout::conversations;
+use chatstats::sandbox::message2give::user_day;
 use serde_json::json;
 
 use crate::helpers::{assert_no_errors, days, points, rfc3339, spawn_app, utc};
@@ -12,7 +14,7 @@ async fn messages_over_250_days_fetch_every_page_and_match_the_sandbox() {
     let app = spawn_app().await;
     let from = utc(2024, 9, 1);
     let to = from + days(250);
-    let query = r#"query($w: Window!) { workspace(id: "acme") { messages { sent(window: $w) { total sources points { at value } } } } }"#;
+    let query = r#"query($w: Window!) { workspace(id: "acme") { messages { sent(window: $w, provider: CONNECTYCUBE) { total sources points { at value } } } } }"#;
     let body = app
         .query_with(
             query,
@@ -86,24 +88,32 @@ async fn dialogs_filtered_by_type_send_types_and_match_the_sandbox() {
 }
 
 #[tokio::test]
-async fn dialogs_created_adds_connectycube_and_help_scout_bucket_by_bucket() {
+async fn dialogs_created_adds_connectycube_help_scout_and_message2give_bucket_by_bucket() {
     let app = spawn_app().await;
     let query = r#"{ workspace(id: "acme") { dialogs { created(
         window: {from: "2025-04-01T00:00:00Z", to: "2025-04-04T00:00:00Z", timeZone: "UTC"}) { sources points { at value } } } } }"#;
     let body = app.query(query).await;
     assert_no_errors(&body);
     let series = &body["data"]["workspace"]["dialogs"]["created"];
-    assert_eq!(series["sources"], json!(["CONNECTYCUBE", "HELP_SCOUT"]));
+    assert_eq!(
+        series["sources"],
+        json!(["MESSAGE2GIVE", "CONNECTYCUBE", "HELP_SCOUT"])
+    );
     for (at, value) in points(series) {
         let end = at + days(1);
         let help_scout: u64 = ["chat", "email", "phone"]
             .iter()
             .map(|c| conversations("acme", c, &[], &[], &[], at, end))
             .sum();
-        assert_eq!(
-            value,
-            Some((dialogs_created("acme", &[], at, end) + help_scout) as f64)
-        );
+        let message2give: u64 = ["web", "sms"]
+            .iter()
+            .flat_map(|chat| ACME.message2give.users.iter().map(move |u| (chat, u)))
+            .filter_map(|(chat, u)| user_day("acme", chat, None, u, at))
+            .map(|d| d.sessions_count)
+            .sum();
+        assert!(message2give > 0);
+        let expected = dialogs_created("acme", &[], at, end) + help_scout + message2give;
+        assert_eq!(value, Some(expected as f64));
     }
 }
 

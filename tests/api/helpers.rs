@@ -47,12 +47,17 @@ pub async fn spawn_app() -> TestApp {
 
 /// Start a sandbox and a server whose config is the sandbox's, edited by `edit`.
 pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
-    let sandbox = sandbox::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        SandboxOptions::default(),
-    )
-    .await
-    .expect("sandbox starts");
+    spawn_app_with_options(SandboxOptions::default(), edit).await
+}
+
+/// As [`spawn_app_with`], with sandbox options (e.g. a short Xenioo throttle).
+pub async fn spawn_app_with_options(
+    options: SandboxOptions,
+    edit: impl FnOnce(&mut Config),
+) -> TestApp {
+    let sandbox = sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)
+        .await
+        .expect("sandbox starts");
     let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
         .expect("the sandbox config is valid");
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -194,6 +199,18 @@ pub fn errors(body: &Value) -> Vec<(String, Option<String>, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Only errors with these codes (e.g. `OUT_OF_RETENTION` from Xenioo for windows older than
+/// its 30 days), and data.
+pub fn assert_only_codes(body: &Value, codes: &[&str]) {
+    for (code, _, message) in errors(body) {
+        assert!(
+            codes.contains(&code.as_str()),
+            "unexpected {code}: {message}"
+        );
+    }
+    assert!(body["data"].is_object(), "{body}");
 }
 
 pub fn assert_no_errors(body: &Value) {

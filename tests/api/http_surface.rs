@@ -31,6 +31,24 @@ async fn graphiql_health_and_readiness_answer() {
 }
 
 #[tokio::test]
+async fn graphiql_and_introspection_can_be_switched_off() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.server.graphiql = false;
+        config.server.introspection = false;
+    })
+    .await;
+    let page = app.http.get(app.url("/")).send().await.expect("answers");
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    let body = app.query("{ __schema { types { name } } }").await;
+    assert!(
+        body["data"]["__schema"].is_null(),
+        "no schema is revealed: {body}"
+    );
+    assert!(!body.to_string().contains("Workspace"), "{body}");
+    assert_no_errors(&app.query("{ workspaces { id } }").await);
+}
+
+#[tokio::test]
 async fn get_runs_a_query_from_the_query_string() {
     let app = spawn_app().await;
     let response = app

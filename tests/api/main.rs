@@ -1,10 +1,13 @@
 //! The integration tests: one binary, one module per feature. Each test starts its own
 //! sandbox and server on free loopback ports (see `helpers::spawn_app`).
 
+mod chat_tonic;
 mod connectycube;
 mod economy;
 mod errors;
 mod help_scout;
 mod helpers;
 mod http_surface;
+mod message2give;
 mod schema;
+mod xenioo;

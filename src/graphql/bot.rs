@@ -1,0 +1,141 @@
+//! `Bot`: a Xenioo chatbot and its 18 event types.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, Object, ID};
+
+use crate::error::ApiError;
+use crate::graphql::channel::Channel;
+use crate::graphql::time_series::{series, TimeSeries};
+use crate::graphql::window::WindowInput;
+use crate::metrics::{xenioo_snapshot, Part, SeriesSpec, Unit};
+use crate::providers::xenioo;
+use crate::series::Aggregation;
+use crate::workspace::Workspace;
+
+/// The Xenioo analytics event types (codes 0–17).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::providers::xenioo::BotMetric")]
+pub enum BotMetric {
+    /// 0: users seen for the first time (COUNT, SUM).
+    NewUser,
+    /// 1: users seen again (COUNT, SUM).
+    ReturningUser,
+    /// 2: distinct active users (COUNT, DISTINCT).
+    ActiveUser,
+    /// 3: messages (COUNT, SUM).
+    Messages,
+    /// 4: action messages (COUNT, SUM).
+    ActionMessages,
+    /// 5: fallback replies (COUNT, SUM).
+    FallbackReply,
+    /// 6: NLP intents detected (COUNT, SUM).
+    NlpDetected,
+    /// 7: NLP intents missed (COUNT, SUM).
+    NlpMissed,
+    /// 8: conversation length (SECONDS, AVERAGE).
+    ConversationLength,
+    /// 9: time for an operator to pick up (SECONDS, AVERAGE).
+    TimeToPickUp,
+    /// 10: share of conversations taken over by an operator (PERCENT, AVERAGE).
+    TakeoverRate,
+    /// 11: support conversation length (SECONDS, AVERAGE).
+    SupportConversationLength,
+    /// 12: goals reached (COUNT, SUM).
+    GoalReached,
+    /// 13: incoming messages (COUNT, SUM).
+    IncomingMessage,
+    /// 14: API requests (COUNT, SUM).
+    ApiRequest,
+    /// 15: API request errors (COUNT, SUM).
+    ApiRequestError,
+    /// 16: time to the first message (SECONDS, AVERAGE).
+    TimeToFirstMessage,
+    /// 17: operator messages (COUNT, SUM).
+    OperatorMessage,
+}
+
+/// Unit and aggregation of a Xenioo event type (SPEC §2.1).
+pub fn unit_and_aggregation(kind: xenioo::BotMetric) -> (Unit, Aggregation) {
+    match kind {
+        xenioo::BotMetric::ActiveUser => (Unit::Count, Aggregation::Distinct),
+        xenioo::BotMetric::TakeoverRate => (Unit::Percent, Aggregation::Average),
+        k if k.is_average() => (Unit::Seconds, Aggregation::Average),
+        _ => (Unit::Count, Aggregation::Sum),
+    }
+}
+
+/// A Xenioo chatbot.
+pub struct Bot {
+    workspace: Arc<Workspace>,
+    name: String,
+    channels: Vec<String>,
+}
+
+/// A Xenioo chatbot (from the account's hourly analytics snapshot).
+#[Object]
+impl Bot {
+    /// `xenioo:<BotName>`.
+    async fn id(&self) -> ID {
+        ID(format!("xenioo:{}", self.name))
+    }
+
+    /// The bot's name in Xenioo.
+    async fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channels the bot answers on.
+    async fn channels(&self) -> Vec<Channel> {
+        let (all, _) = Channel::all(&self.workspace).await;
+        all.into_iter()
+            .filter(|c| {
+                c.channel_id()
+                    .strip_prefix("xenioo:")
+                    .is_some_and(|name| self.channels.iter().any(|n| n == name))
+            })
+            .collect()
+    }
+
+    /// One event type of this bot, hourly for the last 30 days (older parts of the window are
+    /// `OUT_OF_RETENTION`). Counts are SUM; 8, 9, 11, 16 are AVERAGE seconds; 10 AVERAGE percent;
+    /// 2 DISTINCT (hourly distinct users; coarser buckets are lower bounds, `exact` false).
+    async fn metric(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The event type.")] kind: BotMetric,
+        #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
+        #[graphql(desc = "Only this Xenioo channel (`ChannelName`, e.g. `Facebook`).")]
+        channel: Option<String>,
+    ) -> async_graphql::Result<TimeSeries> {
+        let kind: xenioo::BotMetric = kind.into();
+        let (unit, aggregation) = unit_and_aggregation(kind);
+        let spec = SeriesSpec {
+            metric: "bot.metric",
+            unit,
+            aggregation,
+            parts: vec![Part::Xenioo {
+                kind,
+                bot: Some(self.name.clone()),
+                channel,
+            }],
+        };
+        series(ctx, &self.workspace, spec, &window).await
+    }
+}
+
+/// The bots of a workspace's Xenioo account.
+pub async fn bots(workspace: &Arc<Workspace>) -> async_graphql::Result<Vec<Bot>> {
+    if workspace.xenioo.is_none() {
+        return Ok(Vec::new());
+    }
+    let read = xenioo_snapshot(workspace).await.map_err(ApiError::from)?;
+    Ok(xenioo::bots(&read.snapshot)
+        .into_iter()
+        .map(|(name, channels)| Bot {
+            workspace: workspace.clone(),
+            name,
+            channels: channels.into_iter().collect(),
+        })
+        .collect())
+}

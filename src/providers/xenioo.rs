@@ -1,0 +1,1391 @@
+//! Xenioo (SPEC §1.3, seed 002): chatbot analytics, 18 event types per bot and channel, hourly.
+//!
+//! Xenioo's defining rule is its throttle: ONE statistics call per account per hour; an
+//! earlier call is refused. So this client never plans calls per window. It makes exactly one
+//! kind of call — every bot (`*`), all 18 types, `GROUPMODE=hour`, `DAYS=30` — and every
+//! Xenioo field is derived from that [`Snapshot`].
+//!
+//! ## The throttle guarantee
+//!
+//! [`Xenioo::snapshot`] never starts an upstream call within `min_interval` of the previous
+//! one, under any number of concurrent callers, while a call is in flight, after a call
+//! failed, or when a caller gives up (is cancelled) mid-call. It rests on four rules, all in
+//! the private `Gate`, which is the only code that can start a call:
+//!
+//! 1. **One lock, held across the call.** The decision "may I call?" and the call itself
+//!    happen under one `tokio::sync::Mutex`; the guard is moved into the task that performs
+//!    the call and released only after the outcome is recorded. Two calls can never overlap
+//!    and no caller can decide on stale state.
+//! 2. **The interval is claimed before anything is sent.** The gate is closed (as of the
+//!    call's start) before the request is built, so even a call that never returns (a panic,
+//!    a runtime shutdown) has spent the interval.
+//! 3. **The interval runs from the end of the call.** On completion the gate is re-closed as
+//!    of the moment the answer (or error) arrived. The upstream registered the call somewhere
+//!    between our send and our receive, so measuring from the receive means the upstream
+//!    always sees at least `min_interval` between two of our calls, whatever the latency.
+//!    A 429 whose `Retry-After` is longer than `min_interval` (e.g. another process called
+//!    first) closes the gate for that longer time.
+//! 4. **Callers cannot cancel a call.** The call runs in its own spawned task; a caller that
+//!    is dropped while waiting only stops waiting. The call finishes, is recorded, and later
+//!    callers share its result.
+//!
+//! Every failure spends the interval. Inside it, callers get the last good snapshot (`stale:
+//! true` plus the error as a warning when the latest call failed), or `UPSTREAM_THROTTLED`
+//! with the seconds left when there is no snapshot yet. Callers that were waiting for a call
+//! share that call's own result (the snapshot, or its error).
+//!
+//! Monotonic [`Instant`]s decide; the wall clock only feeds [`Xenioo::next_call_allowed_at`],
+//! so a clock step can never open the gate early.
+//!
+//! ## Tolerant parsing
+//!
+//! The public docs truncate the entry format after `GroupLabel, BotName, ChannelName,
+//! EventLabel`. We assume (README) a value in `Value` (or `Count`) and a type in `EventLabel`
+//! or a numeric `EventType`; `GroupLabel` may be RFC 3339 or `yyyy-MM-dd HH:mm`,
+//! `yyyy-MM-dd`, `yyyy-MM`, `yyyy` (UTC; the span follows the form). Unknown fields are
+//! ignored. An entry that cannot be read is skipped and counted ([`Snapshot::skipped`], one
+//! warning per snapshot), never an error: only a body that is not a JSON array is
+//! `UPSTREAM_INVALID`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::config::Secret;
+use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::providers::upstream::Upstream;
+use crate::providers::Provider;
+use crate::series::{Granularity, Sample, Zone};
+
+/// The finest granularity Xenioo offers (we always ask for hour groups).
+pub const FINEST: Granularity = Granularity::Hour;
+
+/// How many days of history one call asks for: the most Xenioo allows.
+pub const SNAPSHOT_DAYS: i64 = 30;
+
+/// The 18 Xenioo event types, codes 0..=17.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BotMetric {
+    /// 0: users seen for the first time.
+    NewUser,
+    /// 1: users seen before.
+    ReturningUser,
+    /// 2: distinct users active.
+    ActiveUser,
+    /// 3: messages.
+    Messages,
+    /// 4: action messages.
+    ActionMessages,
+    /// 5: fallback replies (the bot did not understand).
+    FallbackReply,
+    /// 6: NLP intents detected.
+    NlpDetected,
+    /// 7: NLP intents missed.
+    NlpMissed,
+    /// 8: average conversation length, seconds.
+    ConversationLength,
+    /// 9: average time to pick up (operator takeover), seconds.
+    TimeToPickUp,
+    /// 10: takeover rate, percent.
+    TakeoverRate,
+    /// 11: average support conversation length, seconds.
+    SupportConversationLength,
+    /// 12: goals reached.
+    GoalReached,
+    /// 13: incoming messages.
+    IncomingMessage,
+    /// 14: API requests.
+    ApiRequest,
+    /// 15: failed API requests.
+    ApiRequestError,
+    /// 16: average time to first message, seconds.
+    TimeToFirstMessage,
+    /// 17: operator messages.
+    OperatorMessage,
+}
+
+impl BotMetric {
+    /// Every type, in code order (the index is the code).
+    pub const ALL: [BotMetric; 18] = [
+        BotMetric::NewUser,
+        BotMetric::ReturningUser,
+        BotMetric::ActiveUser,
+        BotMetric::Messages,
+        BotMetric::ActionMessages,
+        BotMetric::FallbackReply,
+        BotMetric::NlpDetected,
+        BotMetric::NlpMissed,
+        BotMetric::ConversationLength,
+        BotMetric::TimeToPickUp,
+        BotMetric::TakeoverRate,
+        BotMetric::SupportConversationLength,
+        BotMetric::GoalReached,
+        BotMetric::IncomingMessage,
+        BotMetric::ApiRequest,
+        BotMetric::ApiRequestError,
+        BotMetric::TimeToFirstMessage,
+        BotMetric::OperatorMessage,
+    ];
+
+    /// The Xenioo type code (0..=17).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The type with this code, `None` past 17.
+    pub fn from_code(code: u8) -> Option<BotMetric> {
+        BotMetric::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The name Xenioo uses in `EventLabel`, e.g. "New User".
+    pub fn label(self) -> &'static str {
+        match self {
+            BotMetric::NewUser => "New User",
+            BotMetric::ReturningUser => "Returning User",
+            BotMetric::ActiveUser => "Active User",
+            BotMetric::Messages => "Messages",
+            BotMetric::ActionMessages => "Action Messages",
+            BotMetric::FallbackReply => "Fallback Reply",
+            BotMetric::NlpDetected => "NLP Detected",
+            BotMetric::NlpMissed => "NLP Missed",
+            BotMetric::ConversationLength => "Conversation Length",
+            BotMetric::TimeToPickUp => "Time To Pick Up",
+            BotMetric::TakeoverRate => "Takeover Rate",
+            BotMetric::SupportConversationLength => "Support Conversation Length",
+            BotMetric::GoalReached => "Goal Reached",
+            BotMetric::IncomingMessage => "Incoming Message",
+            BotMetric::ApiRequest => "API Request",
+            BotMetric::ApiRequestError => "API Request Error",
+            BotMetric::TimeToFirstMessage => "Time To First Message",
+            BotMetric::OperatorMessage => "Operator Message",
+        }
+    }
+
+    /// The type named `label`. Tolerant, because the docs never show the exact spelling:
+    /// case, spaces, `_` and `-` are ignored ("time_to_pick_up" is Time To Pick Up).
+    pub fn from_label(label: &str) -> Option<BotMetric> {
+        fn normalise(s: &str) -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        }
+        let wanted = normalise(label);
+        if wanted.is_empty() {
+            return None;
+        }
+        BotMetric::ALL
+            .into_iter()
+            .find(|m| normalise(m.label()) == wanted)
+    }
+
+    /// Whether the value is an average (seconds for 8, 9, 11, 16; percent for 10) rather than
+    /// a count.
+    pub fn is_average(self) -> bool {
+        matches!(
+            self,
+            BotMetric::ConversationLength
+                | BotMetric::TimeToPickUp
+                | BotMetric::TakeoverRate
+                | BotMetric::SupportConversationLength
+                | BotMetric::TimeToFirstMessage
+        )
+    }
+}
+
+/// One readable entry of the answer: one bucket of one type for one bot (and channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Start of the UTC bucket (`GroupLabel`).
+    pub start: DateTime<Utc>,
+    /// End (exclusive) of the bucket; its length follows the label's form.
+    pub end: DateTime<Utc>,
+    /// `BotName`.
+    pub bot: String,
+    /// `ChannelName`; `None` when absent or empty.
+    pub channel: Option<String>,
+    /// The event type.
+    pub kind: BotMetric,
+    /// The count, or the average for [`BotMetric::is_average`] types.
+    pub value: f64,
+}
+
+impl Entry {
+    /// A rough size in bytes, for a byte-bounded cache.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Entry>()
+            + self.bot.capacity()
+            + self.channel.as_ref().map_or(0, String::capacity)
+    }
+}
+
+/// One answer of the account statistics call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// When the answer arrived.
+    pub fetched_at: DateTime<Utc>,
+    /// Start of the coverage: [`SNAPSHOT_DAYS`] days before `to`.
+    ///
+    /// Conservative when the call straddles an hour boundary (we cannot know which hour the
+    /// upstream saw): the later of the two candidate starts.
+    pub from: DateTime<Utc>,
+    /// End (exclusive) of the coverage: the start of the hour the call was made in (that hour
+    /// has no data yet). Conservative like `from`: the earlier candidate.
+    pub to: DateTime<Utc>,
+    /// Every readable entry, in the upstream's order.
+    pub entries: Vec<Entry>,
+    /// Entries that could not be read and were skipped.
+    pub skipped: usize,
+}
+
+impl Snapshot {
+    /// A rough size in bytes, for a byte-bounded cache.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Snapshot>()
+            + (self.entries.capacity() - self.entries.len()) * std::mem::size_of::<Entry>()
+            + self.entries.iter().map(Entry::approx_bytes).sum::<usize>()
+    }
+}
+
+/// What [`Xenioo::snapshot`] serves.
+#[derive(Clone, Debug)]
+pub struct SnapshotRead {
+    /// The snapshot (shared: every caller inside an interval gets the same one).
+    pub snapshot: Arc<Snapshot>,
+    /// True when the latest call failed and this is an older snapshot.
+    pub stale: bool,
+    /// The error of the latest call when `stale` (for a warning in `extensions`).
+    pub warning: Option<UpstreamError>,
+}
+
+impl SnapshotRead {
+    /// A rough size in bytes, for a byte-bounded cache.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<SnapshotRead>() + self.snapshot.approx_bytes()
+    }
+}
+
+/// Hourly samples of `kind`, optionally of one bot (`BotName`) and/or one channel
+/// (`ChannelName`). Entries for the same hour (several bots or channels) stay separate
+/// samples; the engine adds or averages them per bucket. Weights are unknown (`None`).
+pub fn samples(
+    snapshot: &Snapshot,
+    kind: BotMetric,
+    bot: Option<&str>,
+    channel: Option<&str>,
+) -> Vec<Sample> {
+    snapshot
+        .entries
+        .iter()
+        .filter(|e| e.kind == kind)
+        .filter(|e| bot.is_none_or(|b| e.bot == b))
+        .filter(|e| channel.is_none_or(|c| e.channel.as_deref() == Some(c)))
+        .map(|e| Sample {
+            start: e.start,
+            end: e.end,
+            value: e.value,
+            weight: None,
+        })
+        .collect()
+}
+
+/// Every bot name in the snapshot with the channel names it has entries on.
+pub fn bots(snapshot: &Snapshot) -> BTreeMap<String, BTreeSet<String>> {
+    let mut bots: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in &snapshot.entries {
+        let channels = bots.entry(entry.bot.clone()).or_default();
+        if let Some(channel) = &entry.channel {
+            channels.insert(channel.clone());
+        }
+    }
+    bots
+}
+
+/// Every channel name in the snapshot.
+pub fn channels(snapshot: &Snapshot) -> BTreeSet<String> {
+    snapshot
+        .entries
+        .iter()
+        .filter_map(|e| e.channel.clone())
+        .collect()
+}
+
+/// The path of the one call we make: every bot, all 18 types, hour groups, 30 days.
+fn snapshot_path() -> String {
+    let types: Vec<String> = BotMetric::ALL
+        .iter()
+        .map(|m| m.code().to_string())
+        .collect();
+    format!(
+        "/analytics/statistics/account/*/{}/hour/{SNAPSHOT_DAYS}",
+        types.join(",")
+    )
+}
+
+/// A Xenioo account: the HTTP client and the throttle gate in front of it.
+///
+/// The gate lives in this value, so build exactly ONE `Xenioo` per account for the life of
+/// the process (share it behind an `Arc`; a config reload must carry it over): two values
+/// for the same account would each allow a call.
+pub struct Xenioo {
+    client: Arc<Client>,
+    gate: Arc<Gate>,
+}
+
+/// The HTTP side, shared with the task that performs a call (which must own what it uses).
+struct Client {
+    upstream: Upstream,
+    base_url: String,
+    token: Secret,
+}
+
+impl Xenioo {
+    /// `base_url` is the API root, e.g. `https://publicapi.xenioo.com` (a trailing slash is
+    /// ignored); `token` the account token; `min_interval` the least time between two calls
+    /// (Xenioo: one hour). A zero interval disables the wait, never the single flight.
+    ///
+    /// `http` must have a request timeout: a call holds the gate until it ends, so a call
+    /// that never ends would make every caller wait.
+    pub fn new(
+        http: reqwest::Client,
+        base_url: String,
+        token: Secret,
+        min_interval: Duration,
+    ) -> Self {
+        Self {
+            client: Arc::new(Client {
+                upstream: Upstream::new(Provider::Xenioo, http),
+                base_url: base_url.trim_end_matches('/').to_string(),
+                token,
+            }),
+            gate: Arc::new(Gate::new(min_interval)),
+        }
+    }
+
+    /// The HTTP side (health for `Workspace.sources`).
+    pub fn upstream(&self) -> &Upstream {
+        &self.client.upstream
+    }
+
+    /// The account's snapshot. Never a second upstream call within `min_interval` of the
+    /// previous one (see the module docs for how, and for what callers get inside the
+    /// interval): concurrent callers share one call, failures spend the interval, and after
+    /// a failed refresh the last good snapshot is served with `stale: true`.
+    pub async fn snapshot(&self) -> Result<SnapshotRead, UpstreamError> {
+        let client = Arc::clone(&self.client);
+        self.gate.read(move || client.fetch()).await
+    }
+
+    /// When the next upstream call is allowed (for `Source.nextCallAllowedAt`); `None` before
+    /// the first call. While a call is in flight: at least its start plus the interval.
+    pub fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
+        self.gate.next_call_allowed_at()
+    }
+}
+
+impl Client {
+    /// The one upstream call. Only [`Gate::read`] may run it.
+    async fn fetch(self: Arc<Self>) -> Result<Snapshot, UpstreamError> {
+        let requested_at = Utc::now();
+        let request = self
+            .upstream
+            .http()
+            .get(format!("{}{}", self.base_url, snapshot_path()))
+            .bearer_auth(self.token.expose());
+        // `Vec<Value>`: a body that is not a JSON array is UPSTREAM_INVALID (and recorded as
+        // such in the health), while each entry is read tolerantly below.
+        let body: Vec<Value> = self.upstream.json(request).await?;
+        Ok(parse_snapshot(&body, requested_at, Utc::now()))
+    }
+}
+
+/// The throttle state behind the lock.
+#[derive(Default)]
+struct GateState {
+    /// When the gate was last closed: the end of the latest call (its start while in flight).
+    closed_at: Option<Instant>,
+    /// How long the gate stays closed after `closed_at`.
+    hold: Duration,
+    /// The latest good snapshot.
+    good: Option<Arc<Snapshot>>,
+    /// The error of the latest call; `None` when it succeeded.
+    last_error: Option<UpstreamError>,
+}
+
+impl GateState {
+    /// The time left before the next call is allowed at `now`; `None` when allowed.
+    fn time_left(&self, now: Instant) -> Option<Duration> {
+        let closed_at = self.closed_at?;
+        let elapsed = now.saturating_duration_since(closed_at);
+        (elapsed < self.hold).then(|| self.hold - elapsed)
+    }
+
+    /// What the latest call produced, for its caller and for everyone who waited on it.
+    fn outcome(&self) -> Result<SnapshotRead, UpstreamError> {
+        match (&self.good, &self.last_error) {
+            (Some(good), warning) => Ok(SnapshotRead {
+                snapshot: Arc::clone(good),
+                stale: warning.is_some(),
+                warning: warning.clone(),
+            }),
+            (None, Some(error)) => Err(error.clone()),
+            // Only after a call that ended without recording anything (a panic); the gate
+            // is closed, so say so.
+            (None, None) => Err(throttled(Duration::ZERO)),
+        }
+    }
+
+    /// What a caller gets inside the interval when no call happened while it waited.
+    fn within_interval(&self, left: Duration) -> Result<SnapshotRead, UpstreamError> {
+        match self.good {
+            Some(_) => self.outcome(),
+            None => Err(throttled(left)),
+        }
+    }
+}
+
+/// `UPSTREAM_THROTTLED` with the time left rounded up (retrying after it must succeed).
+fn throttled(left: Duration) -> UpstreamError {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    UpstreamError::new(
+        Provider::Xenioo,
+        UpstreamErrorKind::Throttled {
+            retry_after_secs: secs.max(1),
+        },
+    )
+}
+
+/// The single-flight throttle: the only place an upstream call can start (module docs).
+struct Gate {
+    min_interval: Duration,
+    /// A tokio mutex because it is held across the upstream call, which is the point.
+    state: Arc<tokio::sync::Mutex<GateState>>,
+    /// Calls that have ended. Read before queueing on the lock and again after getting it:
+    /// a difference means a call ended while the caller waited, and the caller shares its
+    /// result. Written only under the lock.
+    completed: AtomicU64,
+    /// Wall-clock copy for [`Gate::next_call_allowed_at`], readable without awaiting. A std
+    /// mutex: held for a copy, never across an await.
+    next_allowed: std::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Gate {
+    fn new(min_interval: Duration) -> Self {
+        Self {
+            min_interval,
+            state: Arc::new(tokio::sync::Mutex::new(GateState::default())),
+            completed: AtomicU64::new(0),
+            next_allowed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
+        *self
+            .next_allowed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish_next_allowed(&self, hold: Duration) {
+        let at = chrono::Duration::from_std(hold)
+            .ok()
+            .and_then(|hold| Utc::now().checked_add_signed(hold))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        *self
+            .next_allowed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
+    }
+
+    /// Serves a snapshot, calling `fetch` only when the gate is open (module docs, rules 1-4).
+    async fn read<F, Fut>(self: &Arc<Self>, fetch: F) -> Result<SnapshotRead, UpstreamError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Snapshot, UpstreamError>> + Send + 'static,
+    {
+        let seen = self.completed.load(Ordering::Acquire);
+        let mut state = Arc::clone(&self.state).lock_owned().await;
+        if self.completed.load(Ordering::Acquire) != seen {
+            // A call ended while we waited for the lock: it is as fresh as it gets.
+            return state.outcome();
+        }
+        if let Some(left) = state.time_left(Instant::now()) {
+            return state.within_interval(left);
+        }
+        // Rule 2: close the gate before the request exists.
+        state.closed_at = Some(Instant::now());
+        state.hold = self.min_interval;
+        self.publish_next_allowed(self.min_interval);
+        let call = fetch();
+        let gate = Arc::clone(self);
+        // Rule 4: the call and the guard live in their own task, out of the callers' reach.
+        let task = tokio::spawn(async move {
+            let result = call.await;
+            // Rule 3: the interval runs from the end of the call.
+            state.closed_at = Some(Instant::now());
+            state.hold = match &result {
+                Err(UpstreamError {
+                    kind: UpstreamErrorKind::Throttled { retry_after_secs },
+                    ..
+                }) => gate
+                    .min_interval
+                    .max(Duration::from_secs(*retry_after_secs)),
+                _ => gate.min_interval,
+            };
+            gate.publish_next_allowed(state.hold);
+            match result {
+                Ok(snapshot) => {
+                    state.good = Some(Arc::new(snapshot));
+                    state.last_error = None;
+                }
+                Err(error) => state.last_error = Some(error),
+            }
+            gate.completed.fetch_add(1, Ordering::Release);
+            let outcome = state.outcome();
+            drop(state);
+            outcome
+        });
+        task.await.unwrap_or_else(|_| {
+            Err(UpstreamError::new(
+                Provider::Xenioo,
+                UpstreamErrorKind::Unavailable("the call ended without an answer".into()),
+            ))
+        })
+    }
+}
+
+/// The snapshot in `body`, the answer to a call made at `requested_at` and received at
+/// `fetched_at`. Entries that cannot be read are skipped, counted and logged once.
+fn parse_snapshot(
+    body: &[Value],
+    requested_at: DateTime<Utc>,
+    fetched_at: DateTime<Utc>,
+) -> Snapshot {
+    let mut entries = Vec::with_capacity(body.len());
+    let mut skipped = 0;
+    let mut first_problem = None;
+    for item in body {
+        match parse_entry(item) {
+            Ok(entry) => entries.push(entry),
+            Err(problem) => {
+                skipped += 1;
+                first_problem.get_or_insert(problem);
+            }
+        }
+    }
+    if let Some(first_problem) = first_problem {
+        tracing::warn!(
+            provider = Provider::Xenioo.slug(),
+            skipped,
+            total = body.len(),
+            first_problem,
+            "skipped Xenioo statistics entries that could not be read"
+        );
+    }
+    let utc = Zone::utc();
+    let to = Granularity::Hour.floor(requested_at, utc);
+    let from = Granularity::Hour.floor(fetched_at.max(requested_at), utc)
+        - chrono::Duration::days(SNAPSHOT_DAYS);
+    Snapshot {
+        fetched_at,
+        from,
+        to,
+        entries,
+        skipped,
+    }
+}
+
+/// One entry, or why it cannot be read (for the log; never shown to clients).
+fn parse_entry(item: &Value) -> Result<Entry, &'static str> {
+    let fields = item.as_object().ok_or("an entry is not a JSON object")?;
+    let value = ["Value", "Count"]
+        .iter()
+        .find_map(|name| number(fields.get(*name)?))
+        .ok_or("no finite numeric Value or Count")?;
+    let kind = fields
+        .get("EventLabel")
+        .and_then(Value::as_str)
+        .and_then(BotMetric::from_label)
+        .or_else(|| {
+            let code = number(fields.get("EventType")?)?;
+            let code = (code.fract() == 0.0 && (0.0..=17.0).contains(&code)).then_some(code)?;
+            BotMetric::from_code(code as u8)
+        })
+        .ok_or("no known EventLabel or EventType 0-17")?;
+    let label = fields
+        .get("GroupLabel")
+        .and_then(Value::as_str)
+        .ok_or("no GroupLabel")?;
+    let (start, end) = parse_group_label(label)
+        .ok_or("GroupLabel is not RFC 3339, yyyy-MM-dd HH:mm, yyyy-MM-dd, yyyy-MM or yyyy")?;
+    let bot = text(fields, "BotName").ok_or("no BotName")?;
+    Ok(Entry {
+        start,
+        end,
+        bot,
+        channel: text(fields, "ChannelName"),
+        kind,
+        value,
+    })
+}
+
+/// A finite number given as a JSON number or a numeric string.
+fn number(value: &Value) -> Option<f64> {
+    let n = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+/// A non-empty string field, trimmed.
+fn text(fields: &Map<String, Value>, name: &str) -> Option<String> {
+    let s = fields.get(name)?.as_str()?.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The UTC bucket a `GroupLabel` names. An RFC 3339 instant starts an hour (we ask for hour
+/// groups); the other forms name their own hour, day, month or year.
+fn parse_group_label(label: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let label = label.trim();
+    let utc = Zone::utc();
+    let span = |granularity: Granularity, start: DateTime<Utc>| {
+        Some((start, granularity.next(start, utc)))
+    };
+    if let Ok(instant) = DateTime::parse_from_rfc3339(label) {
+        return span(Granularity::Hour, instant.with_timezone(&Utc));
+    }
+    if let Ok(hour) = NaiveDateTime::parse_from_str(label, "%Y-%m-%d %H:%M") {
+        return span(Granularity::Hour, hour.and_utc());
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let midnight = |date: NaiveDate| date.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    if let Ok(day) = NaiveDate::parse_from_str(label, "%Y-%m-%d") {
+        return span(Granularity::Day, midnight(day)?);
+    }
+    match label.split_once('-') {
+        Some((year, month)) if year.len() == 4 && month.len() == 2 => {
+            if !(digits(year) && digits(month)) {
+                return None;
+            }
+            let first = NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, 1)?;
+            span(Granularity::Month, midnight(first)?)
+        }
+        None if label.len() == 4 && digits(label) => {
+            let first = NaiveDate::from_ymd_opt(label.parse().ok()?, 1, 1)?;
+            span(Granularity::Year, midnight(first)?)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{self, accounts, Sandbox, SandboxOptions};
+    use chrono::TimeZone;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    const TOKEN: &str = "xen-acme-token";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+            .single()
+            .expect("valid test date")
+    }
+
+    async fn start_sandbox(throttle: Duration) -> Sandbox {
+        sandbox::start(
+            "127.0.0.1:0".parse().expect("loopback address"),
+            SandboxOptions {
+                xenioo_throttle: throttle,
+            },
+        )
+        .await
+        .expect("the sandbox starts")
+    }
+
+    fn client(sandbox: &Sandbox, token: &str, interval: Duration) -> Xenioo {
+        Xenioo::new(
+            reqwest::Client::new(),
+            format!("{}/xenioo/", sandbox.base_url()),
+            Secret::new(token),
+            interval,
+        )
+    }
+
+    fn xenioo_statuses(sandbox: &Sandbox) -> Vec<u16> {
+        sandbox
+            .state()
+            .calls()
+            .iter()
+            .filter(|c| c.provider == "xenioo")
+            .map(|c| c.status)
+            .collect()
+    }
+
+    fn set_fault(sandbox: &Sandbox, spec: Value) {
+        let spec = serde_json::from_value(spec).expect("a valid fault spec");
+        sandbox.state().faults().set(spec);
+    }
+
+    fn empty_snapshot(marker: usize) -> Snapshot {
+        let t = utc(2024, 1, 1, 0);
+        Snapshot {
+            fetched_at: t,
+            from: t,
+            to: t,
+            entries: Vec::new(),
+            skipped: marker,
+        }
+    }
+
+    fn unavailable() -> UpstreamError {
+        UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::Unavailable("HTTP 503".into()),
+        )
+    }
+
+    fn retry_after(error: &UpstreamError) -> Option<u64> {
+        match error.kind {
+            UpstreamErrorKind::Throttled { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        }
+    }
+
+    // ---- pure parts ----
+
+    #[test]
+    fn metric_codes_labels_and_averages_match_the_upstream() {
+        for (code, metric) in BotMetric::ALL.iter().enumerate() {
+            let code = u8::try_from(code).expect("18 codes fit a u8");
+            assert_eq!(metric.code(), code);
+            assert_eq!(BotMetric::from_code(code), Some(*metric));
+            assert_eq!(
+                metric.label(),
+                sandbox::xenioo::EVENT_LABELS[usize::from(code)]
+            );
+            assert_eq!(BotMetric::from_label(metric.label()), Some(*metric));
+            assert_eq!(metric.is_average(), sandbox::xenioo::is_average(code));
+        }
+        assert_eq!(BotMetric::from_code(18), None);
+        assert_eq!(
+            BotMetric::from_label(" time_to_pick-up "),
+            Some(BotMetric::TimeToPickUp)
+        );
+        assert_eq!(BotMetric::from_label("Unknown"), None);
+        assert_eq!(BotMetric::from_label(""), None);
+        let averages: Vec<u8> = BotMetric::ALL
+            .iter()
+            .filter(|m| m.is_average())
+            .map(|m| m.code())
+            .collect();
+        assert_eq!(averages, vec![8, 9, 10, 11, 16]);
+    }
+
+    #[test]
+    fn the_one_call_asks_for_every_bot_and_type_by_hour_over_30_days() {
+        assert_eq!(
+            snapshot_path(),
+            "/analytics/statistics/account/*/0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17/hour/30"
+        );
+    }
+
+    #[test]
+    fn group_labels_name_a_utc_bucket_whose_span_follows_the_form() {
+        let cases = [
+            ("2024-03-05 14:00", utc(2024, 3, 5, 14), utc(2024, 3, 5, 15)),
+            (
+                "2024-03-05T14:00:00+02:00",
+                utc(2024, 3, 5, 12),
+                utc(2024, 3, 5, 13),
+            ),
+            ("2024-02-29", utc(2024, 2, 29, 0), utc(2024, 3, 1, 0)),
+            ("2024-12", utc(2024, 12, 1, 0), utc(2025, 1, 1, 0)),
+            ("2024", utc(2024, 1, 1, 0), utc(2025, 1, 1, 0)),
+        ];
+        for (label, start, end) in cases {
+            assert_eq!(parse_group_label(label), Some((start, end)), "{label}");
+        }
+        for bad in [
+            "n/a",
+            "",
+            "2024-13",
+            "2024-1",
+            "24",
+            "2024-02-30",
+            "2024-ab",
+        ] {
+            assert_eq!(parse_group_label(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn entries_are_read_tolerantly_and_unreadable_ones_are_skipped_and_counted() {
+        let body = vec![
+            // The sandbox's shape.
+            json!({"GroupLabel":"2024-03-05 14:00","BotName":"Acme Helper","ChannelName":"Facebook",
+                   "EventLabel":"Messages","EventType":3,"Value":12}),
+            // Count instead of Value, EventType only, a numeric string, unknown fields, no channel.
+            json!({"GroupLabel":"2024-03-05","BotName":"B","EventType":"9","Count":"42.5","Extra":[1]}),
+            // An unknown label falls back to EventType.
+            json!({"GroupLabel":"2024","BotName":"B","ChannelName":"","EventLabel":"Renamed","EventType":17,"Value":1}),
+            // Unreadable: the sandbox's deliberate entry (no value, label not a date).
+            json!({"GroupLabel":"n/a","BotName":"Acme Helper","EventLabel":"Messages"}),
+            json!({"GroupLabel":"2024-03-05 14:00","BotName":"B","EventType":18,"Value":1}),
+            json!({"GroupLabel":"2024-03-05 14:00","BotName":"B","EventType":2.5,"Value":1}),
+            json!({"GroupLabel":"2024-03-05 14:00","EventType":3,"Value":1}),
+            json!({"GroupLabel":"2024-03-05 14:00","BotName":"B","EventType":3,"Value":"NaN"}),
+            json!({"BotName":"B","EventType":3,"Value":1}),
+            json!([1, 2]),
+            json!(null),
+        ];
+        let at = utc(2024, 4, 1, 10) + chrono::Duration::minutes(5);
+        let snapshot = parse_snapshot(&body, at, at);
+        assert_eq!(snapshot.skipped, 8);
+        assert_eq!(snapshot.entries.len(), 3);
+        assert_eq!(
+            snapshot.entries[0],
+            Entry {
+                start: utc(2024, 3, 5, 14),
+                end: utc(2024, 3, 5, 15),
+                bot: "Acme Helper".into(),
+                channel: Some("Facebook".into()),
+                kind: BotMetric::Messages,
+                value: 12.0,
+            }
+        );
+        let second = &snapshot.entries[1];
+        assert_eq!(
+            (second.kind, second.value, second.channel.as_deref()),
+            (BotMetric::TimeToPickUp, 42.5, None)
+        );
+        assert_eq!(second.end - second.start, chrono::Duration::days(1));
+        assert_eq!(snapshot.entries[2].kind, BotMetric::OperatorMessage);
+        assert_eq!(snapshot.entries[2].channel, None);
+        assert_eq!(snapshot.to, utc(2024, 4, 1, 10));
+        assert_eq!(snapshot.from, utc(2024, 3, 2, 10));
+        assert!(snapshot.approx_bytes() > 3 * std::mem::size_of::<Entry>());
+    }
+
+    #[test]
+    fn coverage_is_conservative_when_the_call_straddles_an_hour() {
+        let sent = utc(2024, 4, 1, 10) - chrono::Duration::seconds(1);
+        let received = utc(2024, 4, 1, 10) + chrono::Duration::seconds(1);
+        let snapshot = parse_snapshot(&[], sent, received);
+        assert_eq!(snapshot.to, utc(2024, 4, 1, 9));
+        assert_eq!(snapshot.from, utc(2024, 3, 2, 10));
+        assert_eq!(snapshot.fetched_at, received);
+    }
+
+    #[test]
+    fn samples_filter_by_kind_bot_and_channel_and_keep_entries_separate() {
+        let entry = |bot: &str, channel: Option<&str>, kind, value| Entry {
+            start: utc(2024, 3, 5, 14),
+            end: utc(2024, 3, 5, 15),
+            bot: bot.into(),
+            channel: channel.map(Into::into),
+            kind,
+            value,
+        };
+        let snapshot = Snapshot {
+            entries: vec![
+                entry("A", Some("Web"), BotMetric::Messages, 1.0),
+                entry("A", Some("Fb"), BotMetric::Messages, 2.0),
+                entry("B", Some("Web"), BotMetric::Messages, 4.0),
+                entry("B", None, BotMetric::Messages, 8.0),
+                entry("A", Some("Web"), BotMetric::NewUser, 16.0),
+            ],
+            ..empty_snapshot(0)
+        };
+        let total = |bot, channel| -> Vec<f64> {
+            samples(&snapshot, BotMetric::Messages, bot, channel)
+                .iter()
+                .map(|s| s.value)
+                .collect()
+        };
+        assert_eq!(total(None, None), vec![1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(total(Some("A"), None), vec![1.0, 2.0]);
+        assert_eq!(total(None, Some("Web")), vec![1.0, 4.0]);
+        assert_eq!(total(Some("B"), Some("Web")), vec![4.0]);
+        assert_eq!(total(Some("C"), None), Vec::<f64>::new());
+        let bots = bots(&snapshot);
+        assert_eq!(bots["A"], BTreeSet::from(["Fb".into(), "Web".into()]));
+        assert_eq!(bots["B"], BTreeSet::from(["Web".into()]));
+        assert_eq!(
+            channels(&snapshot),
+            BTreeSet::from(["Fb".into(), "Web".into()])
+        );
+    }
+
+    // ---- the gate, with a fake upstream ----
+
+    type FakeCall = std::pin::Pin<Box<dyn Future<Output = Result<Snapshot, UpstreamError>> + Send>>;
+
+    /// A fake upstream that records when each call started and ended.
+    #[derive(Default)]
+    struct FakeUpstream {
+        calls: Mutex<Vec<(Instant, Instant)>>,
+    }
+
+    impl FakeUpstream {
+        fn count(&self) -> usize {
+            self.calls.lock().expect("test lock").len()
+        }
+
+        /// A call that takes `latency` and then returns `result`.
+        fn call(
+            self: &Arc<Self>,
+            latency: Duration,
+            result: Result<Snapshot, UpstreamError>,
+        ) -> impl FnOnce() -> FakeCall {
+            let fake = Arc::clone(self);
+            move || {
+                Box::pin(async move {
+                    let started = Instant::now();
+                    tokio::time::sleep(latency).await;
+                    fake.calls
+                        .lock()
+                        .expect("test lock")
+                        .push((started, Instant::now()));
+                    result
+                })
+            }
+        }
+
+        /// Asserts the guarantee: each call started at least `interval` after the previous
+        /// one ended (so also never two at once).
+        fn assert_spaced(&self, interval: Duration) {
+            let calls = self.calls.lock().expect("test lock");
+            for pair in calls.windows(2) {
+                let gap = pair[1].0.saturating_duration_since(pair[0].1);
+                assert!(
+                    pair[1].0 >= pair[0].1 && gap >= interval,
+                    "a call started {gap:?} after the previous one ended"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fifty_concurrent_readers_of_a_cold_gate_share_one_call() {
+        let gate = Arc::new(Gate::new(HOUR));
+        let fake = Arc::new(FakeUpstream::default());
+        let readers = (0..50).map(|_| {
+            let (gate, fake) = (Arc::clone(&gate), Arc::clone(&fake));
+            tokio::spawn(async move {
+                gate.read(fake.call(Duration::from_millis(50), Ok(empty_snapshot(7))))
+                    .await
+            })
+        });
+        let reads = futures::future::join_all(readers).await;
+        assert_eq!(fake.count(), 1);
+        let first = reads[0].as_ref().expect("task").as_ref().expect("snapshot");
+        for read in &reads {
+            let read = read.as_ref().expect("task").as_ref().expect("snapshot");
+            assert!(Arc::ptr_eq(&read.snapshot, &first.snapshot));
+            assert!(!read.stale && read.warning.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_waiting_on_a_failed_call_share_its_error_and_later_ones_are_throttled() {
+        let gate = Arc::new(Gate::new(HOUR));
+        let fake = Arc::new(FakeUpstream::default());
+        let readers = (0..10).map(|_| {
+            let (gate, fake) = (Arc::clone(&gate), Arc::clone(&fake));
+            tokio::spawn(async move {
+                gate.read(fake.call(Duration::from_millis(50), Err(unavailable())))
+                    .await
+            })
+        });
+        for read in futures::future::join_all(readers).await {
+            assert_eq!(read.expect("task").expect_err("failed"), unavailable());
+        }
+        let later = gate
+            .read(fake.call(Duration::ZERO, Ok(empty_snapshot(0))))
+            .await
+            .expect_err("inside the interval");
+        let secs = retry_after(&later).expect("throttled");
+        assert!((3590..=3600).contains(&secs), "{secs}");
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_dropped_mid_call_neither_cancels_the_call_nor_frees_the_interval() {
+        let gate = Arc::new(Gate::new(HOUR));
+        let fake = Arc::new(FakeUpstream::default());
+        let impatient = tokio::time::timeout(
+            Duration::from_millis(20),
+            gate.read(fake.call(Duration::from_millis(150), Ok(empty_snapshot(3)))),
+        )
+        .await;
+        assert!(impatient.is_err(), "the caller gave up before the answer");
+        // The abandoned call still completes, and the next reader gets its snapshot.
+        let read = gate
+            .read(fake.call(Duration::ZERO, Ok(empty_snapshot(9))))
+            .await
+            .expect("the abandoned call's snapshot");
+        assert_eq!(read.snapshot.skipped, 3);
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_interval_runs_from_the_end_of_a_slow_call() {
+        let interval = Duration::from_millis(100);
+        let gate = Arc::new(Gate::new(interval));
+        let fake = Arc::new(FakeUpstream::default());
+        // The call takes longer than the interval: measured from its start, the gate would
+        // already be open when it returns.
+        gate.read(fake.call(Duration::from_millis(150), Ok(empty_snapshot(1))))
+            .await
+            .expect("snapshot");
+        let read = gate
+            .read(fake.call(Duration::ZERO, Ok(empty_snapshot(2))))
+            .await
+            .expect("the first snapshot");
+        assert_eq!(read.snapshot.skipped, 1);
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_retry_after_longer_than_the_interval_is_honoured() {
+        let gate = Arc::new(Gate::new(Duration::from_millis(10)));
+        let fake = Arc::new(FakeUpstream::default());
+        let upstream_429 = UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::Throttled {
+                retry_after_secs: 120,
+            },
+        );
+        let first = gate
+            .read(fake.call(Duration::from_millis(20), Err(upstream_429.clone())))
+            .await;
+        assert_eq!(first.expect_err("429"), upstream_429);
+        let next = gate
+            .read(fake.call(Duration::from_millis(20), Ok(empty_snapshot(0))))
+            .await
+            .expect_err("still closed long after the 10 ms interval");
+        let secs = retry_after(&next).expect("throttled");
+        assert!((110..=120).contains(&secs), "{secs}");
+        let at = gate.next_call_allowed_at().expect("a call was made");
+        assert!(at > Utc::now() + chrono::Duration::seconds(100), "{at}");
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn under_sustained_load_with_failures_and_cancellations_calls_stay_spaced() {
+        let interval = Duration::from_millis(40);
+        let gate = Arc::new(Gate::new(interval));
+        let fake = Arc::new(FakeUpstream::default());
+        let until = Instant::now() + Duration::from_millis(600);
+        let readers = (0..16u64).map(|reader| {
+            let (gate, fake) = (Arc::clone(&gate), Arc::clone(&fake));
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while Instant::now() < until {
+                    round += 1;
+                    let mix = reader * 7 + round * 13;
+                    let result = if mix.is_multiple_of(3) {
+                        Err(unavailable())
+                    } else {
+                        Ok(empty_snapshot(0))
+                    };
+                    let latency = Duration::from_millis(mix % 30);
+                    let read = gate.read(fake.call(latency, result));
+                    // Every fourth read is abandoned after 5 ms.
+                    if mix.is_multiple_of(4) {
+                        let _ = tokio::time::timeout(Duration::from_millis(5), read).await;
+                    } else {
+                        let _ = read.await;
+                    }
+                    // Load generation, not synchronisation: readers arrive at uneven times.
+                    tokio::time::sleep(Duration::from_millis(1 + mix % 7)).await;
+                }
+            })
+        });
+        for reader in futures::future::join_all(readers).await {
+            reader.expect("reader task");
+        }
+        // Let a call abandoned at the very end finish before inspecting the record.
+        drop(gate.state.lock().await);
+        let calls = fake.count();
+        assert!(
+            calls >= 5,
+            "only {calls} calls: the test exercised too little"
+        );
+        assert!(calls <= 600 / 40 + 1, "{calls} calls in 600 ms");
+        fake.assert_spaced(interval);
+    }
+
+    #[tokio::test]
+    async fn next_call_allowed_at_is_unknown_before_the_first_call_then_an_interval_after_it() {
+        let gate = Arc::new(Gate::new(HOUR));
+        assert_eq!(gate.next_call_allowed_at(), None);
+        let fake = Arc::new(FakeUpstream::default());
+        gate.read(fake.call(Duration::ZERO, Ok(empty_snapshot(0))))
+            .await
+            .expect("snapshot");
+        let at = gate.next_call_allowed_at().expect("after a call");
+        let expected = Utc::now() + chrono::Duration::hours(1);
+        assert!(
+            (expected - at).num_seconds().abs() <= 2,
+            "{at} vs {expected}"
+        );
+    }
+
+    // ---- against the real sandbox ----
+
+    #[tokio::test]
+    async fn fifty_concurrent_snapshots_on_a_cold_client_make_exactly_one_sandbox_call() {
+        let sandbox = start_sandbox(HOUR).await;
+        let xenioo = Arc::new(client(&sandbox, TOKEN, HOUR));
+        let readers = (0..50).map(|_| {
+            let xenioo = Arc::clone(&xenioo);
+            tokio::spawn(async move { xenioo.snapshot().await })
+        });
+        let reads = futures::future::join_all(readers).await;
+        let calls = sandbox.state().calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(
+            calls[0].path,
+            "/analytics/statistics/account/*/0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17/hour/30"
+        );
+        assert_eq!(calls[0].status, 200);
+        let first = reads[0].as_ref().expect("task").as_ref().expect("snapshot");
+        assert!(!first.snapshot.entries.is_empty());
+        for read in &reads {
+            let read = read.as_ref().expect("task").as_ref().expect("snapshot");
+            assert!(Arc::ptr_eq(&read.snapshot, &first.snapshot) && !read.stale);
+        }
+        let at = xenioo.next_call_allowed_at().expect("after the call");
+        assert!(at > Utc::now() + chrono::Duration::minutes(59), "{at}");
+        assert!(xenioo.upstream().health().healthy());
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_sandboxs_unreadable_entry_is_skipped_and_counted() {
+        let sandbox = start_sandbox(HOUR).await;
+        let read = client(&sandbox, TOKEN, HOUR)
+            .snapshot()
+            .await
+            .expect("snapshot");
+        assert_eq!(read.snapshot.skipped, 1);
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hourly_samples_equal_the_sandbox_truth() {
+        let sandbox = start_sandbox(HOUR).await;
+        let read = client(&sandbox, TOKEN, HOUR)
+            .snapshot()
+            .await
+            .expect("snapshot");
+        let snapshot = &read.snapshot;
+        let xenioo = accounts::by_xenioo_token(TOKEN)
+            .and_then(|account| account.xenioo.as_ref())
+            .expect("the sandbox's acme account uses Xenioo");
+        let api_key = |name: &str| {
+            xenioo
+                .bots
+                .iter()
+                .find(|b| b.name == name)
+                .map(|b| b.api_key)
+                .expect("a known bot name")
+        };
+        // Every entry is the truth of its hour.
+        for entry in &snapshot.entries {
+            let channel = entry
+                .channel
+                .as_deref()
+                .expect("sandbox entries have channels");
+            let truth = sandbox::xenioo::hourly_value(
+                "acme",
+                api_key(&entry.bot),
+                channel,
+                entry.kind.code(),
+                entry.start,
+            );
+            assert_eq!(entry.value, truth, "{entry:?}");
+            assert_eq!(entry.end - entry.start, chrono::Duration::hours(1));
+        }
+        // And every non-zero truth hour of the coverage is a sample, for each bot, channel and
+        // a count and an average type.
+        for bot in xenioo.bots {
+            for channel in bot.channels {
+                for kind in [BotMetric::Messages, BotMetric::TimeToPickUp] {
+                    let got: BTreeMap<DateTime<Utc>, f64> =
+                        samples(snapshot, kind, Some(bot.name), Some(channel))
+                            .into_iter()
+                            .filter(|s| s.start >= snapshot.from && s.start < snapshot.to)
+                            .map(|s| (s.start, s.value))
+                            .collect();
+                    let mut expected = BTreeMap::new();
+                    let mut hour = snapshot.from;
+                    while hour < snapshot.to {
+                        let truth = sandbox::xenioo::hourly_value(
+                            "acme",
+                            bot.api_key,
+                            channel,
+                            kind.code(),
+                            hour,
+                        );
+                        if truth != 0.0 {
+                            expected.insert(hour, truth);
+                        }
+                        hour += chrono::Duration::hours(1);
+                    }
+                    assert!(!expected.is_empty());
+                    assert_eq!(got, expected, "{} {channel} {kind:?}", bot.name);
+                }
+            }
+        }
+        let names: Vec<&str> = xenioo.bots.iter().map(|b| b.name).collect();
+        let bots = bots(snapshot);
+        assert_eq!(bots.keys().map(String::as_str).collect::<Vec<_>>(), names);
+        for bot in xenioo.bots {
+            let channels: BTreeSet<String> = bot.channels.iter().map(|c| c.to_string()).collect();
+            assert_eq!(bots[bot.name], channels);
+        }
+        assert_eq!(
+            channels(snapshot),
+            BTreeSet::from(["Facebook", "Telegram", "WebChat", "WhatsApp"].map(String::from))
+        );
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_503_on_the_first_call_is_unavailable_and_the_next_caller_is_throttled() {
+        let sandbox = start_sandbox(HOUR).await;
+        set_fault(&sandbox, json!({"provider": "xenioo", "status": 503}));
+        let xenioo = client(&sandbox, TOKEN, HOUR);
+        let first = xenioo.snapshot().await.expect_err("503");
+        assert_eq!(first.code(), crate::error::code::UPSTREAM_UNAVAILABLE);
+        let next = xenioo.snapshot().await.expect_err("inside the interval");
+        assert_eq!(next.code(), crate::error::code::UPSTREAM_THROTTLED);
+        let secs = retry_after(&next).expect("throttled");
+        assert!((3590..=3600).contains(&secs), "{secs}");
+        assert_eq!(xenioo_statuses(&sandbox), vec![503]);
+        assert!(!xenioo.upstream().health().healthy());
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn after_the_interval_a_failed_refresh_serves_the_last_snapshot_as_stale() {
+        let interval = Duration::from_millis(200);
+        let sandbox = start_sandbox(interval).await;
+        let xenioo = client(&sandbox, TOKEN, interval);
+        let fresh = xenioo.snapshot().await.expect("snapshot");
+        assert!(!fresh.stale);
+        set_fault(&sandbox, json!({"provider": "xenioo", "status": 503}));
+        // The behaviour under test is what happens once the interval has passed.
+        tokio::time::sleep(interval + Duration::from_millis(50)).await;
+        let stale = xenioo.snapshot().await.expect("the last good snapshot");
+        assert!(stale.stale);
+        assert!(Arc::ptr_eq(&stale.snapshot, &fresh.snapshot));
+        let warning = stale.warning.expect("the refresh error");
+        assert_eq!(warning.code(), crate::error::code::UPSTREAM_UNAVAILABLE);
+        // Inside the new interval: still stale, and no call.
+        let again = xenioo.snapshot().await.expect("the last good snapshot");
+        assert!(again.stale && again.warning.is_some());
+        assert_eq!(xenioo_statuses(&sandbox), vec![200, 503]);
+        sandbox.state().faults().clear();
+        tokio::time::sleep(interval + Duration::from_millis(50)).await;
+        let refreshed = xenioo.snapshot().await.expect("a new snapshot");
+        assert!(!refreshed.stale && refreshed.warning.is_none());
+        assert!(!Arc::ptr_eq(&refreshed.snapshot, &fresh.snapshot));
+        assert_eq!(xenioo_statuses(&sandbox), vec![200, 503, 200]);
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_hammering_the_sandbox_never_gets_its_throttle_429() {
+        let interval = Duration::from_millis(150);
+        let sandbox = start_sandbox(interval).await;
+        let xenioo = Arc::new(client(&sandbox, TOKEN, interval));
+        // Hammer until the sandbox has answered a few refreshes (a debug-build sandbox takes
+        // a while per answer, so a fixed time window would prove little on a slow machine).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let readers = (0..8u64).map(|reader| {
+            let xenioo = Arc::clone(&xenioo);
+            let state = sandbox.state().clone();
+            tokio::spawn(async move {
+                let mut served = 0;
+                while state.calls().len() < 4 && Instant::now() < deadline {
+                    if xenioo.snapshot().await.is_ok() {
+                        served += 1;
+                    }
+                    // Load generation: callers arrive at uneven times.
+                    tokio::time::sleep(Duration::from_millis(3 + reader * 2)).await;
+                }
+                served
+            })
+        });
+        let served: usize = futures::future::join_all(readers)
+            .await
+            .into_iter()
+            .map(|r| r.expect("reader task"))
+            .sum();
+        let statuses = xenioo_statuses(&sandbox);
+        assert!(statuses.len() >= 4, "{statuses:?}");
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        assert!(served > statuses.len() * 5, "{served} reads");
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_rejected() {
+        let sandbox = start_sandbox(HOUR).await;
+        let error = client(&sandbox, "not-a-token", HOUR)
+            .snapshot()
+            .await
+            .expect_err("401");
+        assert!(matches!(
+            error.kind,
+            UpstreamErrorKind::Rejected { status: 401, .. }
+        ));
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_body_is_invalid() {
+        let sandbox = start_sandbox(HOUR).await;
+        set_fault(&sandbox, json!({"provider": "xenioo", "malformed": true}));
+        let error = client(&sandbox, TOKEN, HOUR)
+            .snapshot()
+            .await
+            .expect_err("malformed");
+        assert_eq!(error.code(), crate::error::code::UPSTREAM_INVALID);
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_array_is_invalid() {
+        // The sandbox always answers an array, so a two-line server answers an object.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        let app = axum::Router::new().fallback(|| async { axum::Json(json!({"data": []})) });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let xenioo = Xenioo::new(
+            reqwest::Client::new(),
+            format!("http://{addr}"),
+            Secret::new(TOKEN),
+            HOUR,
+        );
+        let error = xenioo.snapshot().await.expect_err("an object");
+        assert_eq!(error.code(), crate::error::code::UPSTREAM_INVALID);
+        server.abort();
+    }
+}

@@ -1,0 +1,272 @@
+//! Xenioo: every field from one hourly snapshot, and the throttle never broken — one call per
+//! account per interval however many queries arrive, stale data or `UPSTREAM_THROTTLED` after.
+
+use chatstats::sandbox::accounts::ACME;
+use chatstats::sandbox::xenioo::hourly_value;
+use chatstats::sandbox::SandboxOptions;
+use chrono::{Duration, DurationRound, Utc};
+use serde_json::json;
+
+use crate::helpers::{
+    assert_no_errors, errors, points, rfc3339, spawn_app, spawn_app_with_options,
+};
+
+const ALL_TYPES_PATH: &str =
+    "/analytics/statistics/account/*/0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17/hour/30";
+
+fn bot_key(name: &str) -> &'static str {
+    ACME.xenioo
+        .as_ref()
+        .expect("acme has Xenioo")
+        .bots
+        .iter()
+        .find(|b| b.name == name)
+        .expect("known bot")
+        .api_key
+}
+
+#[tokio::test]
+async fn fifty_concurrent_cold_queries_make_exactly_one_call() {
+    let app = spawn_app().await;
+    let query = r#"{ workspace(id: "acme") { bots { name } users { returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { sources } } } }"#;
+    let bodies = futures::future::join_all((0..50).map(|_| app.query(query))).await;
+    for body in &bodies {
+        assert_eq!(
+            body["data"]["workspace"]["bots"],
+            bodies[0]["data"]["workspace"]["bots"]
+        );
+        assert!(
+            body["data"]["workspace"]["bots"]
+                .as_array()
+                .is_some_and(|b| b.len() == 2),
+            "{body}"
+        );
+    }
+    let calls = app.calls_to("xenioo").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].path, ALL_TYPES_PATH);
+    assert_eq!(calls[0].status, 200);
+}
+
+#[tokio::test]
+async fn bot_metrics_by_hour_match_the_sandbox() {
+    let app = spawn_app().await;
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let from = to - Duration::hours(6);
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ bots {{ name metric(kind: MESSAGES, window: {{from: "{}", to: "{}", granularity: HOUR, timeZone: "UTC"}}) {{ unit aggregation points {{ at value }} }}
+            facebook: metric(kind: MESSAGES, channel: "Facebook", window: {{from: "{}", to: "{}", granularity: HOUR, timeZone: "UTC"}}) {{ total }} }} }} }}"#,
+        rfc3339(from),
+        rfc3339(to),
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let body = app.query(&query).await;
+    assert_no_errors(&body);
+    let xenioo = ACME.xenioo.as_ref().expect("Xenioo");
+    let mut checked = 0.0;
+    for bot in body["data"]["workspace"]["bots"].as_array().expect("bots") {
+        let name = bot["name"].as_str().expect("name");
+        let account_bot = xenioo
+            .bots
+            .iter()
+            .find(|b| b.name == name)
+            .expect("known bot");
+        assert_eq!(bot["metric"]["aggregation"], json!("SUM"));
+        for (at, value) in points(&bot["metric"]) {
+            let expected: f64 = account_bot
+                .channels
+                .iter()
+                .map(|c| hourly_value("acme", bot_key(name), c, 3, at))
+                .sum();
+            assert_eq!(value, Some(expected), "{name} at {at}");
+            checked += expected;
+        }
+        let facebook: f64 = if account_bot.channels.contains(&"Facebook") {
+            (0..6)
+                .map(|h| {
+                    hourly_value(
+                        "acme",
+                        bot_key(name),
+                        "Facebook",
+                        3,
+                        from + Duration::hours(h),
+                    )
+                })
+                .sum()
+        } else {
+            0.0
+        };
+        assert_eq!(bot["facebook"]["total"].as_f64(), Some(facebook));
+    }
+    assert!(checked > 0.0, "the sandbox has recent bot traffic");
+}
+
+#[tokio::test]
+async fn xenioo_channels_are_listed_and_measured() {
+    let app = spawn_app().await;
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let from = to - Duration::hours(3);
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ channels {{ id kind }} channel(id: "xenioo:Telegram") {{ messages(window: {{from: "{}", to: "{}", granularity: HOUR}}) {{ total }} }}
+            sources {{ provider nextCallAllowedAt }} }} }}"#,
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let body = app.query(&query).await;
+    assert_no_errors(&body);
+    let ids: Vec<&str> = body["data"]["workspace"]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    for id in [
+        "xenioo:Facebook",
+        "xenioo:Telegram",
+        "xenioo:WebChat",
+        "xenioo:WhatsApp",
+        "message2give:web",
+        "help_scout:chat",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    let expected: f64 = (0..3)
+        .map(|h| {
+            hourly_value(
+                "acme",
+                bot_key("Acme Helper"),
+                "Telegram",
+                3,
+                from + Duration::hours(h),
+            )
+        })
+        .sum();
+    assert_eq!(
+        body["data"]["workspace"]["channel"]["messages"]["total"].as_f64(),
+        Some(expected)
+    );
+    let xenioo = body["data"]["workspace"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["provider"] == json!("XENIOO"))
+        .expect("Xenioo source")
+        .clone();
+    assert!(xenioo["nextCallAllowedAt"].is_string(), "{xenioo}");
+}
+
+#[tokio::test]
+async fn a_window_older_than_thirty_days_is_out_of_retention_for_xenioo_only() {
+    let app = spawn_app().await;
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let from = to - Duration::days(40);
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning(window: {{from: "{}", to: "{}"}}) {{ sources total }} }} }} }}"#,
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let body = app.query(&query).await;
+    let errs = errors(&body);
+    assert_eq!(errs.len(), 1, "{body}");
+    assert_eq!(errs[0].0, "OUT_OF_RETENTION");
+    assert_eq!(errs[0].1.as_deref(), Some("XENIOO"));
+    assert_eq!(
+        body["data"]["workspace"]["users"]["returning"]["sources"],
+        json!(["XENIOO"]),
+        "the recent part still counts"
+    );
+    assert!(
+        body["data"]["workspace"]["users"]["returning"]["total"]
+            .as_f64()
+            .expect("total")
+            > 0.0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_refresh_serves_the_last_snapshot_as_stale_and_never_calls_early() {
+    let options = SandboxOptions {
+        xenioo_throttle: std::time::Duration::from_millis(500),
+    };
+    let app = spawn_app_with_options(options, |config| {
+        config.workspaces[0]
+            .xenioo
+            .as_mut()
+            .expect("Xenioo")
+            .min_call_interval_secs = 1;
+    })
+    .await;
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let query = &format!(
+        r#"{{ workspace(id: "acme") {{ bots {{ name metric(kind: MESSAGES, window: {{from: "{}", to: "{}"}}) {{ stale }} }} }} }}"#,
+        rfc3339(to - Duration::days(2)),
+        rfc3339(to)
+    );
+    let fresh = app.query(query).await;
+    assert_eq!(
+        fresh["data"]["workspace"]["bots"][0]["metric"]["stale"],
+        json!(false),
+        "{fresh}"
+    );
+    app.fault(json!({"provider": "xenioo", "status": 503}))
+        .await;
+    // Inside the interval: no call at all, even with the upstream failing.
+    let inside = app.query(query).await;
+    assert_eq!(
+        inside["data"]["workspace"]["bots"][0]["metric"]["stale"],
+        json!(false)
+    );
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+    // The interval passing is the behaviour under test.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stale = app.query(query).await;
+    assert_eq!(
+        stale["data"]["workspace"]["bots"][0]["metric"]["stale"],
+        json!(true),
+        "{stale}"
+    );
+    assert!(
+        stale["extensions"]["warnings"][0]
+            .as_str()
+            .expect("warning")
+            .contains("Xenioo"),
+        "{stale}"
+    );
+    assert_eq!(
+        app.calls_to("xenioo").await.len(),
+        2,
+        "one refresh attempt after the interval"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_first_call_spends_the_interval_and_later_queries_are_throttled() {
+    let app = spawn_app().await;
+    app.fault(json!({"provider": "xenioo", "status": 503}))
+        .await;
+    let query = r#"{ workspace(id: "acme") { users { returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { sources } } } }"#;
+    let first = app.query(query).await;
+    assert_eq!(errors(&first)[0].0, "UPSTREAM_UNAVAILABLE");
+    let second = app.query(query).await;
+    let second_errors = second["errors"].as_array().expect("errors");
+    assert_eq!(
+        second_errors[0]["extensions"]["code"],
+        json!("UPSTREAM_THROTTLED")
+    );
+    assert!(
+        second_errors[0]["extensions"]["retryAfter"]
+            .as_u64()
+            .expect("retryAfter")
+            > 3000
+    );
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
