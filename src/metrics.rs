@@ -117,6 +117,7 @@ impl Part {
         workspace: &Arc<Workspace>,
         fetcher: &Fetcher,
         window: &Window,
+        total_only: bool,
     ) -> Result<Contribution, UpstreamError> {
         match self {
             Part::HelpScout { channels, filter } => {
@@ -145,6 +146,28 @@ impl Part {
                 Ok(Contribution::from_pages(&pages, |rows| {
                     help_scout::samples(rows, channels)
                 }))
+            }
+            Part::ConnectyCube(metric) if total_only && metric.is_summable() => {
+                let account = workspace.account(Provider::ConnectyCube);
+                let key = (metric.clone(), window.from(), window.to());
+                let live = is_live(window.to());
+                let workspace = workspace.clone();
+                let total = fetcher
+                    .get(
+                        account,
+                        metric.total_endpoint(),
+                        &key.clone(),
+                        live,
+                        move || async move {
+                            let client = workspace.connectycube.as_ref().expect("configured");
+                            client.total(&key.0, key.1, key.2).await
+                        },
+                    )
+                    .await?;
+                let mut contribution =
+                    Contribution::from_pages(std::slice::from_ref(&total), |_| Vec::new());
+                contribution.total = Some(*total.value);
+                Ok(contribution)
             }
             Part::ConnectyCube(metric) => {
                 let account = workspace.account(Provider::ConnectyCube);
@@ -398,6 +421,9 @@ pub struct SeriesSpec {
     pub unit: Unit,
     pub aggregation: Aggregation,
     pub parts: Vec<Part>,
+    /// Only the window total is needed (no points, min, max or previous: see the GraphQL
+    /// look-ahead): a part may then use a cheaper total call (ConnectyCube `*-total`).
+    pub total_only: bool,
 }
 
 /// A computed series.
@@ -461,7 +487,7 @@ pub async fn compute(
     let fetched = join_all(
         servable
             .iter()
-            .map(|part| part.contribute(workspace, fetcher, &window)),
+            .map(|part| part.contribute(workspace, fetcher, &window, spec.total_only)),
     )
     .await;
     let mut parts = Vec::new();
@@ -492,11 +518,26 @@ pub async fn compute(
         }
     }
     let errors = unique;
-    let data = if parts.is_empty() {
+    let mut data = if parts.is_empty() {
         Bucketed::empty(&window)
     } else {
         combine(&parts)
     };
+    if spec.total_only
+        && spec.aggregation == Aggregation::Sum
+        && parts.iter().any(|p| p.total.is_some())
+    {
+        // Some parts gave only a total (a cheaper call): the window total adds each part's own
+        // total, or the sum of its buckets.
+        let total = parts
+            .iter()
+            .map(|p| {
+                p.total
+                    .unwrap_or_else(|| p.values.iter().flatten().fold(0.0, |a, b| a + b))
+            })
+            .fold(0.0, |a, b| a + b);
+        data.total = Some(total);
+    }
     Ok(Computed {
         window,
         data,

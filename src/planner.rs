@@ -30,6 +30,12 @@ impl<T> Weigh for Vec<T> {
     }
 }
 
+impl Weigh for f64 {
+    fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<f64>()
+    }
+}
+
 /// One line of `extensions.upstream.calls`.
 #[derive(Clone, Debug, Serialize)]
 pub struct TraceCall {

@@ -119,6 +119,7 @@ impl Bot {
                 bot: Some(self.name.clone()),
                 channel,
             }],
+            total_only: false,
         };
         series(ctx, &self.workspace, spec, &window).await
     }

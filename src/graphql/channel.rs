@@ -120,6 +120,7 @@ impl Channel {
             unit,
             aggregation,
             parts,
+            total_only: false,
         };
         optional_series(ctx, &self.workspace, spec, window).await
     }

@@ -124,6 +124,7 @@ fn stat_spec(stat: M2gStat, parts: Vec<Part>) -> SeriesSpec {
         unit,
         aggregation,
         parts,
+        total_only: false,
     }
 }
 

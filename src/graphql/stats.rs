@@ -82,6 +82,7 @@ impl<'a> Sources<'a> {
             unit,
             aggregation,
             parts: self.parts,
+            total_only: false,
         }
     }
 }

@@ -39,6 +39,7 @@ impl Survey {
                 survey: Some(self.id.clone()),
                 units,
             }],
+            total_only: false,
         };
         series(ctx, &self.workspace, spec, &window).await
     }

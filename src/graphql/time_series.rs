@@ -192,6 +192,15 @@ impl TimeSeries {
     }
 }
 
+/// Look-ahead: true when the selection of this series needs no buckets (no `points`, `min`,
+/// `max` or `previous`; `change` needs only the previous total).
+fn needs_only_total(ctx: &Context<'_>) -> bool {
+    let look = ctx.look_ahead();
+    !["points", "min", "max", "previous"]
+        .iter()
+        .any(|field| look.field(field).exists())
+}
+
 /// Attach the errors of contributions that were left out to the current field, and record
 /// stale-data warnings for `extensions.warnings`.
 fn report_errors(ctx: &Context<'_>, computed: &Computed) {
@@ -217,7 +226,10 @@ pub async fn series(
     let recipe = Arc::new(Recipe {
         workspace: workspace.clone(),
         fetcher: ctx.data_unchecked::<Fetcher>().clone(),
-        spec,
+        spec: SeriesSpec {
+            total_only: needs_only_total(ctx),
+            ..spec
+        },
     });
     let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
     report_errors(ctx, &computed);
@@ -239,7 +251,10 @@ pub async fn optional_series(
     let recipe = Arc::new(Recipe {
         workspace: workspace.clone(),
         fetcher: ctx.data_unchecked::<Fetcher>().clone(),
-        spec,
+        spec: SeriesSpec {
+            total_only: needs_only_total(ctx),
+            ..spec
+        },
     });
     let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
     if computed.failed() {

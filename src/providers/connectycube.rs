@@ -39,6 +39,19 @@ pub enum CcMetric {
 }
 
 impl CcMetric {
+    /// Totals of this metric add up, so a total call can replace the per-day pages.
+    pub fn is_summable(&self) -> bool {
+        true
+    }
+
+    /// The endpoint name of the total call, for traces.
+    pub fn total_endpoint(&self) -> &'static str {
+        match self {
+            CcMetric::MessagesSent => "messages/sent-total",
+            CcMetric::DialogsCreated(_) => "dialogs/created-total",
+        }
+    }
+
     fn path(&self, per_day: bool) -> &'static str {
         match (self, per_day) {
             (CcMetric::MessagesSent, true) => "/admin/stats/messages/sent-per-day",

@@ -111,7 +111,11 @@ impl Bucketed {
         let count = present().count();
         let (total, exact) = match aggregation {
             // `fold` from +0.0: `f64: Sum` of nothing is -0.0.
-            Aggregation::Sum => (Some(present().fold(0.0, |a, b| a + b)), self.exact),
+            // A provider's own total (or one computed from totals-only calls) wins.
+            Aggregation::Sum => match self.total {
+                Some(total) => (Some(total), self.exact),
+                None => (Some(present().fold(0.0, |a, b| a + b)), self.exact),
+            },
             Aggregation::Last => (present().last(), self.exact),
             Aggregation::Distinct => match self.total {
                 Some(total) => (Some(total), true),

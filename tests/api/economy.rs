@@ -194,3 +194,80 @@ async fn a_query_that_fails_upstream_is_not_cached() {
         json!(["CONNECTYCUBE"])
     );
 }
+
+#[tokio::test]
+async fn a_series_that_asks_only_for_its_total_uses_connectycubes_total_call() {
+    use chatstats::sandbox::connectycube::{dialogs_created, messages_sent};
+    let app = spawn_app().await;
+    let (from, to) = (
+        crate::helpers::utc(2024, 9, 1),
+        crate::helpers::utc(2024, 9, 1) + chrono::Duration::days(250),
+    );
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ messages {{ sent(window: {{from: "{}", to: "{}", timeZone: "UTC"}}, provider: CONNECTYCUBE) {{ total exact }} }} }} }}"#,
+        crate::helpers::rfc3339(from),
+        crate::helpers::rfc3339(to)
+    );
+    let body = app.query(&query).await;
+    assert_no_errors(&body);
+    assert_eq!(
+        body["data"]["workspace"]["messages"]["sent"]["total"].as_f64(),
+        Some(messages_sent("acme", from, to) as f64)
+    );
+    let calls = app.calls_to("connectycube").await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "one total call instead of three day pages: {calls:?}"
+    );
+    assert_eq!(calls[0].path, "/admin/stats/messages/sent-total");
+    assert_eq!(
+        calls[0].param("start_date"),
+        Some(from.timestamp().to_string().as_str())
+    );
+
+    // A combined series asking only for its total adds the total call to the others' buckets.
+    let body = app
+        .query(r#"{ workspace(id: "acme") { dialogs { created(window: {from: "2025-04-01T00:00:00Z", to: "2025-04-04T00:00:00Z", timeZone: "UTC"}) { total sources } } } }"#)
+        .await;
+    assert_no_errors(&body);
+    let (from, to) = (
+        crate::helpers::utc(2025, 4, 1),
+        crate::helpers::utc(2025, 4, 4),
+    );
+    let help_scout: u64 = ["chat", "email", "phone"]
+        .iter()
+        .map(|c| chatstats::sandbox::help_scout::conversations("acme", c, &[], &[], &[], from, to))
+        .sum();
+    let message2give: u64 = (0..3)
+        .flat_map(|d| ["web", "sms"].map(move |chat| (d, chat)))
+        .flat_map(|(d, chat)| {
+            chatstats::sandbox::accounts::ACME
+                .message2give
+                .users
+                .iter()
+                .filter_map(move |u| {
+                    chatstats::sandbox::message2give::user_day(
+                        "acme",
+                        chat,
+                        None,
+                        u,
+                        from + chrono::Duration::days(d),
+                    )
+                })
+        })
+        .map(|d| d.sessions_count)
+        .sum();
+    let expected = dialogs_created("acme", &[], from, to) + help_scout + message2give;
+    assert_eq!(
+        body["data"]["workspace"]["dialogs"]["created"]["total"].as_f64(),
+        Some(expected as f64)
+    );
+    let created_total = app
+        .calls_to("connectycube")
+        .await
+        .iter()
+        .filter(|c| c.path == "/admin/stats/dialogs/created-total")
+        .count();
+    assert_eq!(created_total, 1);
+}
