@@ -195,7 +195,9 @@ impl Part {
                 }))
             }
             Part::Message2GiveChat { chats, who, stat } => {
-                let keys: Vec<ChatKey> = message2give::plan(window)
+                let months = message2give::plan(window);
+                let tiled = months_tile_window(&months, window);
+                let keys: Vec<ChatKey> = months
                     .into_iter()
                     .flat_map(|month| chats.iter().map(move |chat| ChatKey { chat: *chat, month }))
                     .collect();
@@ -222,10 +224,13 @@ impl Part {
                         message2give::average_samples(&stats, scope, AverageMetric::SessionDuration)
                     }
                 };
-                Ok(Contribution::from_pages(&pages, |_| Vec::new()).with_samples(samples))
+                Ok(Contribution::from_pages(&pages, |_| Vec::new())
+                    .with_samples(samples)
+                    .inexact_if(!tiled))
             }
             Part::Message2GiveSms { survey, units } => {
                 let months = message2give::plan(window);
+                let tiled = months_tile_window(&months, window);
                 let pages = try_join_all(
                     months
                         .into_iter()
@@ -234,7 +239,9 @@ impl Part {
                 .await?;
                 let usage: Vec<&SmsUsage> = pages.iter().map(|page| page.value.as_ref()).collect();
                 let samples = message2give::sms_samples(&usage, survey.as_deref(), *units);
-                Ok(Contribution::from_pages(&pages, |_| Vec::new()).with_samples(samples))
+                Ok(Contribution::from_pages(&pages, |_| Vec::new())
+                    .with_samples(samples)
+                    .inexact_if(!tiled))
             }
             Part::ChatTonic(field) => {
                 let dashboard = chat_tonic_dashboard(workspace, fetcher, window).await?;
@@ -254,6 +261,7 @@ impl Part {
                     stale: read.stale,
                     warnings: read.warning.clone().into_iter().collect(),
                     partial: Vec::new(),
+                    inexact: false,
                 };
                 if window.to() <= snapshot.from {
                     // Nothing of the window is in the snapshot: Xenioo contributes nothing.
@@ -366,6 +374,21 @@ pub async fn xenioo_snapshot(workspace: &Arc<Workspace>) -> Result<SnapshotRead,
         .await
 }
 
+/// True when the message2give months cover `window` end to end with no gap or overlap. Each
+/// month is fetched at the offset in force at its local start, so where the zone's offset
+/// changes between two months their days leave an hour uncovered or covered twice at the
+/// boundary — each day may still fit its bucket, so the engine alone would not notice.
+fn months_tile_window(months: &[MonthKey], window: &Window) -> bool {
+    let (Some(first), Some(last)) = (months.first(), months.last()) else {
+        return true;
+    };
+    first.start() <= window.from()
+        && last.end() >= window.to()
+        && months
+            .windows(2)
+            .all(|pair| pair[0].end() == pair[1].start())
+}
+
 /// Xenioo keeps 30 days: the part of a window before `from` has no Xenioo data.
 fn out_of_retention(from: DateTime<Utc>) -> UpstreamError {
     UpstreamError::new(
@@ -392,6 +415,10 @@ struct Contribution {
     warnings: Vec<UpstreamError>,
     /// Errors about part of the window (e.g. out of retention); the samples still count.
     partial: Vec<UpstreamError>,
+    /// The upstream chunks do not tile the window exactly (e.g. message2give months fetched
+    /// at different offsets leave a gap or an overlap at a DST change), even though each
+    /// sample may fit in its bucket.
+    inexact: bool,
 }
 
 impl Contribution {
@@ -405,11 +432,19 @@ impl Contribution {
                 .filter_map(|page| page.warning.clone())
                 .collect(),
             partial: Vec::new(),
+            inexact: false,
         }
     }
 
     fn with_samples(self, samples: Vec<Sample>) -> Self {
         Self { samples, ..self }
+    }
+
+    fn inexact_if(self, inexact: bool) -> Self {
+        Self {
+            inexact: self.inexact || inexact,
+            ..self
+        }
     }
 }
 
@@ -498,6 +533,7 @@ pub async fn compute(
         match result {
             Ok(contribution) => {
                 let mut bucketed = resample(&window, spec.aggregation, &contribution.samples);
+                bucketed.exact &= !contribution.inexact;
                 bucketed.total = contribution.total;
                 parts.push(bucketed);
                 errors.extend(contribution.partial.into_iter().map(ApiError::from));

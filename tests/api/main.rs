@@ -8,6 +8,7 @@ mod errors;
 mod help_scout;
 mod helpers;
 mod http_surface;
+mod matrix;
 mod message2give;
 mod schema;
 mod xenioo;
