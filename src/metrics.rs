@@ -112,18 +112,25 @@ impl Part {
     }
 
     /// This part's samples for `window`, each upstream request through `fetcher`.
+    ///
+    /// `span` covers `window` and is what Help Scout and ConnectyCube plan their calls for:
+    /// when a series and its previous window are needed together, both are computed with the
+    /// span of the two, so one report or page serves both (the samples outside `window` are
+    /// ignored by the resampling). The other providers fetch fixed chunks (message2give
+    /// months, the Xenioo snapshot) or need per-window totals (Chat-Tonic) and use `window`.
     async fn contribute(
         &self,
         workspace: &Arc<Workspace>,
         fetcher: &Fetcher,
         window: &Window,
+        span: &Window,
         total_only: bool,
     ) -> Result<Contribution, UpstreamError> {
         match self {
             Part::HelpScout { channels, filter } => {
                 let account = workspace.account(Provider::HelpScout);
                 let pages =
-                    try_join_all(help_scout::plan(window, filter).into_iter().map(|request| {
+                    try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
                         let workspace = workspace.clone();
                         let live = is_live(request.end);
                         async move {
@@ -176,7 +183,7 @@ impl Part {
                     CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
                 };
                 let pages =
-                    try_join_all(connectycube::plan(window, metric).into_iter().map(|page| {
+                    try_join_all(connectycube::plan(span, metric).into_iter().map(|page| {
                         let workspace = workspace.clone();
                         let live = is_live(page.end);
                         async move {
@@ -253,6 +260,12 @@ impl Part {
                 Ok(contribution)
             }
             Part::Xenioo { kind, bot, channel } => {
+                let xenioo = workspace.xenioo.as_ref().expect("configured");
+                let earliest = xenioo.earliest_coverage(Utc::now());
+                if window.to() <= earliest {
+                    // No snapshot, held or new, has any of the window: do not spend the hour.
+                    return Err(out_of_retention(earliest));
+                }
                 let read = xenioo_snapshot(workspace).await?;
                 let snapshot = &read.snapshot;
                 let mut contribution = Contribution {
@@ -484,7 +497,8 @@ impl Computed {
     }
 }
 
-/// Fetch every part of `spec` for `window` concurrently and combine them.
+/// Fetch every part of `spec` for `window` concurrently and combine them. `span`, when given,
+/// covers `window` and widens what the span-planned providers fetch (see `Part::contribute`).
 ///
 /// Fails only when no part can serve the window's granularity at all (a bad request); upstream
 /// failures are returned inside [`Computed::errors`].
@@ -493,6 +507,7 @@ pub async fn compute(
     fetcher: &Fetcher,
     spec: &SeriesSpec,
     window: Window,
+    span: Option<&Window>,
 ) -> Result<Computed, ApiError> {
     let granularity = window.granularity();
     let (servable, refused): (Vec<&Part>, Vec<&Part>) =
@@ -519,11 +534,10 @@ pub async fn compute(
         });
     }
 
-    let fetched = join_all(
-        servable
-            .iter()
-            .map(|part| part.contribute(workspace, fetcher, &window, spec.total_only)),
-    )
+    let fetched = join_all(servable.iter().map(|part| {
+        let span = span.unwrap_or(&window);
+        part.contribute(workspace, fetcher, &window, span, spec.total_only)
+    }))
     .await;
     let mut parts = Vec::new();
     let mut sources = Vec::new();

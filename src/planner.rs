@@ -45,6 +45,10 @@ pub struct TraceCall {
     /// query's in-flight call), `stale` (a refresh failed; an older entry was served),
     /// `error` (the call failed and nothing was cached).
     pub outcome: &'static str,
+    /// When the call started, in milliseconds after the request began (calls that overlap
+    /// in time ran concurrently).
+    #[serde(rename = "startedMs", skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<f64>,
     #[serde(rename = "latencyMs", skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
 }
@@ -56,11 +60,14 @@ pub struct RequestScope {
     memo: Mutex<HashMap<CacheKey, Memo>>,
     trace: Mutex<Vec<TraceCall>>,
     warnings: Mutex<Vec<String>>,
+    /// When the request began (the origin of `startedMs`).
+    began: std::time::Instant,
 }
 
 impl RequestScope {
     pub fn new() -> Self {
         Self {
+            began: std::time::Instant::now(),
             memo: Mutex::new(HashMap::new()),
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
@@ -103,6 +110,15 @@ impl RequestScope {
     }
 
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
+        let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        let started_ms = latency.map(|latency| {
+            millis(
+                self.began
+                    .elapsed()
+                    .checked_sub(latency)
+                    .unwrap_or_default(),
+            )
+        });
         self.trace
             .lock()
             .expect("trace lock is never poisoned")
@@ -110,7 +126,8 @@ impl RequestScope {
                 provider: key.account.provider.slug(),
                 endpoint: key.endpoint,
                 outcome,
-                latency_ms: latency.map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
+                started_ms,
+                latency_ms: latency.map(millis),
             });
     }
 }

@@ -54,12 +54,31 @@ impl Channel {
     /// Every channel of a workspace, in provider order. Xenioo's channels are those of its
     /// snapshot; when it cannot be had, the others are listed and the error is returned.
     pub async fn all(workspace: &Arc<Workspace>) -> (Vec<Channel>, Option<UpstreamError>) {
+        Self::listed(workspace, true).await
+    }
+
+    /// The channel with this id, if any. Only a `xenioo:` id reads the Xenioo snapshot (its
+    /// channel names come from there); the other channels are known from the configuration.
+    pub async fn find(
+        workspace: &Arc<Workspace>,
+        id: &str,
+    ) -> (Option<Channel>, Option<UpstreamError>) {
+        let (channels, error) = Self::listed(workspace, id.starts_with("xenioo:")).await;
+        let channel = channels.into_iter().find(|c| c.channel_id() == id);
+        (channel, error)
+    }
+
+    /// The channels of a workspace in provider order, Xenioo's only when `with_xenioo`.
+    async fn listed(
+        workspace: &Arc<Workspace>,
+        with_xenioo: bool,
+    ) -> (Vec<Channel>, Option<UpstreamError>) {
         let mut sources = Vec::new();
         if workspace.message2give.is_some() {
             sources.extend([ChatType::Web, ChatType::Sms].map(ChannelSource::Message2Give));
         }
         let mut error = None;
-        if workspace.xenioo.is_some() {
+        if with_xenioo && workspace.xenioo.is_some() {
             match xenioo_snapshot(workspace).await {
                 Ok(read) => sources.extend(
                     xenioo::channels(&read.snapshot)

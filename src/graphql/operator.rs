@@ -461,38 +461,51 @@ fn report(ctx: &Context<'_>, error: UpstreamError) {
 }
 
 /// The operators of a workspace seen in `window`: Chat-Tonic's report for the window, then
-/// message2give users of the window's months. A failing provider is reported, the other listed.
+/// message2give users of the window's months (both fetched at once). A failing provider is reported, the other listed.
 pub async fn operators(
     ctx: &Context<'_>,
     workspace: &Arc<Workspace>,
     window: &Window,
 ) -> Vec<Operator> {
     let fetcher = ctx.data_unchecked::<Fetcher>();
+    let range = RangeKey {
+        start: window.from(),
+        end: window.to(),
+    };
+    // Both providers are asked at once.
+    let (chat_tonic, message2give) = futures::join!(
+        async {
+            match workspace.chat_tonic {
+                Some(_) => Some(chat_tonic_operators(workspace, fetcher, range).await),
+                None => None,
+            }
+        },
+        async {
+            match workspace.message2give {
+                Some(_) => Some(message2give_people(workspace, fetcher, window).await),
+                None => None,
+            }
+        }
+    );
     let mut operators = Vec::new();
-    if workspace.chat_tonic.is_some() {
-        let range = RangeKey {
-            start: window.from(),
-            end: window.to(),
-        };
-        match chat_tonic_operators(workspace, fetcher, range).await {
-            Ok(report) => operators.extend(report.value.operators.iter().map(|row| Operator {
-                workspace: workspace.clone(),
-                who: Who::ChatTonic(Arc::new(row.clone())),
-            })),
-            Err(error) => report(ctx, error),
-        }
+    match chat_tonic {
+        Some(Ok(report)) => operators.extend(report.value.operators.iter().map(|row| Operator {
+            workspace: workspace.clone(),
+            who: Who::ChatTonic(Arc::new(row.clone())),
+        })),
+        Some(Err(error)) => report(ctx, error),
+        None => {}
     }
-    if workspace.message2give.is_some() {
-        match message2give_people(workspace, fetcher, window).await {
-            Ok((users, groups)) => operators.extend(users.into_iter().map(|user| Operator {
-                workspace: workspace.clone(),
-                who: Who::Message2Give {
-                    groups: groups_of(&user, &groups),
-                    user,
-                },
-            })),
-            Err(error) => report(ctx, error),
-        }
+    match message2give {
+        Some(Ok((users, groups))) => operators.extend(users.into_iter().map(|user| Operator {
+            workspace: workspace.clone(),
+            who: Who::Message2Give {
+                groups: groups_of(&user, &groups),
+                user,
+            },
+        })),
+        Some(Err(error)) => report(ctx, error),
+        None => {}
     }
     operators
 }

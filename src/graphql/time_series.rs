@@ -28,6 +28,9 @@ struct Recipe {
     workspace: Arc<Workspace>,
     fetcher: Fetcher,
     spec: SeriesSpec,
+    /// The window and its previous one together, when both are needed: the extent the
+    /// span-planned providers fetch for either (see `metrics::compute`).
+    span: Option<series::Window>,
 }
 
 /// One bucket of a series.
@@ -77,9 +80,16 @@ impl TimeSeries {
                     .previous()
                     .map_err(|e| ApiError::bad_input(format!("the previous window: {e}")))?;
                 let recipe = &self.recipe;
-                compute(&recipe.workspace, &recipe.fetcher, &recipe.spec, window)
-                    .await
-                    .map(Arc::new)
+                let span = recipe.span.as_ref();
+                compute(
+                    &recipe.workspace,
+                    &recipe.fetcher,
+                    &recipe.spec,
+                    window,
+                    span,
+                )
+                .await
+                .map(Arc::new)
             })
             .await
             .clone()
@@ -192,13 +202,25 @@ impl TimeSeries {
     }
 }
 
-/// Look-ahead: true when the selection of this series needs no buckets (no `points`, `min`,
-/// `max` or `previous`; `change` needs only the previous total).
-fn needs_only_total(ctx: &Context<'_>) -> bool {
-    let look = ctx.look_ahead();
-    !["points", "min", "max", "previous"]
-        .iter()
-        .any(|field| look.field(field).exists())
+/// What the selection of a series needs, from the look-ahead.
+struct Needs {
+    /// No buckets (no `points`, `min`, `max`, `previous` or `change`): a part may use a
+    /// cheaper total call.
+    only_total: bool,
+    /// `previous` or `change`: the previous window is computed together with this one.
+    previous: bool,
+}
+
+impl Needs {
+    fn of(ctx: &Context<'_>) -> Needs {
+        let look = ctx.look_ahead();
+        let selected = |fields: &[&str]| fields.iter().any(|field| look.field(field).exists());
+        let previous = selected(&["previous", "change"]);
+        Needs {
+            only_total: !previous && !selected(&["points", "min", "max"]),
+            previous,
+        }
+    }
 }
 
 /// Attach the errors of contributions that were left out to the current field, and record
@@ -214,6 +236,65 @@ fn report_errors(ctx: &Context<'_>, computed: &Computed) {
     }
 }
 
+/// Computes a series for its field. When the selection needs the previous window too, both
+/// are computed at once (one round of upstream latency, not two) over their common span.
+async fn evaluate(
+    ctx: &Context<'_>,
+    workspace: &Arc<Workspace>,
+    spec: SeriesSpec,
+    window: &WindowInput,
+) -> async_graphql::Result<TimeSeries> {
+    let window = window.resolve(workspace.zone)?;
+    let needs = Needs::of(ctx);
+    // A previous window that cannot exist is reported by `previous`/`change` themselves.
+    let previous = needs.previous.then(|| window.previous().ok()).flatten();
+    let span = previous.as_ref().and_then(|previous| {
+        series::Window::new(
+            previous.from(),
+            window.to(),
+            window.granularity(),
+            window.zone(),
+        )
+        .ok()
+    });
+    let recipe = Arc::new(Recipe {
+        workspace: workspace.clone(),
+        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
+        spec: SeriesSpec {
+            total_only: needs.only_total,
+            ..spec
+        },
+        span,
+    });
+    let fetch = |window| {
+        let recipe = &recipe;
+        async move {
+            let span = recipe.span.as_ref();
+            compute(
+                &recipe.workspace,
+                &recipe.fetcher,
+                &recipe.spec,
+                window,
+                span,
+            )
+            .await
+        }
+    };
+    let (computed, previous) = match previous {
+        Some(previous) => {
+            let (computed, previous) = futures::join!(fetch(window), fetch(previous));
+            (computed?, Some(previous.map(Arc::new)))
+        }
+        None => (fetch(window).await?, None),
+    };
+    let series = TimeSeries::new(recipe, Arc::new(computed));
+    if let Some(previous) = previous {
+        // The cell is new: this cannot fail.
+        let _ = series.previous.set(previous);
+    }
+    Ok(series)
+}
+
 /// A non-null series field: always answers; contributions that failed are left out and
 /// reported as errors (all failing gives an empty series with `sources: []`).
 pub async fn series(
@@ -222,18 +303,9 @@ pub async fn series(
     spec: SeriesSpec,
     window: &WindowInput,
 ) -> async_graphql::Result<TimeSeries> {
-    let window = window.resolve(workspace.zone)?;
-    let recipe = Arc::new(Recipe {
-        workspace: workspace.clone(),
-        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
-        spec: SeriesSpec {
-            total_only: needs_only_total(ctx),
-            ..spec
-        },
-    });
-    let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
-    report_errors(ctx, &computed);
-    Ok(TimeSeries::new(recipe, Arc::new(computed)))
+    let series = evaluate(ctx, workspace, spec, window).await?;
+    report_errors(ctx, &series.computed);
+    Ok(series)
 }
 
 /// A nullable series field: null without error when no source offers the metric (not
@@ -247,22 +319,20 @@ pub async fn optional_series(
     if spec.parts.is_empty() {
         return Ok(None);
     }
-    let window = window.resolve(workspace.zone)?;
-    let recipe = Arc::new(Recipe {
-        workspace: workspace.clone(),
-        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
-        spec: SeriesSpec {
-            total_only: needs_only_total(ctx),
-            ..spec
-        },
-    });
-    let computed = compute(workspace, &recipe.fetcher, &recipe.spec, window).await?;
+    let series = evaluate(ctx, workspace, spec, window).await?;
+    let computed = &series.computed;
     if computed.failed() {
         let mut errors = computed.errors.clone();
         let first = errors.remove(0);
-        report_errors(ctx, &Computed { errors, ..computed });
+        report_errors(
+            ctx,
+            &Computed {
+                errors,
+                ..(**computed).clone()
+            },
+        );
         return Err(first.into());
     }
-    report_errors(ctx, &computed);
-    Ok(Some(TimeSeries::new(recipe, Arc::new(computed))))
+    report_errors(ctx, computed);
+    Ok(Some(series))
 }

@@ -96,12 +96,11 @@ impl WorkspaceObject {
         ctx: &Context<'_>,
         #[graphql(desc = "`<provider>:<channel>`, e.g. `help_scout:email`.")] id: ID,
     ) -> Option<Channel> {
-        // Only look at Xenioo's snapshot for a Xenioo id.
-        let (channels, error) = Channel::all(&self.0).await;
-        if let (Some(error), true) = (error, id.starts_with("xenioo:")) {
+        let (channel, error) = Channel::find(&self.0, &id).await;
+        if let Some(error) = error {
             report(ctx, error);
         }
-        channels.into_iter().find(|c| c.channel_id() == id.as_str())
+        channel
     }
 
     /// Users across providers.

@@ -381,6 +381,21 @@ impl Xenioo {
         self.gate.read(move || client.fetch()).await
     }
 
+    /// The earliest instant any snapshot of this account could cover now, without a call:
+    /// the held snapshot's start, or [`SNAPSHOT_DAYS`] before the current hour (what a new
+    /// call would cover), whichever is earlier. A window ending before it has no Xenioo data
+    /// whatever is fetched, so asking would spend the hour for nothing.
+    pub fn earliest_coverage(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let fresh =
+            Granularity::Hour.floor(now, Zone::utc()) - chrono::Duration::days(SNAPSHOT_DAYS);
+        let held = *self
+            .gate
+            .held_from
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.map_or(fresh, |held| held.min(fresh))
+    }
+
     /// When the next upstream call is allowed (for `Source.nextCallAllowedAt`); `None` before
     /// the first call. While a call is in flight: at least its start plus the interval.
     pub fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
@@ -472,6 +487,8 @@ struct Gate {
     /// Wall-clock copy for [`Gate::next_call_allowed_at`], readable without awaiting. A std
     /// mutex: held for a copy, never across an await.
     next_allowed: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Start of the coverage of the latest good snapshot, readable without awaiting.
+    held_from: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Gate {
@@ -481,6 +498,7 @@ impl Gate {
             state: Arc::new(tokio::sync::Mutex::new(GateState::default())),
             completed: AtomicU64::new(0),
             next_allowed: std::sync::Mutex::new(None),
+            held_from: std::sync::Mutex::new(None),
         }
     }
 
@@ -540,6 +558,10 @@ impl Gate {
             gate.publish_next_allowed(state.hold);
             match result {
                 Ok(snapshot) => {
+                    *gate
+                        .held_from
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot.from);
                     state.good = Some(Arc::new(snapshot));
                     state.last_error = None;
                 }

@@ -34,7 +34,7 @@ async fn series_that_share_an_upstream_request_cost_one_call_and_nothing_warm() 
     assert_only_codes(&cold, &["OUT_OF_RETENTION"]);
     // Help Scout: one report serves chat, email and dialogs.created; ConnectyCube: dialogs +
     // messages; message2give: web + sms sessions for dialogs, SMS usage for messages;
-    // Chat-Tonic: one dashboard; Xenioo: one snapshot.
+    // Chat-Tonic: one dashboard; Xenioo: nothing (the window is older than its 30 days).
     let calls = app.calls().await;
     let count = |provider: &str| calls.iter().filter(|c| c.provider == provider).count();
     assert_eq!(
@@ -45,14 +45,10 @@ async fn series_that_share_an_upstream_request_cost_one_call_and_nothing_warm() 
             count("chat_tonic"),
             count("xenioo")
         ],
-        [1, 2, 3, 1, 1],
+        [1, 2, 3, 1, 0],
         "{calls:?}"
     );
-    assert_eq!(
-        cold["extensions"]["upstream"]["upstreamCalls"],
-        json!(7),
-        "the Xenioo snapshot is counted by its client"
-    );
+    assert_eq!(cold["extensions"]["upstream"]["upstreamCalls"], json!(7));
     let warm = traced(&app, OVERVIEW).await;
     assert_eq!(warm["data"], cold["data"]);
     assert_eq!(
@@ -96,7 +92,7 @@ async fn a_hundred_concurrent_identical_cold_queries_cost_the_calls_of_one() {
     }
     assert_eq!(
         app.calls().await.len(),
-        8,
+        7,
         "the calls of one query (see the test above)"
     );
 }
@@ -270,4 +266,95 @@ async fn a_series_that_asks_only_for_its_total_uses_connectycubes_total_call() {
         .filter(|c| c.path == "/admin/stats/dialogs/created-total")
         .count();
     assert_eq!(created_total, 1);
+}
+
+#[tokio::test]
+async fn a_series_and_its_previous_window_share_one_report_and_are_fetched_at_once() {
+    use crate::helpers::utc;
+    use chatstats::sandbox::help_scout::conversations;
+    let app = spawn_app().await;
+    // Each upstream call takes 300 ms: were `previous` fetched after the series, the trace
+    // would show the previous report starting after the first one ended.
+    app.fault(json!({"provider": "*", "latency_ms": 300})).await;
+    let body = traced(
+        &app,
+        r#"{ workspace(id: "acme") { channel(id: "help_scout:email") {
+            conversations(window: {from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z", timeZone: "UTC"}) {
+                total change previous { total } } } } }"#,
+    )
+    .await;
+    assert_no_errors(&body);
+    let series = &body["data"]["workspace"]["channel"]["conversations"];
+    let (week, before) = (
+        conversations(
+            "acme",
+            "email",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 10),
+            utc(2025, 3, 17),
+        ),
+        conversations(
+            "acme",
+            "email",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 3),
+            utc(2025, 3, 10),
+        ),
+    );
+    assert_eq!(series["total"].as_f64(), Some(week as f64));
+    assert_eq!(series["previous"]["total"].as_f64(), Some(before as f64));
+    assert_eq!(
+        series["change"].as_f64(),
+        Some((week as f64 - before as f64) / before as f64)
+    );
+    // One report over both weeks.
+    let calls = app.calls_to("help_scout").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].param("start"), Some("2025-03-03T00:00:00Z"));
+    assert_eq!(calls[0].param("end"), Some("2025-03-17T00:00:00Z"));
+
+    // ConnectyCube likewise: one page for the series and its previous window.
+    let body = app
+        .query(r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z", timeZone: "UTC"}, provider: CONNECTYCUBE) { change } } } }"#)
+        .await;
+    assert_no_errors(&body);
+    assert!(body["data"]["workspace"]["messages"]["sent"]["change"]
+        .as_f64()
+        .is_some());
+    assert_eq!(app.calls_to("connectycube").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_series_and_its_previous_window_from_per_window_calls_are_fetched_concurrently() {
+    let app = spawn_app().await;
+    // Chat-Tonic needs one dashboard call per window; both must be in flight together: the
+    // trace's start times and latencies show whether they overlapped.
+    app.fault(json!({"provider": "chat_tonic", "latency_ms": 400}))
+        .await;
+    let body = traced(
+        &app,
+        r#"{ workspace(id: "acme") { messages { received(window: {from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z", timeZone: "UTC"}, provider: CHAT_TONIC) { change } } } }"#,
+    )
+    .await;
+    assert_no_errors(&body);
+    let calls = body["extensions"]["upstream"]["calls"]
+        .as_array()
+        .expect("trace calls");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let span = |call: &Value| {
+        let start = call["startedMs"].as_f64().expect("startedMs");
+        (
+            start,
+            start + call["latencyMs"].as_f64().expect("latencyMs"),
+        )
+    };
+    let (a, b) = (span(&calls[0]), span(&calls[1]));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two calls overlap in time: {calls:?}"
+    );
 }

@@ -5,6 +5,7 @@ mod chat_tonic;
 mod connectycube;
 mod economy;
 mod errors;
+mod examples;
 mod help_scout;
 mod helpers;
 mod http_surface;

@@ -8,7 +8,7 @@ use chrono::{Duration, DurationRound, Utc};
 use serde_json::json;
 
 use crate::helpers::{
-    assert_no_errors, errors, points, rfc3339, spawn_app, spawn_app_with_options,
+    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app, spawn_app_with_options,
 };
 
 const ALL_TYPES_PATH: &str =
@@ -253,7 +253,14 @@ async fn a_failing_first_call_spends_the_interval_and_later_queries_are_throttle
     let app = spawn_app().await;
     app.fault(json!({"provider": "xenioo", "status": 503}))
         .await;
-    let query = r#"{ workspace(id: "acme") { users { returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { sources } } } }"#;
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let query = &format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning(window: {{from: "{}", to: "{}"}}) {{ sources }} }} }} }}"#,
+        rfc3339(to - Duration::days(1)),
+        rfc3339(to)
+    );
     let first = app.query(query).await;
     assert_eq!(errors(&first)[0].0, "UPSTREAM_UNAVAILABLE");
     let second = app.query(query).await;
@@ -268,5 +275,35 @@ async fn a_failing_first_call_spends_the_interval_and_later_queries_are_throttle
             .expect("retryAfter")
             > 3000
     );
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_window_older_than_any_snapshot_costs_no_call_and_is_out_of_retention() {
+    let app = spawn_app().await;
+    let query = r#"{ workspace(id: "acme") { users { returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { sources } } } }"#;
+    let body = app.query(query).await;
+    assert_only_codes(&body, &["OUT_OF_RETENTION"]);
+    let (code, _, message) = &errors(&body)[0];
+    assert_eq!(code, "OUT_OF_RETENTION");
+    assert!(message.contains("30 days"), "{message}");
+    assert!(
+        app.calls_to("xenioo").await.is_empty(),
+        "the hour is not spent on a window no snapshot can have"
+    );
+
+    // A recent window still calls, once; the old window is then judged by that snapshot.
+    let to = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .expect("truncates");
+    let recent = format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning(window: {{from: "{}", to: "{}"}}) {{ sources }} }} }} }}"#,
+        rfc3339(to - Duration::days(1)),
+        rfc3339(to)
+    );
+    let body = app.query(&recent).await;
+    assert_no_errors(&body);
+    let body = app.query(query).await;
+    assert_eq!(errors(&body)[0].0, "OUT_OF_RETENTION");
     assert_eq!(app.calls_to("xenioo").await.len(), 1);
 }

@@ -1,0 +1,543 @@
+//! The load benchmark (issue 4): drives the real server over HTTP against the sandbox with the
+//! example operations of `schema/examples` and prints one Markdown table.
+//!
+//! Run it with `cargo bench --bench load` (a release build). Everything is in this process and
+//! on loopback: the sandbox and the server are started exactly as the integration tests start
+//! them (`sandbox::start` + `App::build` on 127.0.0.1:0), so the numbers include the sandbox's
+//! own work and the load generator competes with the server for the same cores.
+//!
+//! For each example it measures:
+//! - **calls cold / warm**: the sandbox's call log after one run on a fresh server, and after a
+//!   second run (must be 0);
+//! - **cold latency**: one run on a fresh server whose upstreams all answer after
+//!   [`INJECTED_LATENCY`] (`POST /_sim/faults {"provider":"*","latency_ms":100}`), median of
+//!   [`COLD_SAMPLES`] fresh servers, and its ratio to the injected latency (1.0 is the floor: a
+//!   ratio near 1 means the calls overlapped, near 2 means two rounds of calls);
+//! - **warm throughput**: [`CLIENTS`] concurrent clients sending the operation back to back on
+//!   one server whose cache is full, for [`RUN_FOR`] or [`MAX_REQUESTS`] requests, whichever
+//!   comes first; requests per second, p50 and p99, and the ratio to `{ __typename }` measured
+//!   on the same server in the same run (before and after the examples; the mean is used);
+//! - **peak RSS**: `VmHWM` of this process (sandbox included) after the cache was filled and
+//!   after the load.
+
+#[path = "../tests/api/examples/example_file.rs"]
+mod example_file;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use chatstats::app::App;
+use chatstats::config::Config;
+use chatstats::sandbox::{self, Sandbox, SandboxOptions};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use example_file::{today, ExampleFile, PROVIDERS};
+
+/// The latency injected at every upstream for the cold-latency measurement.
+const INJECTED_LATENCY: Duration = Duration::from_millis(100);
+/// Fresh servers per cold-latency measurement (the median is reported).
+const COLD_SAMPLES: usize = 3;
+/// Concurrent clients of the throughput measurement.
+const CLIENTS: usize = 32;
+/// How long each throughput measurement runs at most.
+const RUN_FOR: Duration = Duration::from_secs(5);
+/// How many requests each throughput measurement sends at most.
+const MAX_REQUESTS: usize = 200_000;
+/// Per-request timeout of the load clients: a hung request must not hang the benchmark.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping server may take to finish in-flight requests.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The baseline operation: no resolver work, no upstream.
+const TYPENAME: &str = "{ __typename }";
+/// The targets of issue 4.
+const TARGET_OVERVIEW_COLD_RATIO: f64 = 1.3;
+const TARGET_OVERVIEW_THROUGHPUT_SHARE: f64 = 0.25;
+
+/// A sandbox and a server on it, both on loopback ports.
+struct Server {
+    addr: SocketAddr,
+    sandbox: Sandbox,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Starts a fresh sandbox and a server configured for it (empty cache).
+    async fn start() -> Result<Server, String> {
+        let sandbox = sandbox::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            SandboxOptions::default(),
+        )
+        .await
+        .map_err(|e| format!("the sandbox does not start: {e}"))?;
+        let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
+            .map_err(|e| format!("the sandbox config is invalid: {e}"))?;
+        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let app = App::build(config)
+            .await
+            .map_err(|e| format!("the server does not start: {e}"))?;
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            // A send or a dropped sender both mean "stop".
+            let _ = stopped.await;
+        }));
+        Ok(Server {
+            addr,
+            sandbox,
+            stop,
+            task,
+        })
+    }
+
+    fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// Calls per provider in the sandbox's log so far (every provider present).
+    fn calls(&self) -> BTreeMap<String, u64> {
+        let mut counts: BTreeMap<String, u64> =
+            PROVIDERS.iter().map(|p| (p.to_string(), 0)).collect();
+        for (provider, n) in self.sandbox.state().call_counts() {
+            *counts.entry(provider.to_string()).or_default() += n;
+        }
+        counts
+    }
+
+    /// `POST /_sim/faults`, as an out-of-process user would.
+    async fn fault(&self, http: &reqwest::Client, fault: Value) -> Result<(), String> {
+        let response = http
+            .post(format!("{}/_sim/faults", self.sandbox.base_url()))
+            .json(&fault)
+            .send()
+            .await
+            .map_err(|e| format!("POST /_sim/faults: {e}"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST /_sim/faults answered {}", response.status()))
+        }
+    }
+
+    /// Stops the server (in-flight requests finish, for [`STOP_GRACE`] at most) and then the
+    /// sandbox.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        match tokio::time::timeout(STOP_GRACE, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("the server stopped with an error: {e}"),
+            Ok(Err(e)) => eprintln!("the server task ended abnormally: {e}"),
+            Err(_) => task.abort(),
+        }
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// One operation to send: a document and its variables.
+#[derive(Clone)]
+struct Operation {
+    name: String,
+    /// The JSON request body, serialised once so that the load clients only copy a handle.
+    body: Bytes,
+    /// Error codes the answer may carry (anything else fails the run).
+    errors: Vec<String>,
+}
+
+impl Operation {
+    fn example(example: &ExampleFile) -> Operation {
+        Operation {
+            name: example.name.clone(),
+            body: request_body(&json!({
+                "query": example.document,
+                "variables": example.variables_at(today()),
+            })),
+            errors: example.errors.clone(),
+        }
+    }
+
+    fn typename() -> Operation {
+        Operation {
+            name: "{ __typename }".to_string(),
+            body: request_body(&json!({ "query": TYPENAME })),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Sends the operation once: the status and the raw body.
+    async fn send_raw(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let response = http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(self.body.clone())
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        Ok((status, body))
+    }
+
+    /// Sends the operation once and checks the answer: an HTTP failure, a non-2xx status or an
+    /// error code not in `errors` is an `Err` naming the operation. Returns the body's length.
+    async fn send(&self, http: &reqwest::Client, url: &str) -> Result<usize, String> {
+        let (status, raw) = self.send_raw(http, url).await?;
+        let body: Value = serde_json::from_slice(&raw)
+            .map_err(|e| format!("{}: the body is not JSON: {e}", self.name))?;
+        if !status.is_success() {
+            return Err(format!("{}: HTTP {status}: {body}", self.name));
+        }
+        for error in body["errors"].as_array().into_iter().flatten() {
+            let code = error["extensions"]["code"].as_str().unwrap_or("<none>");
+            if !self.errors.iter().any(|allowed| allowed == code) {
+                return Err(format!("{}: unexpected error {code}: {error}", self.name));
+            }
+        }
+        Ok(raw.len())
+    }
+}
+
+/// `value` as a request body.
+fn request_body(value: &Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+/// Calls of one cold run on a fresh server, then of a second (warm) run.
+async fn cold_and_warm_calls(
+    http: &reqwest::Client,
+    operation: &Operation,
+) -> Result<(BTreeMap<String, u64>, u64), String> {
+    let server = Server::start().await?;
+    let result = async {
+        operation.send(http, &server.graphql_url()).await?;
+        let cold = server.calls();
+        operation.send(http, &server.graphql_url()).await?;
+        let warm = server.calls();
+        let warm_calls = PROVIDERS
+            .iter()
+            .map(|p| warm[*p].saturating_sub(cold[*p]))
+            .sum();
+        Ok((cold, warm_calls))
+    }
+    .await;
+    server.stop().await;
+    result
+}
+
+/// Median latency of one cold run, each on a fresh server with every upstream delayed.
+async fn cold_latency(http: &reqwest::Client, operation: &Operation) -> Result<Duration, String> {
+    let mut samples = Vec::with_capacity(COLD_SAMPLES);
+    for _ in 0..COLD_SAMPLES {
+        let server = Server::start().await?;
+        let result = async {
+            let latency_ms = u64::try_from(INJECTED_LATENCY.as_millis())
+                .map_err(|_| "the injected latency does not fit in u64 ms".to_string())?;
+            server
+                .fault(http, json!({"provider": "*", "latency_ms": latency_ms}))
+                .await?;
+            let started = Instant::now();
+            operation.send(http, &server.graphql_url()).await?;
+            Ok::<Duration, String>(started.elapsed())
+        }
+        .await;
+        server.stop().await;
+        samples.push(result?);
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
+
+/// What a throughput run measured.
+struct Throughput {
+    requests: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Throughput {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// [`CLIENTS`] clients sending `operation` back to back until [`RUN_FOR`] has passed or
+/// [`MAX_REQUESTS`] were started. One answer is checked in full ([`Operation::send`]); every
+/// other must have its status class and length.
+async fn throughput(
+    http: &reqwest::Client,
+    url: &str,
+    operation: &Operation,
+) -> Result<Throughput, String> {
+    let expected_len = operation.send(http, url).await?;
+    let started = Instant::now();
+    let deadline = started + RUN_FOR;
+    let issued = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<JoinHandle<Result<Vec<Duration>, String>>> = (0..CLIENTS)
+        .map(|_| {
+            let http = http.clone();
+            let url = url.to_string();
+            let operation = operation.clone();
+            let issued = issued.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline
+                    && issued.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS
+                {
+                    let sent = Instant::now();
+                    let (status, body) = operation.send_raw(&http, &url).await?;
+                    latencies.push(sent.elapsed());
+                    // Parsing every answer would load the shared cores more than the server
+                    // does; a warm answer is the checked reference answer again, so its length
+                    // (unchanged even if errors came in another order) is checked instead.
+                    if !status.is_success() || body.len() != expected_len {
+                        return Err(format!(
+                            "{}: HTTP {status}, {} bytes where the checked answer has {expected_len}",
+                            operation.name,
+                            body.len()
+                        ));
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for client in clients {
+        let client_latencies = client
+            .await
+            .map_err(|e| format!("{}: a load client failed: {e}", operation.name))??;
+        latencies.extend(client_latencies);
+    }
+    let elapsed = started.elapsed();
+    if latencies.is_empty() {
+        return Err(format!("{}: no request completed", operation.name));
+    }
+    latencies.sort();
+    Ok(Throughput {
+        requests: latencies.len(),
+        elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    })
+}
+
+/// Nearest-rank percentile of sorted, non-empty `values`.
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    let rank = (p * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// `VmHWM` (peak resident set) of this process, in MiB, from `/proc/self/status`.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `help_scout=2 ...` → `hs 2 · cc 4 · …` (providers with calls only) and the total.
+fn calls_cell(calls: &BTreeMap<String, u64>) -> String {
+    fn short(provider: &str) -> &str {
+        match provider {
+            "help_scout" => "hs",
+            "connectycube" => "cc",
+            "message2give" => "m2g",
+            "chat_tonic" => "ct",
+            "xenioo" => "xen",
+            other => other,
+        }
+    }
+    let parts: Vec<String> = PROVIDERS
+        .iter()
+        .filter(|p| calls[**p] > 0)
+        .map(|p| format!("{} {}", short(p), calls[*p]))
+        .collect();
+    format!("{} = {}", parts.join(" · "), calls.values().sum::<u64>())
+}
+
+/// One row of the table.
+struct Row {
+    example: ExampleFile,
+    cold_calls: BTreeMap<String, u64>,
+    warm_calls: u64,
+    cold_latency: Duration,
+    load: Throughput,
+}
+
+async fn run() -> Result<(), String> {
+    let examples = ExampleFile::all()?;
+    if examples.is_empty() {
+        return Err(format!("no example in {}", ExampleFile::dir().display()));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+
+    // 1. Calls and cold latency, each on fresh servers.
+    let mut cold = Vec::new();
+    for example in &examples {
+        let operation = Operation::example(example);
+        eprintln!("cold: {}", example.name);
+        let (calls, warm_calls) = cold_and_warm_calls(&http, &operation).await?;
+        let latency = cold_latency(&http, &operation).await?;
+        cold.push((calls, warm_calls, latency));
+    }
+
+    // 2. Warm throughput on one server whose cache holds every example.
+    let server = Server::start().await?;
+    let url = server.graphql_url();
+    let operations: Vec<Operation> = examples.iter().map(Operation::example).collect();
+    for operation in &operations {
+        operation.send(&http, &url).await?;
+    }
+    let filled = server.calls();
+    let rss_filled = peak_rss_mib();
+    eprintln!("warm: {TYPENAME}");
+    let baseline_before = throughput(&http, &url, &Operation::typename()).await?;
+    let mut loads = Vec::new();
+    for operation in &operations {
+        eprintln!("warm: {}", operation.name);
+        loads.push(throughput(&http, &url, operation).await?);
+    }
+    eprintln!("warm: {TYPENAME}");
+    let baseline_after = throughput(&http, &url, &Operation::typename()).await?;
+    let calls_during_load: u64 = PROVIDERS
+        .iter()
+        .map(|p| server.calls()[*p].saturating_sub(filled[*p]))
+        .sum();
+    let rss_end = peak_rss_mib();
+    server.stop().await;
+
+    let baseline = (baseline_before.per_second() + baseline_after.per_second()) / 2.0;
+    let rows: Vec<Row> = examples
+        .into_iter()
+        .zip(cold)
+        .zip(loads)
+        .map(
+            |((example, (cold_calls, warm_calls, cold_latency)), load)| Row {
+                example,
+                cold_calls,
+                warm_calls,
+                cold_latency,
+                load,
+            },
+        )
+        .collect();
+    print_report(&rows, &baseline_before, &baseline_after, baseline);
+    println!();
+    println!(
+        "Peak RSS (VmHWM, whole process incl. the in-process sandbox): {} MiB with the cache full, {} MiB after the load. Upstream calls during the warm load: {calls_during_load}.",
+        rss_filled.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+        rss_end.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+    );
+    print_targets(&rows, baseline);
+    Ok(())
+}
+
+fn print_report(rows: &[Row], before: &Throughput, after: &Throughput, baseline: f64) {
+    let injected = ms(INJECTED_LATENCY);
+    println!();
+    println!(
+        "Cold: {COLD_SAMPLES} fresh servers each, every upstream delayed {injected:.0} ms (median). \
+         Warm: {CLIENTS} clients, {}s or {MAX_REQUESTS} requests per operation.",
+        RUN_FOR.as_secs()
+    );
+    println!();
+    println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm req/s | vs `{{ __typename }}` | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let documented = if row.cold_calls == row.example.calls {
+            String::new()
+        } else {
+            format!(" ≠ header {}", calls_cell(&row.example.calls))
+        };
+        println!(
+            "| {} | {}{documented} (min {}) | {} | {:.0} | {:.2} | {:.0} | {:.1}% | {:.2} | {:.2} |",
+            row.example.name,
+            calls_cell(&row.cold_calls),
+            row.example.total_minimum(),
+            row.warm_calls,
+            ms(row.cold_latency),
+            ms(row.cold_latency) / injected,
+            row.load.per_second(),
+            100.0 * row.load.per_second() / baseline,
+            ms(row.load.p50),
+            ms(row.load.p99),
+        );
+    }
+    for (label, run) in [("before", before), ("after", after)] {
+        println!(
+            "| `{{ __typename }}` ({label}) | 0 | 0 | – | – | {:.0} | {:.1}% | {:.2} | {:.2} |",
+            run.per_second(),
+            100.0 * run.per_second() / baseline,
+            ms(run.p50),
+            ms(run.p99),
+        );
+    }
+    let total: usize =
+        rows.iter().map(|r| r.load.requests).sum::<usize>() + before.requests + after.requests;
+    println!();
+    println!("{total} warm requests in all, every answer checked (status and error codes).");
+}
+
+fn print_targets(rows: &[Row], baseline: f64) {
+    let Some(overview) = rows.iter().find(|r| r.example.name == "overview") else {
+        println!("No `overview` example: the issue's targets were not evaluated.");
+        return;
+    };
+    let ratio = ms(overview.cold_latency) / ms(INJECTED_LATENCY);
+    let share = overview.load.per_second() / baseline;
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "Target: overview cold latency ≤ {TARGET_OVERVIEW_COLD_RATIO} × injected: {ratio:.2} × → {}.",
+        verdict(ratio <= TARGET_OVERVIEW_COLD_RATIO)
+    );
+    println!(
+        "Target: overview warm throughput ≥ {:.0}% of `{{ __typename }}`: {:.1}% → {}.",
+        100.0 * TARGET_OVERVIEW_THROUGHPUT_SHARE,
+        100.0 * share,
+        verdict(share >= TARGET_OVERVIEW_THROUGHPUT_SHARE)
+    );
+}
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
