@@ -132,11 +132,11 @@ pub async fn bots(workspace: &Arc<Workspace>) -> async_graphql::Result<Vec<Bot>>
     }
     let read = xenioo_snapshot(workspace).await.map_err(ApiError::from)?;
     Ok(xenioo::bots(&read.snapshot)
-        .into_iter()
+        .iter()
         .map(|(name, channels)| Bot {
             workspace: workspace.clone(),
-            name,
-            channels: channels.into_iter().collect(),
+            name: name.clone(),
+            channels: channels.iter().cloned().collect(),
         })
         .collect())
 }

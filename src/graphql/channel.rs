@@ -82,7 +82,8 @@ impl Channel {
             match xenioo_snapshot(workspace).await {
                 Ok(read) => sources.extend(
                     xenioo::channels(&read.snapshot)
-                        .into_iter()
+                        .iter()
+                        .cloned()
                         .map(ChannelSource::Xenioo),
                 ),
                 Err(e) => error = Some(e),

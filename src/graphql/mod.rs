@@ -2,6 +2,7 @@
 
 pub mod bot;
 pub mod channel;
+pub mod document_cache;
 pub mod error_codes;
 pub mod nps;
 pub mod operator;
@@ -119,6 +120,7 @@ fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscr
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(error_codes::ErrorCodes)
+        .extension(document_cache::DocumentCache::new())
 }
 
 /// The SDL of the schema, fields sorted so the committed file diffs cleanly. With

@@ -47,10 +47,10 @@
 //! warning per snapshot), never an error: only a body that is not a JSON array is
 //! `UPSTREAM_INVALID`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -241,9 +241,71 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
     /// Entries that could not be read and were skipped.
     pub skipped: usize,
+    /// Lookups over `entries`, built on first use (every series of a bot report reads the
+    /// same snapshot: scanning all its entries per series was most of a warm report's CPU).
+    pub index: LazyIndex,
+}
+
+/// Lookups over a snapshot's entries: positions by type and by type and bot (in entry order,
+/// which the LAST aggregation relies on), the bots with their channels, and the channels.
+#[derive(Debug, Default)]
+struct Index {
+    by_kind: HashMap<BotMetric, Vec<usize>>,
+    by_kind_and_bot: HashMap<BotMetric, HashMap<String, Vec<usize>>>,
+    bots: BTreeMap<String, BTreeSet<String>>,
+    channels: BTreeSet<String>,
+}
+
+impl Index {
+    fn of(entries: &[Entry]) -> Index {
+        let mut index = Index::default();
+        for (position, entry) in entries.iter().enumerate() {
+            index.by_kind.entry(entry.kind).or_default().push(position);
+            index
+                .by_kind_and_bot
+                .entry(entry.kind)
+                .or_default()
+                .entry(entry.bot.clone())
+                .or_default()
+                .push(position);
+            let channels = index.bots.entry(entry.bot.clone()).or_default();
+            if let Some(channel) = &entry.channel {
+                channels.insert(channel.clone());
+                index.channels.insert(channel.clone());
+            }
+        }
+        index
+    }
+}
+
+/// A snapshot's [`Index`], built once. Not part of the snapshot's value: clones start without
+/// it and comparisons ignore it.
+#[derive(Default)]
+pub struct LazyIndex(OnceLock<Index>);
+
+impl Clone for LazyIndex {
+    fn clone(&self) -> Self {
+        LazyIndex::default()
+    }
+}
+
+impl PartialEq for LazyIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for LazyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyIndex")
+    }
 }
 
 impl Snapshot {
+    fn index(&self) -> &Index {
+        self.index.0.get_or_init(|| Index::of(&self.entries))
+    }
+
     /// A rough size in bytes, for a byte-bounded cache.
     pub fn approx_bytes(&self) -> usize {
         std::mem::size_of::<Snapshot>()
@@ -279,11 +341,19 @@ pub fn samples(
     bot: Option<&str>,
     channel: Option<&str>,
 ) -> Vec<Sample> {
-    snapshot
-        .entries
+    let index = snapshot.index();
+    let positions = match bot {
+        None => index.by_kind.get(&kind),
+        Some(bot) => index
+            .by_kind_and_bot
+            .get(&kind)
+            .and_then(|bots| bots.get(bot)),
+    };
+    positions
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
-        .filter(|e| e.kind == kind)
-        .filter(|e| bot.is_none_or(|b| e.bot == b))
+        .map(|&position| &snapshot.entries[position])
         .filter(|e| channel.is_none_or(|c| e.channel.as_deref() == Some(c)))
         .map(|e| Sample {
             start: e.start,
@@ -295,24 +365,13 @@ pub fn samples(
 }
 
 /// Every bot name in the snapshot with the channel names it has entries on.
-pub fn bots(snapshot: &Snapshot) -> BTreeMap<String, BTreeSet<String>> {
-    let mut bots: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for entry in &snapshot.entries {
-        let channels = bots.entry(entry.bot.clone()).or_default();
-        if let Some(channel) = &entry.channel {
-            channels.insert(channel.clone());
-        }
-    }
-    bots
+pub fn bots(snapshot: &Snapshot) -> &BTreeMap<String, BTreeSet<String>> {
+    &snapshot.index().bots
 }
 
 /// Every channel name in the snapshot.
-pub fn channels(snapshot: &Snapshot) -> BTreeSet<String> {
-    snapshot
-        .entries
-        .iter()
-        .filter_map(|e| e.channel.clone())
-        .collect()
+pub fn channels(snapshot: &Snapshot) -> &BTreeSet<String> {
+    &snapshot.index().channels
 }
 
 /// The path of the one call we make: every bot, all 18 types, hour groups, 30 days.
@@ -619,6 +678,7 @@ fn parse_snapshot(
         to,
         entries,
         skipped,
+        index: LazyIndex::default(),
     }
 }
 
@@ -767,6 +827,7 @@ mod tests {
             to: t,
             entries: Vec::new(),
             skipped: marker,
+            index: LazyIndex::default(),
         }
     }
 
@@ -944,7 +1005,7 @@ mod tests {
         assert_eq!(bots["A"], BTreeSet::from(["Fb".into(), "Web".into()]));
         assert_eq!(bots["B"], BTreeSet::from(["Web".into()]));
         assert_eq!(
-            channels(&snapshot),
+            *channels(&snapshot),
             BTreeSet::from(["Fb".into(), "Web".into()])
         );
     }
@@ -1280,7 +1341,7 @@ mod tests {
             assert_eq!(bots[bot.name], channels);
         }
         assert_eq!(
-            channels(snapshot),
+            *channels(snapshot),
             BTreeSet::from(["Facebook", "Telegram", "WebChat", "WhatsApp"].map(String::from))
         );
         sandbox.shutdown().await;
