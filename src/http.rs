@@ -1,5 +1,5 @@
-//! The HTTP surface: `/graphql` (GraphQL over HTTP, POST and GET), GraphiQL at `/`,
-//! `/healthz` and `/readyz`.
+//! The HTTP surface: `/graphql` (GraphQL over HTTP, POST and GET), GraphiQL at `/` (see
+//! [`crate::graphiql`]), `/healthz` and `/readyz`.
 //!
 //! The GraphQL handler is our own rather than `async_graphql_axum::GraphQL` because the stock
 //! one always answers `application/graphql-response+json`, even to clients that accept only
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
@@ -40,7 +40,7 @@ pub const TRACE_HEADER: &str = "x-chatstats-trace";
 pub fn router(state: HttpState, graphiql: bool) -> Router {
     let router = Router::new();
     let router = if graphiql {
-        router.route("/", get(graphiql_page))
+        router.merge(crate::graphiql::routes())
     } else {
         router
     };
@@ -55,15 +55,6 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
             )
         })
         .with_state(state)
-}
-
-async fn graphiql_page() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("chatstats")
-            .finish(),
-    )
 }
 
 /// The media type to answer with, from `Accept`; None when we can offer nothing acceptable.

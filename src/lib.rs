@@ -8,7 +8,8 @@
 //! ## A tour, in the order a request flows
 //!
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
-//!   `/healthz`, `/readyz`. Entry point: [`http::router`].
+//!   `/healthz`, `/readyz`. Entry point: [`http::router`]. [`graphiql`] serves the IDE and
+//!   its scripts from the binary, so it works offline.
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
@@ -36,6 +37,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

@@ -4,6 +4,7 @@
 mod chat_tonic;
 mod connectycube;
 mod economy;
+mod ecosystem;
 mod errors;
 mod examples;
 mod help_scout;
