@@ -269,7 +269,13 @@ impl Part {
                 let read = xenioo_snapshot(workspace).await?;
                 let snapshot = &read.snapshot;
                 let mut contribution = Contribution {
-                    samples: xenioo::samples(snapshot, *kind, bot.as_deref(), channel.as_deref()),
+                    samples: xenioo::samples(
+                        snapshot,
+                        *kind,
+                        bot.as_deref(),
+                        channel.as_deref(),
+                        (window.from(), window.to()),
+                    ),
                     total: None,
                     stale: read.stale,
                     warnings: read.warning.clone().into_iter().collect(),

@@ -332,14 +332,16 @@ impl SnapshotRead {
     }
 }
 
-/// Hourly samples of `kind`, optionally of one bot (`BotName`) and/or one channel
-/// (`ChannelName`). Entries for the same hour (several bots or channels) stay separate
-/// samples; the engine adds or averages them per bucket. Weights are unknown (`None`).
+/// Hourly samples of `kind` that overlap `[from, to)`, optionally of one bot (`BotName`)
+/// and/or one channel (`ChannelName`). Entries for the same hour (several bots or channels)
+/// stay separate samples; the engine adds or averages them per bucket. Weights are unknown
+/// (`None`).
 pub fn samples(
     snapshot: &Snapshot,
     kind: BotMetric,
     bot: Option<&str>,
     channel: Option<&str>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> Vec<Sample> {
     let index = snapshot.index();
     let positions = match bot {
@@ -354,6 +356,7 @@ pub fn samples(
         .unwrap_or_default()
         .iter()
         .map(|&position| &snapshot.entries[position])
+        .filter(|e| e.end > from && e.start < to)
         .filter(|e| channel.is_none_or(|c| e.channel.as_deref() == Some(c)))
         .map(|e| Sample {
             start: e.start,
@@ -775,6 +778,10 @@ mod tests {
     use serde_json::json;
     use std::sync::Mutex;
 
+    /// Every instant: samples without a window filter.
+    const ALL_TIME: (DateTime<Utc>, DateTime<Utc>) =
+        (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+
     const TOKEN: &str = "xen-acme-token";
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -991,7 +998,7 @@ mod tests {
             ..empty_snapshot(0)
         };
         let total = |bot, channel| -> Vec<f64> {
-            samples(&snapshot, BotMetric::Messages, bot, channel)
+            samples(&snapshot, BotMetric::Messages, bot, channel, ALL_TIME)
                 .iter()
                 .map(|s| s.value)
                 .collect()
@@ -1308,7 +1315,7 @@ mod tests {
             for channel in bot.channels {
                 for kind in [BotMetric::Messages, BotMetric::TimeToPickUp] {
                     let got: BTreeMap<DateTime<Utc>, f64> =
-                        samples(snapshot, kind, Some(bot.name), Some(channel))
+                        samples(snapshot, kind, Some(bot.name), Some(channel), ALL_TIME)
                             .into_iter()
                             .filter(|s| s.start >= snapshot.from && s.start < snapshot.to)
                             .map(|s| (s.start, s.value))
