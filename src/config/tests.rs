@@ -188,6 +188,13 @@ fn a_file_with_only_a_workspace_id_gets_every_default() {
             safelist: None,
             upstream_timeout_ms: 10_000,
             max_subscriptions_per_client: 20,
+            upstream_timeouts_ms: ProviderTimeouts::default(),
+            upstream_max_retries: 2,
+            upstream_retry_backoff_ms: 100,
+            upstream_retry_max_wait_ms: 5_000,
+            upstream_retry_budget_percent: 20,
+            circuit_failure_threshold: 5,
+            circuit_cooldown_ms: 30_000,
         }
     );
     assert_eq!(config.limits.upstream_timeout(), Duration::from_secs(10));

@@ -61,6 +61,8 @@ pub async fn spawn_app_with_options(
     let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
         .expect("the sandbox config is valid");
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Retries wait about 1 ms, not 100: tests count calls, never wait for backoff.
+    config.limits.upstream_retry_backoff_ms = 1;
     edit(&mut config);
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
@@ -215,4 +217,54 @@ pub fn assert_only_codes(body: &Value, codes: &[&str]) {
 
 pub fn assert_no_errors(body: &Value) {
     assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+}
+
+impl TestApp {
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("server answers");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition; `labels` is the
+/// exact label text inside the braces (`provider="help_scout",workspace="acme"`), empty for
+/// none. None when the sample is absent.
+pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().parse().expect("a numeric sample"))
+}
+
+/// Poll `check` every 20 ms until it returns Some, for at most `limit`; panics with `what`
+/// otherwise. For conditions that depend on time passing (a breaker's cooldown), so tests
+/// wait for the condition rather than sleep a guessed duration.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

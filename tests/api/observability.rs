@@ -1,0 +1,1 @@
+//! Observability: the request log line, `/metrics`, graceful shutdown and secrets.
