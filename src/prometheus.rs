@@ -22,7 +22,7 @@ use crate::providers::Provider;
 pub const MAX_OPERATION_LABELS: usize = 100;
 
 /// Longest operation name kept in a label (longer ones are cut).
-const MAX_OPERATION_LEN: usize = 64;
+pub const MAX_OPERATION_LEN: usize = 64;
 
 /// Latency buckets, in seconds: 5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 12] = [

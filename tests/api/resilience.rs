@@ -2,6 +2,7 @@
 //! `Retry-After`, the retry budget, the circuit breaker, per-provider timeouts, and malformed
 //! bodies. Backoff is 1 ms in tests (see `helpers::spawn_app_with_options`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chatstats::sandbox::SandboxOptions;
@@ -346,5 +347,150 @@ async fn a_malformed_body_is_upstream_invalid_for_every_provider_and_never_retri
     for (provider, n) in counts {
         let expected = if provider == "message2give" { 2 } else { 1 };
         assert!(n <= expected, "{provider}: {n} calls, not retried");
+    }
+}
+
+/// `VmHWM` (peak RSS) and `VmRSS` of this process, in KiB, from /proc/self/status.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// A bounded load (loopback, 5 s or 5000 requests, whichever comes first) of mixed operations
+/// while Help Scout fails 20% of its calls and ConnectyCube is slow: no 5xx, every GraphQL
+/// error coded, memory within the cache bound plus a generous margin. No timing assertions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_load_with_upstream_faults_gets_no_5xx_and_only_coded_errors() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const DURATION: Duration = Duration::from_secs(5);
+    const MAX_REQUESTS: usize = 5000;
+    const WORKERS: usize = 8;
+    const MARGIN_BYTES: u64 = 512 * 1024 * 1024;
+
+    let app = Arc::new(spawn_app().await);
+    app.fault(json!({"provider": "help_scout", "status": 503, "error_rate": 0.2}))
+        .await;
+    app.fault(json!({"provider": "connectycube", "latency_ms": 30}))
+        .await;
+    let max_bytes = chatstats::config::CacheConfig::default().max_bytes;
+    // Warm-up, untimed: the sandbox builds its data (the Xenioo 30-day snapshot, message2give
+    // months) in seconds in a debug build; the load phase is about the gateway.
+    for n in 0..7 {
+        app.query(&mixed_query(n)).await;
+    }
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let statuses: Arc<Mutex<HashMap<u16, usize>>> = Arc::default();
+    let codes: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let uncoded = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + DURATION;
+    let workers = (0..WORKERS).map(|worker| {
+        let (app, sent, statuses, codes, uncoded) = (
+            app.clone(),
+            sent.clone(),
+            statuses.clone(),
+            codes.clone(),
+            uncoded.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                if n >= MAX_REQUESTS || Instant::now() >= deadline {
+                    break;
+                }
+                let query = mixed_query(n + worker);
+                let response = app
+                    .http
+                    .post(app.url("/graphql"))
+                    .json(&json!({ "query": query }))
+                    .send()
+                    .await
+                    .expect("the server answers");
+                *statuses
+                    .lock()
+                    .expect("lock")
+                    .entry(response.status().as_u16())
+                    .or_default() += 1;
+                let body: Value = response.json().await.expect("a JSON body");
+                for error in body["errors"].as_array().into_iter().flatten() {
+                    match error["extensions"]["code"].as_str() {
+                        Some(code) => {
+                            *codes
+                                .lock()
+                                .expect("lock")
+                                .entry(code.to_string())
+                                .or_default() += 1
+                        }
+                        None => {
+                            uncoded.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.expect("a worker finishes");
+    }
+    let statuses = statuses.lock().expect("lock").clone();
+    let codes = codes.lock().expect("lock").clone();
+    let requests: usize = statuses.values().sum();
+    let (hwm, rss) = memory_kib();
+    let metrics = app.metrics().await;
+    let retries: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("chatstats_upstream_retries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    eprintln!(
+        "load: {requests} requests in at most {DURATION:?}; statuses {statuses:?}; errors by code {codes:?}; \
+         upstream calls {}; retries {retries}; peak RSS {} MiB, RSS {} MiB (cache max {} MiB)",
+        app.calls().await.len(),
+        hwm / 1024,
+        rss / 1024,
+        max_bytes / (1024 * 1024)
+    );
+    assert!(requests > 0);
+    assert!(statuses.keys().all(|s| *s < 500), "no 5xx: {statuses:?}");
+    assert_eq!(uncoded.load(Ordering::Relaxed), 0, "every error has a code");
+    assert!(
+        hwm * 1024 < max_bytes + MARGIN_BYTES,
+        "peak RSS {hwm} KiB within the cache bound plus {MARGIN_BYTES} bytes"
+    );
+}
+
+/// The `n`-th query of the load mix: dashboards over shifting windows (cache misses and
+/// hits), single-provider series, a bad argument, and a trivial query.
+fn mixed_query(n: usize) -> String {
+    let day = 1 + (n / 7) % 27;
+    let window = format!(
+        r#"window: {{from: "2025-02-{day:02}T00:00:00Z", to: "2025-02-{:02}T00:00:00Z"}}"#,
+        day + 1
+    );
+    match n % 7 {
+        0 => format!(
+            r#"query Dashboard {{ workspace(id: "acme") {{ dialogs {{ created({window}) {{ total }} }} messages {{ sent({window}) {{ total }} }} }} }}"#
+        ),
+        1 => format!(
+            r#"query HelpScout {{ workspace(id: "acme") {{ channel(id: "help_scout:chat") {{ conversations({window}) {{ points {{ at value }} }} }} }} }}"#
+        ),
+        2 => format!(
+            r#"query Cube {{ workspace(id: "globex") {{ messages {{ sent({window}, provider: CONNECTYCUBE) {{ total }} }} }} }}"#
+        ),
+        3 => format!(
+            r#"query Service {{ workspace(id: "acme") {{ dialogs {{ pending({window}) {{ total }} serviceLevel({window}) {{ attention {{ total }} }} }} }} }}"#
+        ),
+        4 => r#"query Bots { workspace(id: "acme") { users { returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { total } } } }"#.to_string(),
+        5 => r#"query Bad { workspace(id: "acme") { messages { sent(window: {from: "2025-02-08T00:00:00Z", to: "2025-02-01T00:00:00Z"}) { total } } } }"#.to_string(),
+        _ => "{ __typename }".to_string(),
     }
 }
