@@ -123,7 +123,11 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
 fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
     let body =
         json!({"errors": [{"message": message, "extensions": {"code": code::BAD_USER_INPUT}}]});
-    with_media(status, media, body.to_string())
+    let mut response = with_media(status, media, body.to_string());
+    response
+        .extensions_mut()
+        .insert(RequestSummary::rejected(code::BAD_USER_INPUT));
+    response
 }
 
 fn with_media(status: StatusCode, media: &'static str, body: String) -> Response {

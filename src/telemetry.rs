@@ -61,6 +61,14 @@ impl RequestSummary {
             error_codes: error_codes(errors),
         }
     }
+
+    /// A request refused before GraphQL execution, with one error of `code`.
+    pub fn rejected(code: &str) -> Self {
+        Self {
+            error_codes: vec![(code.to_string(), 1)],
+            ..Self::default()
+        }
+    }
 }
 
 /// The codes of `errors` with how often each occurs, sorted by code.

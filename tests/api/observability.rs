@@ -193,6 +193,22 @@ async fn the_binary_logs_one_json_line_per_graphql_request() {
         .as_str()
         .expect("errors")
         .starts_with("GRAPHQL_"));
+    // A request refused before execution is logged too, with its code and status.
+    let refused = http
+        .post(binary.url("/graphql"))
+        .header("content-type", "text/plain")
+        .body("{ __typename }")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 415);
+    let lines = eventually(Duration::from_secs(10), "a fourth request line", || {
+        let lines = request_lines(&binary);
+        async move { (lines.len() >= 4).then_some(lines) }
+    })
+    .await;
+    assert_eq!(lines[3]["fields"]["status"], 415);
+    assert_eq!(lines[3]["fields"]["errors"], "BAD_USER_INPUT=1");
 }
 
 #[tokio::test]
