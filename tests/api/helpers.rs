@@ -292,8 +292,11 @@ impl Binary {
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
+        // A known environment: the caller's `env` on top of info-level, human-readable logs.
         command
             .env_remove("CHATSTATS_CONFIG")
+            .env_remove("CHATSTATS_LOG_FORMAT")
+            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
