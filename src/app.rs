@@ -12,12 +12,15 @@ use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
 use crate::graphql::build_schema;
 use crate::http::{router, HttpState};
+use crate::prometheus::Metrics;
 use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};
 use crate::providers::message2give::Message2Give;
+use crate::providers::upstream::Resilience;
 use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
+use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
 
@@ -54,15 +57,37 @@ impl App {
             .user_agent(concat!("chatstats/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let workspaces = config
             .workspaces
             .iter()
-            .map(|w| workspace(w, &http))
+            .map(|w| {
+                let workspace = workspace(w, &http);
+                // Each account gets its own breaker and retry budget, labelled by workspace id.
+                for upstream in workspace.upstreams() {
+                    upstream.install(Resilience::from_limits(
+                        &config.limits,
+                        upstream.provider(),
+                        &workspace.id,
+                        metrics.clone(),
+                        clock.clone(),
+                    ));
+                }
+                workspace
+            })
             .collect();
         let registry = Arc::new(Registry::new(workspaces));
         let schema = build_schema(registry, config.server.introspection);
-        let cache = Arc::new(ChunkCache::new(&config.cache));
-        let router = router(HttpState { schema, cache }, config.server.graphiql);
+        let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
+        let router = router(
+            HttpState {
+                schema,
+                cache,
+                metrics,
+            },
+            config.server.graphiql,
+        );
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

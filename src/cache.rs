@@ -21,9 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::prometheus::{CacheGauges, Metrics};
 use crate::providers::Provider;
 
 /// Which upstream account a request is made with.
@@ -111,6 +113,8 @@ impl moka::Expiry<CacheKey, Chunk> for Lifetime {
 /// The shared cache tier.
 pub struct ChunkCache {
     entries: moka::future::Cache<CacheKey, Chunk>,
+    metrics: Arc<Metrics>,
+    max_bytes: u64,
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
     live_ttl: Duration,
     history_ttl: Duration,
@@ -118,15 +122,31 @@ pub struct ChunkCache {
 
 impl ChunkCache {
     pub fn new(config: &CacheConfig) -> Self {
+        Self::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// As [`ChunkCache::new`], counting lookups and evictions in `metrics`.
+    pub fn with_metrics(config: &CacheConfig, metrics: Arc<Metrics>) -> Self {
+        let listener = metrics.clone();
         let entries = moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|_key: &CacheKey, chunk: &Chunk| chunk.bytes)
             .expire_after(Lifetime {
                 grace: config.history_ttl(),
             })
+            .eviction_listener(move |_key, _chunk, cause| {
+                listener.cache_eviction(match cause {
+                    RemovalCause::Size => "size",
+                    RemovalCause::Expired => "expired",
+                    RemovalCause::Replaced => "replaced",
+                    RemovalCause::Explicit => "explicit",
+                })
+            })
             .build();
         Self {
             entries,
+            metrics,
+            max_bytes: config.max_bytes,
             inflight: Mutex::new(HashMap::new()),
             live_ttl: config.live_ttl(),
             history_ttl: config.history_ttl(),
@@ -144,12 +164,20 @@ impl ChunkCache {
         let cached = self.entries.get(&key).await;
         if let Some(chunk) = &cached {
             if Instant::now() < chunk.fresh_until {
+                self.metrics.cache_lookup("hit");
                 return Ok((chunk.clone(), Origin::Hit));
             }
         }
         let (shared, leader) = self.join_or_start(&key, live, fetch);
         let started = Instant::now();
-        match shared.await {
+        let result = shared.await;
+        self.metrics.cache_lookup(match (&result, leader, &cached) {
+            (Ok(_), true, _) => "miss",
+            (Ok(_), false, _) => "coalesced",
+            (Err(_), _, Some(_)) => "stale",
+            (Err(_), _, None) => "error",
+        });
+        match result {
             Ok(chunk) if leader => Ok((
                 chunk,
                 Origin::Upstream {
@@ -224,6 +252,16 @@ impl ChunkCache {
         self.entries.weighted_size()
     }
 
+    /// The gauges `/metrics` reports (after pending maintenance).
+    pub async fn gauges(&self) -> CacheGauges {
+        self.entries.run_pending_tasks().await;
+        CacheGauges {
+            weighted_bytes: self.entries.weighted_size(),
+            entries: self.entries.entry_count(),
+            max_bytes: self.max_bytes,
+        }
+    }
+
     pub async fn entry_count(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
@@ -276,6 +314,42 @@ mod tests {
             cache.entry_count().await < 200,
             "older entries were evicted"
         );
+    }
+
+    #[tokio::test]
+    async fn evictions_and_lookups_are_counted_and_the_gauges_report_the_weight() {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(ChunkCache::with_metrics(&config(100_000), metrics.clone()));
+        for i in 0..60 {
+            cache
+                .get(key(i), false, chunk_of(4_000))
+                .await
+                .expect("fetch succeeds");
+        }
+        cache
+            .get(key(59), false, chunk_of(4_000))
+            .await
+            .expect("hit");
+        let gauges = cache.gauges().await;
+        assert!(gauges.weighted_bytes <= 100_000 && gauges.weighted_bytes > 50_000);
+        assert_eq!(gauges.max_bytes, 100_000);
+        let text = metrics.render(gauges);
+        assert!(
+            text.contains("chatstats_cache_lookups_total{outcome=\"miss\"} 60"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatstats_cache_lookups_total{outcome=\"hit\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatstats_cache_evictions_total{cause=\"size\"}"),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "chatstats_cache_weighted_bytes {}",
+            gauges.weighted_bytes
+        )));
     }
 
     #[tokio::test]

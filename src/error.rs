@@ -36,6 +36,14 @@ pub enum UpstreamErrorKind {
     /// Timeout, connection failure, a 5xx answer, or an open circuit.
     #[error("is unavailable: {0}; try again later")]
     Unavailable(String),
+    /// The provider account's circuit is open: its recent calls failed, so chatstats fails
+    /// fast instead of calling, until one probe call succeeds after the cooldown.
+    #[error("is unavailable: circuit open after {failures} consecutive failed calls (the last: {last}); chatstats tries it again in {retry_after_secs} s")]
+    CircuitOpen {
+        failures: u32,
+        last: String,
+        retry_after_secs: u64,
+    },
     /// The upstream rate-limited us (429) or our own quota for it is spent.
     #[error("is throttling requests; retry after {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
@@ -73,7 +81,9 @@ impl UpstreamError {
     /// The `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self.kind {
-            UpstreamErrorKind::Unavailable(_) => code::UPSTREAM_UNAVAILABLE,
+            UpstreamErrorKind::Unavailable(_) | UpstreamErrorKind::CircuitOpen { .. } => {
+                code::UPSTREAM_UNAVAILABLE
+            }
             UpstreamErrorKind::Throttled { .. } => code::UPSTREAM_THROTTLED,
             UpstreamErrorKind::Rejected { .. } => code::UPSTREAM_REJECTED,
             UpstreamErrorKind::Invalid(_) => code::UPSTREAM_INVALID,
@@ -137,7 +147,11 @@ impl From<ApiError> for async_graphql::Error {
             ApiError::Upstream(upstream) => {
                 ext.set("code", upstream.code());
                 ext.set("provider", upstream.provider.graphql_name());
-                if let UpstreamErrorKind::Throttled { retry_after_secs } = upstream.kind {
+                if let UpstreamErrorKind::Throttled { retry_after_secs }
+                | UpstreamErrorKind::CircuitOpen {
+                    retry_after_secs, ..
+                } = upstream.kind
+                {
                     ext.set("retryAfter", retry_after_secs);
                 }
             }

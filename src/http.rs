@@ -1,5 +1,5 @@
 //! The HTTP surface: `/graphql` (GraphQL over HTTP, POST and GET), GraphiQL at `/` (see
-//! [`crate::graphiql`]), `/healthz` and `/readyz`.
+//! [`crate::graphiql`]), `/healthz`, `/readyz` and `/metrics` (Prometheus text).
 //!
 //! The GraphQL handler is our own rather than `async_graphql_axum::GraphQL` because the stock
 //! one always answers `application/graphql-response+json`, even to clients that accept only
@@ -21,6 +21,8 @@ use crate::error::code;
 use crate::graphql::error_codes::with_code;
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
+use crate::prometheus::Metrics;
+use crate::telemetry::{self, RequestSummary};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -30,6 +32,8 @@ const APPLICATION_JSON: &str = "application/json";
 pub struct HttpState {
     pub schema: ChatstatsSchema,
     pub cache: Arc<ChunkCache>,
+    /// Prometheus metrics (`/metrics`) and the per-request log line.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The request header that asks for `extensions.upstream`.
@@ -45,7 +49,16 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
         router
     };
     router
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.metrics.clone(),
+                    telemetry::observe_graphql,
+                )),
+        )
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async {
@@ -55,6 +68,19 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics_text(State(state): State<HttpState>) -> Response {
+    let text = state.metrics.render(state.cache.gauges().await);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// The media type to answer with, from `Accept`; None when we can offer nothing acceptable.
@@ -88,7 +114,11 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
 fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
     let body =
         json!({"errors": [{"message": message, "extensions": {"code": code::BAD_USER_INPUT}}]});
-    with_media(status, media, body.to_string())
+    let mut response = with_media(status, media, body.to_string());
+    response
+        .extensions_mut()
+        .insert(RequestSummary::rejected(code::BAD_USER_INPUT));
+    response
 }
 
 fn with_media(status: StatusCode, media: &'static str, body: String) -> Response {
@@ -270,6 +300,7 @@ async fn execute(
     request: async_graphql::Request,
     media: &'static str,
 ) -> Response {
+    let operation = telemetry::operation_name(&request);
     let scope = Arc::new(RequestScope::new());
     let fetcher = Fetcher {
         cache: state.cache.clone(),
@@ -327,5 +358,11 @@ async fn execute(
             map.remove("data");
         }
     }
-    with_media(status, media, body.to_string())
+    // For the request log line and metrics (`telemetry::observe_graphql`). The client name
+    // is the API key's `[[clients]] name` once authentication knows it.
+    let client: Option<&str> = None;
+    let summary = RequestSummary::new(operation, client, &scope, &response.errors);
+    let mut http_response = with_media(status, media, body.to_string());
+    http_response.extensions_mut().insert(summary);
+    http_response
 }

@@ -8,7 +8,7 @@
 //! ## A tour, in the order a request flows
 //!
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
-//!   `/healthz`, `/readyz`. Entry point: [`http::router`]. [`graphiql`] serves the IDE and
+//!   `/healthz`, `/readyz`, `/metrics`. Entry point: [`http::router`]. [`graphiql`] serves the IDE and
 //!   its scripts from the binary, so it works offline.
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
@@ -21,7 +21,8 @@
 //!   live/history TTLs, stale serving), keyed by account identity.
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
 //!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
-//!   HTTP call, error mapping and health.
+//!   HTTP call, error mapping and health, and applies [`resilience`]: timeouts, retries with
+//!   backoff and a budget, the circuit breaker per provider account.
 //! - [`series`]: the time-series engine, plain Rust with no I/O: zones, calendar buckets
 //!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
 //! - [`workspace`]: the runtime of each configured workspace (its zone and clients).
@@ -31,7 +32,9 @@
 //! - [`sandbox`]: faithful simulated upstreams on loopback (call log, fault injection), used by
 //!   `chatstats serve` without a config, by the tests and by the benchmarks.
 //! - [`error`]: the stable error codes and the one conversion to GraphQL errors.
-//! - [`telemetry`]: logging and the shutdown signal.
+//! - [`telemetry`]: logging, the one log line per GraphQL request
+//!   ([`telemetry::observe_graphql`]) and the shutdown signal; [`prometheus`]: the metrics
+//!   behind `/metrics`, one registry per [`app::App`].
 
 pub mod app;
 pub mod cache;
@@ -42,7 +45,9 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod planner;
+pub mod prometheus;
 pub mod providers;
+pub mod resilience;
 pub mod sandbox;
 pub mod series;
 pub mod telemetry;

@@ -109,6 +109,18 @@ impl RequestScope {
         })
     }
 
+    /// (upstream calls, cache hits) of this request so far, for the request log line.
+    pub fn upstream_counts(&self) -> (usize, usize) {
+        let calls = self.trace.lock().expect("trace lock is never poisoned");
+        let count = |outcomes: &[&str]| {
+            calls
+                .iter()
+                .filter(|c| outcomes.contains(&c.outcome))
+                .count()
+        };
+        (count(&["upstream", "error", "stale"]), count(&["hit"]))
+    }
+
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
         let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
         let started_ms = latency.map(|latency| {

@@ -1,4 +1,16 @@
-//! Logging set-up and the shutdown signal.
+//! Logging set-up, the one log line per GraphQL request ([`observe_graphql`]), and the
+//! shutdown signal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::planner::RequestScope;
+use crate::prometheus::Metrics;
 
 /// Install the global `tracing` subscriber: human-readable by default, JSON lines when
 /// `CHATSTATS_LOG_FORMAT=json`; level from `RUST_LOG` (default `info`).
@@ -15,6 +27,128 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// What one GraphQL request did, attached by the handler to its response (as an extension,
+/// never sent) and read by [`observe_graphql`] for the log line and the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct RequestSummary {
+    /// The operation name: `operationName`, else the document's only operation's name.
+    pub operation: Option<String>,
+    /// The authenticated client's name (`[[clients]] name`), never its key.
+    pub client: Option<String>,
+    /// Upstream calls made for this request (cache misses, failed and stale refreshes).
+    pub upstream_calls: usize,
+    /// Chunks served fresh from the cache.
+    pub cache_hits: usize,
+    /// `extensions.code` of the response's errors, with counts, sorted by code.
+    pub error_codes: Vec<(String, usize)>,
+}
+
+impl RequestSummary {
+    pub fn new(
+        operation: Option<String>,
+        client: Option<&str>,
+        scope: &RequestScope,
+        errors: &[async_graphql::ServerError],
+    ) -> Self {
+        let (upstream_calls, cache_hits) = scope.upstream_counts();
+        Self {
+            operation,
+            client: client.map(str::to_string),
+            upstream_calls,
+            cache_hits,
+            error_codes: error_codes(errors),
+        }
+    }
+
+    /// A request refused before GraphQL execution, with one error of `code`.
+    pub fn rejected(code: &str) -> Self {
+        Self {
+            error_codes: vec![(code.to_string(), 1)],
+            ..Self::default()
+        }
+    }
+}
+
+/// The codes of `errors` with how often each occurs, sorted by code.
+pub fn error_codes(errors: &[async_graphql::ServerError]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for error in errors {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|ext| ext.get("code"))
+            .and_then(|code| match code {
+                async_graphql::Value::String(code) => Some(code.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "NONE".into());
+        *counts.entry(code).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// The name of the operation `request` runs, when it has one: `operationName`, else the name
+/// of the document's only operation. A document that does not parse has none.
+pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
+    if let Some(name) = &request.operation_name {
+        return Some(name.clone());
+    }
+    use async_graphql::parser::types::DocumentOperations;
+    match async_graphql::parser::parse_query(&request.query)
+        .ok()?
+        .operations
+    {
+        DocumentOperations::Single(_) => None,
+        DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+            ops.keys().next().map(|name| name.to_string())
+        }
+        DocumentOperations::Multiple(_) => None,
+    }
+}
+
+/// Middleware of `/graphql`: ONE log line per request (target `chatstats::request`) and the
+/// request metrics. Fields: `operation`, `client`, `duration_ms`, `upstream_calls`,
+/// `cache_hits`, `errors` (`CODE=n` pairs), `status`.
+pub async fn observe_graphql(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let duration = started.elapsed();
+    let summary = response
+        .extensions()
+        .get::<RequestSummary>()
+        .cloned()
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    let label = metrics.operation_label(summary.operation.as_deref());
+    metrics.graphql_request(&label, status, duration, &summary.error_codes);
+    let errors: Vec<String> = summary
+        .error_codes
+        .iter()
+        .map(|(code, n)| format!("{code}={n}"))
+        .collect();
+    let operation = summary
+        .operation
+        .as_deref()
+        .map(crate::prometheus::sanitize)
+        .unwrap_or_default();
+    tracing::info!(
+        target: "chatstats::request",
+        operation = %operation,
+        client = summary.client.as_deref().unwrap_or(""),
+        duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
+        upstream_calls = summary.upstream_calls,
+        cache_hits = summary.cache_hits,
+        errors = %errors.join(","),
+        status,
+        "graphql request"
+    );
+    response
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -149,6 +149,48 @@ pub struct LimitsConfig {
     pub upstream_timeout_ms: u64,
     /// Concurrent subscriptions one client may hold. Default: `20`.
     pub max_subscriptions_per_client: usize,
+    /// Per-provider overrides of `upstream_timeout_ms`, in milliseconds, e.g.
+    /// `upstream_timeouts_ms = { help_scout = 5000 }`. Default: none.
+    pub upstream_timeouts_ms: ProviderTimeouts,
+    /// Most retries of one idempotent upstream GET (after a connection error, a 5xx or a
+    /// 429), 0 to 10; 0 turns retries off. Mutations and Xenioo calls are never retried.
+    /// Default: `2`.
+    pub upstream_max_retries: u32,
+    /// Base of the exponential backoff between retries, in milliseconds: the n-th retry
+    /// waits about `base * 2^n`, with jitter. Default: `100`.
+    pub upstream_retry_backoff_ms: u64,
+    /// Longest one upstream call may wait between its attempts in total, in milliseconds,
+    /// `Retry-After` included. A `Retry-After` beyond it is not waited for: the call fails
+    /// at once with `UPSTREAM_THROTTLED` and `retryAfter`. Default: `5000`.
+    pub upstream_retry_max_wait_ms: u64,
+    /// Retries allowed per provider account as a share of its calls over the last 10 s,
+    /// in percent (0 to 100), on top of a floor of 3 retries per 10 s; so a dead upstream
+    /// is not hammered. Default: `20`.
+    pub upstream_retry_budget_percent: u32,
+    /// Consecutive failed calls (timeout, connection error, 5xx; after retries) that open
+    /// a provider account's circuit; while open, its calls fail fast with
+    /// `UPSTREAM_UNAVAILABLE`. Default: `5`.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit stays open before one probe call may test the upstream,
+    /// in milliseconds. Default: `30000`.
+    pub circuit_cooldown_ms: u64,
+}
+
+/// `[limits.upstream_timeouts_ms]`: a timeout per provider, in milliseconds; a provider
+/// left out uses `upstream_timeout_ms`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTimeouts {
+    /// message2give calls. Default: `upstream_timeout_ms`.
+    pub message2give: Option<u64>,
+    /// Chat-Tonic calls. Default: `upstream_timeout_ms`.
+    pub chat_tonic: Option<u64>,
+    /// Xenioo calls. Default: `upstream_timeout_ms`.
+    pub xenioo: Option<u64>,
+    /// ConnectyCube calls. Default: `upstream_timeout_ms`.
+    pub connectycube: Option<u64>,
+    /// Help Scout calls. Default: `upstream_timeout_ms`.
+    pub help_scout: Option<u64>,
 }
 
 impl Default for LimitsConfig {
@@ -163,6 +205,13 @@ impl Default for LimitsConfig {
             safelist: None,
             upstream_timeout_ms: 10_000,
             max_subscriptions_per_client: 20,
+            upstream_timeouts_ms: ProviderTimeouts::default(),
+            upstream_max_retries: 2,
+            upstream_retry_backoff_ms: 100,
+            upstream_retry_max_wait_ms: 5_000,
+            upstream_retry_budget_percent: 20,
+            circuit_failure_threshold: 5,
+            circuit_cooldown_ms: 30_000,
         }
     }
 }
@@ -171,6 +220,20 @@ impl LimitsConfig {
     /// [`upstream_timeout_ms`](Self::upstream_timeout_ms) as a `Duration`.
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    /// The timeout of `provider`'s calls: its override, else `upstream_timeout_ms`.
+    pub fn upstream_timeout_of(&self, provider: crate::providers::Provider) -> Duration {
+        use crate::providers::Provider;
+        let t = &self.upstream_timeouts_ms;
+        let ms = match provider {
+            Provider::Message2Give => t.message2give,
+            Provider::ChatTonic => t.chat_tonic,
+            Provider::Xenioo => t.xenioo,
+            Provider::ConnectyCube => t.connectycube,
+            Provider::HelpScout => t.help_scout,
+        };
+        Duration::from_millis(ms.unwrap_or(self.upstream_timeout_ms))
     }
 }
 

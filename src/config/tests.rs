@@ -188,6 +188,13 @@ fn a_file_with_only_a_workspace_id_gets_every_default() {
             safelist: None,
             upstream_timeout_ms: 10_000,
             max_subscriptions_per_client: 20,
+            upstream_timeouts_ms: ProviderTimeouts::default(),
+            upstream_max_retries: 2,
+            upstream_retry_backoff_ms: 100,
+            upstream_retry_max_wait_ms: 5_000,
+            upstream_retry_budget_percent: 20,
+            circuit_failure_threshold: 5,
+            circuit_cooldown_ms: 30_000,
         }
     );
     assert_eq!(config.limits.upstream_timeout(), Duration::from_secs(10));
@@ -766,4 +773,59 @@ fn loading_a_file_parses_its_contents() {
     let loaded = Config::load(&path);
     std::fs::remove_file(&path).expect("the file was just written");
     assert_eq!(loaded.expect("valid").workspaces[0].id, "from-file");
+}
+
+#[test]
+fn resilience_keys_override_their_defaults_and_are_checked() {
+    let config = parse(&with_workspace(
+        "[limits]\nupstream_max_retries = 0\nupstream_retry_backoff_ms = 5\n\
+         upstream_retry_max_wait_ms = 900\nupstream_retry_budget_percent = 50\n\
+         circuit_failure_threshold = 3\ncircuit_cooldown_ms = 250\n\
+         upstream_timeouts_ms = { help_scout = 1500 }",
+    ))
+    .expect("valid");
+    assert_eq!(config.limits.upstream_max_retries, 0);
+    assert_eq!(config.limits.upstream_retry_backoff_ms, 5);
+    assert_eq!(config.limits.upstream_retry_max_wait_ms, 900);
+    assert_eq!(config.limits.upstream_retry_budget_percent, 50);
+    assert_eq!(config.limits.circuit_failure_threshold, 3);
+    assert_eq!(config.limits.circuit_cooldown_ms, 250);
+    assert_eq!(
+        config
+            .limits
+            .upstream_timeout_of(crate::providers::Provider::HelpScout),
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        config
+            .limits
+            .upstream_timeout_of(crate::providers::Provider::Xenioo),
+        Duration::from_secs(10)
+    );
+    for (text, message) in [
+        (
+            "upstream_max_retries = 11",
+            "config: limits.upstream_max_retries: must be at most 10",
+        ),
+        (
+            "upstream_retry_budget_percent = 101",
+            "config: limits.upstream_retry_budget_percent: must be a percentage",
+        ),
+        (
+            "circuit_failure_threshold = 0",
+            "config: limits.circuit_failure_threshold: must be at least 1",
+        ),
+        (
+            "upstream_timeouts_ms = { xenioo = 0 }",
+            "config: limits.upstream_timeouts_ms.xenioo: must be at least 1",
+        ),
+        (
+            "upstream_timeouts_ms = { helpscout = 10 }",
+            "config: limits.upstream_timeouts_ms.helpscout: unknown key; allowed: message2give, \
+             chat_tonic, xenioo, connectycube, help_scout",
+        ),
+    ] {
+        let error = error_of(&with_workspace(&format!("[limits]\n{text}")));
+        assert!(error.starts_with(message), "{text}: {error}");
+    }
 }

@@ -77,11 +77,56 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
             "max_subscriptions_per_client",
             limits.max_subscriptions_per_client == 0,
         ),
+        (
+            "upstream_retry_backoff_ms",
+            limits.upstream_retry_backoff_ms == 0,
+        ),
+        (
+            "upstream_retry_max_wait_ms",
+            limits.upstream_retry_max_wait_ms == 0,
+        ),
+        (
+            "circuit_failure_threshold",
+            limits.circuit_failure_threshold == 0,
+        ),
+        ("circuit_cooldown_ms", limits.circuit_cooldown_ms == 0),
+        (
+            "upstream_timeouts_ms.message2give",
+            limits.upstream_timeouts_ms.message2give == Some(0),
+        ),
+        (
+            "upstream_timeouts_ms.chat_tonic",
+            limits.upstream_timeouts_ms.chat_tonic == Some(0),
+        ),
+        (
+            "upstream_timeouts_ms.xenioo",
+            limits.upstream_timeouts_ms.xenioo == Some(0),
+        ),
+        (
+            "upstream_timeouts_ms.connectycube",
+            limits.upstream_timeouts_ms.connectycube == Some(0),
+        ),
+        (
+            "upstream_timeouts_ms.help_scout",
+            limits.upstream_timeouts_ms.help_scout == Some(0),
+        ),
     ];
     if let Some((key, _)) = zeros.iter().find(|(_, is_zero)| *is_zero) {
         return Err(invalid(
             format!("limits.{key}"),
             "must be at least 1 (0 would refuse every request); omit the key for the default",
+        ));
+    }
+    if limits.upstream_max_retries > 10 {
+        return Err(invalid(
+            "limits.upstream_max_retries",
+            "must be at most 10 (0 turns retries off; default 2)",
+        ));
+    }
+    if limits.upstream_retry_budget_percent > 100 {
+        return Err(invalid(
+            "limits.upstream_retry_budget_percent",
+            "must be a percentage from 0 to 100 (default 20)",
         ));
     }
     if limits

@@ -499,8 +499,10 @@ impl ChatTonic {
             start,
             end,
         ];
-        let wire: Vec<WireDashboardRow> =
-            self.upstream.json(self.request("bigquery", &query)).await?;
+        let wire: Vec<WireDashboardRow> = self
+            .upstream
+            .json("stats/bigquery", self.request("bigquery", &query))
+            .await?;
         Ok(into_dashboard(wire, key))
     }
 
@@ -508,7 +510,7 @@ impl ChatTonic {
     pub async fn operators(&self, key: &RangeKey) -> Result<OperatorReport, UpstreamError> {
         let wire: WireOperatorReport = self
             .upstream
-            .json(self.request("operator", &key.params()))
+            .json("stats/operator", self.request("operator", &key.params()))
             .await?;
         Ok(OperatorReport {
             operators: wire
@@ -533,7 +535,7 @@ impl ChatTonic {
         let query = [("typeUser", respondents.as_str().to_owned()), start, end];
         let _: WireAck = self
             .upstream
-            .json(self.request("nps/export", &query))
+            .json_once("stats/nps/export", self.request("nps/export", &query))
             .await?;
         Ok(())
     }
@@ -1349,6 +1351,7 @@ mod tests {
             status: None,
             error_rate: None,
             malformed: true,
+            retry_after_secs: None,
             times: Some(1),
         });
         let ct = client(&sandbox, acme().token);

@@ -52,6 +52,14 @@ impl CcMetric {
         }
     }
 
+    /// The endpoint name of the per-day call, for traces and metrics.
+    pub fn per_day_endpoint(&self) -> &'static str {
+        match self {
+            CcMetric::MessagesSent => "messages/sent-per-day",
+            CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
+        }
+    }
+
     fn path(&self, per_day: bool) -> &'static str {
         match (self, per_day) {
             (CcMetric::MessagesSent, true) => "/admin/stats/messages/sent-per-day",
@@ -142,7 +150,10 @@ impl ConnectyCube {
         params.push(("limit", PAGE_DAYS.to_string()));
         params.push(("offset", key.offset.to_string()));
         let request = self.request(key.metric.path(true)).query(&params);
-        let body: std::collections::BTreeMap<String, f64> = self.upstream.json(request).await?;
+        let body: std::collections::BTreeMap<String, f64> = self
+            .upstream
+            .json(key.metric.per_day_endpoint(), request)
+            .await?;
         body.into_iter()
             .map(|(day, value)| {
                 let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| {
@@ -175,7 +186,7 @@ impl ConnectyCube {
         let request = self
             .request(metric.path(false))
             .query(&metric.params(start, end));
-        let body: WireTotal = self.upstream.json(request).await?;
+        let body: WireTotal = self.upstream.json(metric.total_endpoint(), request).await?;
         Ok(body.total)
     }
 

@@ -309,7 +309,7 @@ impl HelpScout {
             ))
             .bearer_auth(token.expose())
             .query(&query);
-        let report: WireReport = self.upstream.json(http).await?;
+        let report: WireReport = self.upstream.json("volume-by-channel", http).await?;
         let granularity = request.view_by.granularity();
         Ok(report
             .current
@@ -342,7 +342,8 @@ impl HelpScout {
                 ("client_id", client_id.as_str()),
                 ("client_secret", client_secret.expose()),
             ]);
-        let wire: WireToken = self.upstream.json(request).await?;
+        // A POST that issues a token: one attempt, never retried.
+        let wire: WireToken = self.upstream.json_once("oauth2/token", request).await?;
         let lifetime = Duration::from_secs(wire.expires_in).saturating_sub(TOKEN_REFRESH_MARGIN);
         let token = Secret::new(wire.access_token);
         *cached = Some((token.clone(), Instant::now() + lifetime));

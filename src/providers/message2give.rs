@@ -314,7 +314,10 @@ impl Message2Give {
     /// `GET /organisations/{org}/stats/chat/{web|sms}` for one month.
     pub async fn chat_stats(&self, key: &ChatKey) -> Result<ChatStats, UpstreamError> {
         let path = format!("stats/chat/{}", key.chat.slug());
-        let body: ChatBody = self.upstream.json(self.get(&path, &key.month)).await?;
+        let body: ChatBody = self
+            .upstream
+            .json("stats/chat", self.get(&path, &key.month))
+            .await?;
         Ok(body.0)
     }
 
@@ -322,7 +325,7 @@ impl Message2Give {
     pub async fn sms_usage(&self, month: &MonthKey) -> Result<SmsUsage, UpstreamError> {
         let body: SmsBody = self
             .upstream
-            .json(self.get("usage/sms/console", month))
+            .json("usage/sms/console", self.get("usage/sms/console", month))
             .await?;
         Ok(body.0)
     }
@@ -1327,6 +1330,7 @@ mod tests {
             status: None,
             error_rate: None,
             malformed: true,
+            retry_after_secs: None,
             times: Some(1),
         });
         let m2g = client(&sandbox, &GLOBEX);

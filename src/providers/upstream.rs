@@ -1,19 +1,23 @@
 //! What every provider client shares: one GET/POST with a JSON answer, the mapping of transport
-//! failures and HTTP statuses onto [`UpstreamErrorKind`], a cap on body size, and the health
-//! record behind `Workspace.sources`.
+//! failures and HTTP statuses onto [`UpstreamErrorKind`], a cap on body size, the health
+//! record behind `Workspace.sources`, and the resilience of every call (timeouts, retries with
+//! backoff and a budget, the circuit breaker: see [`crate::resilience`]) with its metrics.
 //!
 //! Error messages are built from status codes and our own words only: reqwest's own error text
 //! contains the request URL, and upstream bodies may echo credentials, so neither is ever shown.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::prometheus::Metrics;
 use crate::providers::Provider;
+use crate::resilience::{CircuitBreaker, Clock, RetryBudget, RetryPolicy, SystemClock};
 
 /// Bodies larger than this are refused as `UPSTREAM_INVALID` rather than buffered: a
 /// misbehaving upstream must not be able to exhaust our memory.
@@ -41,6 +45,80 @@ impl Health {
     }
 }
 
+/// How an account's calls are made resilient: installed once by [`crate::app::App::build`]
+/// (see [`Upstream::install`]); a client built elsewhere (unit tests) makes single attempts,
+/// with no breaker and throwaway metrics.
+#[derive(Debug)]
+pub struct Resilience {
+    /// The workspace id, for metric labels and logs (never a credential).
+    pub workspace: String,
+    pub retry: RetryPolicy,
+    /// This provider's request timeout, overriding the HTTP client's.
+    pub timeout: Option<Duration>,
+    pub budget: RetryBudget,
+    pub breaker: Option<Arc<CircuitBreaker>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Resilience {
+    /// The policy `[limits]` describes for `provider` of `workspace`, reporting to `metrics`.
+    pub fn from_limits(
+        limits: &LimitsConfig,
+        provider: Provider,
+        workspace: &str,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let gauge = metrics.register_circuit(provider, workspace);
+        Self {
+            workspace: workspace.to_string(),
+            retry: RetryPolicy::from_limits(limits),
+            timeout: Some(limits.upstream_timeout_of(provider)),
+            budget: RetryBudget::new(limits.upstream_retry_budget_percent, clock.clone()),
+            breaker: Some(CircuitBreaker::new(
+                limits.circuit_failure_threshold,
+                Duration::from_millis(limits.circuit_cooldown_ms),
+                clock,
+                gauge,
+            )),
+            metrics,
+        }
+    }
+
+    fn single_attempt() -> Self {
+        Self {
+            workspace: String::new(),
+            retry: RetryPolicy::none(),
+            timeout: None,
+            budget: RetryBudget::new(0, Arc::new(SystemClock)),
+            breaker: None,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// Whether a call may be repeated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// An idempotent GET: retried on connection errors, 5xx and 429.
+    Idempotent,
+    /// A call with a side effect, or one a throttle counts (Xenioo): exactly one attempt.
+    Never,
+}
+
+/// One failed attempt.
+struct Failure {
+    kind: UpstreamErrorKind,
+    /// Short and credential-free, for the final message: "HTTP 503", "could not connect".
+    what: String,
+    /// Worth another attempt (connection error, 5xx, 429).
+    retryable: bool,
+    /// The upstream's `Retry-After`, when it sent one.
+    retry_after: Option<Duration>,
+    /// The metrics outcome label.
+    outcome: &'static str,
+}
+
 /// The HTTP side of one provider account.
 #[derive(Debug)]
 pub struct Upstream {
@@ -48,6 +126,7 @@ pub struct Upstream {
     http: reqwest::Client,
     // A std mutex: held for a field copy, never across an await.
     health: Mutex<Health>,
+    resilience: OnceLock<Arc<Resilience>>,
 }
 
 impl Upstream {
@@ -56,7 +135,24 @@ impl Upstream {
             provider,
             http,
             health: Mutex::new(Health::default()),
+            resilience: OnceLock::new(),
         }
+    }
+
+    /// Install the account's retry policy, breaker and metrics; once, before the first call
+    /// (a second install is ignored: the breaker's state must not be reset behind callers).
+    pub fn install(&self, resilience: Resilience) {
+        let _ = self.resilience.set(Arc::new(resilience));
+    }
+
+    fn resilience(&self) -> &Arc<Resilience> {
+        self.resilience
+            .get_or_init(|| Arc::new(Resilience::single_attempt()))
+    }
+
+    /// The circuit breaker, when installed (tests and the gauge).
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.resilience().breaker.as_ref()
     }
 
     pub fn provider(&self) -> Provider {
@@ -75,32 +171,144 @@ impl Upstream {
             .clone()
     }
 
-    /// Send `request` and decode its JSON body as `T`.
+    /// Send the idempotent GET `request` to `endpoint` (a fixed name for metrics, e.g.
+    /// `volume-by-channel`) and decode its JSON body as `T`, retrying per the policy.
     pub async fn json<T: DeserializeOwned>(
         &self,
+        endpoint: &'static str,
         request: RequestBuilder,
     ) -> Result<T, UpstreamError> {
-        let result = self.call(request).await.and_then(|body| {
-            serde_json::from_slice::<T>(&body)
-                .map_err(|e| self.error(UpstreamErrorKind::Invalid(format!("malformed JSON: {e}"))))
-        });
+        let result = self.run(endpoint, request, Retry::Idempotent).await;
         self.record(&result);
         result
     }
 
-    /// Send `request` and return its body, mapping failures to [`UpstreamError`]s.
-    async fn call(&self, request: RequestBuilder) -> Result<Vec<u8>, UpstreamError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.error(transport_kind(&e)))?;
+    /// As [`Upstream::json`], but exactly one attempt: for calls with a side effect (the
+    /// Chat-Tonic NPS export, a token POST) and for Xenioo, whose throttle counts every call.
+    pub async fn json_once<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        request: RequestBuilder,
+    ) -> Result<T, UpstreamError> {
+        let result = self.run(endpoint, request, Retry::Never).await;
+        self.record(&result);
+        result
+    }
+
+    async fn run<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        request: RequestBuilder,
+        retry: Retry,
+    ) -> Result<T, UpstreamError> {
+        let policy = Arc::clone(self.resilience());
+        let permit = match policy.breaker.as_ref().map(|b| b.admit()).transpose() {
+            Ok(permit) => permit,
+            Err(refused) => {
+                policy
+                    .metrics
+                    .circuit_rejection(self.provider, &policy.workspace);
+                return Err(self.error(UpstreamErrorKind::CircuitOpen {
+                    failures: refused.failures,
+                    last: refused.last,
+                    retry_after_secs: refused.retry_after_secs,
+                }));
+            }
+        };
+        policy.budget.record_call();
+        let mut next = Some(request);
+        let mut seen: Vec<String> = Vec::new();
+        let mut waited = Duration::ZERO;
+        let mut stopped: Option<&'static str> = None;
+        let outcome = loop {
+            let request = next.take().expect("a request for every attempt");
+            if retry == Retry::Idempotent {
+                // None for a streaming body; then this attempt is the last.
+                next = request.try_clone();
+            }
+            let request = match policy.timeout {
+                Some(timeout) => request.timeout(timeout),
+                None => request,
+            };
+            let started = Instant::now();
+            let attempt = self.attempt::<T>(request).await;
+            let outcome = attempt.as_ref().map_or_else(|f| f.outcome, |_| "ok");
+            policy
+                .metrics
+                .upstream_request(self.provider, endpoint, outcome, started.elapsed());
+            let failure = match attempt {
+                Ok(value) => break Ok(value),
+                Err(failure) => failure,
+            };
+            let retries = seen.len() as u32;
+            seen.push(failure.what.clone());
+            if retry == Retry::Never
+                || !failure.retryable
+                || next.is_none()
+                || retries >= policy.retry.max_retries
+            {
+                break Err(failure);
+            }
+            let wait = failure
+                .retry_after
+                .unwrap_or_else(|| policy.retry.backoff(retries));
+            if waited + wait > policy.retry.max_wait {
+                stopped = Some(if failure.retry_after.is_some() {
+                    "the upstream asked to wait longer than chatstats waits"
+                } else {
+                    "the retry wait limit was reached"
+                });
+                break Err(failure);
+            }
+            if !policy.budget.try_retry() {
+                policy
+                    .metrics
+                    .retry_budget_exhausted(self.provider, &policy.workspace);
+                stopped = Some("the retry budget is spent");
+                break Err(failure);
+            }
+            policy.metrics.upstream_retry(self.provider, endpoint);
+            tracing::debug!(
+                provider = self.provider.slug(),
+                workspace = %policy.workspace,
+                endpoint,
+                failed = %failure.what,
+                retry = retries + 1,
+                wait_ms = wait.as_millis() as u64,
+                "retrying an upstream call"
+            );
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        };
+        let result = outcome.map_err(|failure| self.error(summarize(failure, &seen, stopped)));
+        if let (Some(breaker), Some(permit)) = (&policy.breaker, permit) {
+            let unavailable = match &result {
+                Err(UpstreamError {
+                    kind: UpstreamErrorKind::Unavailable(what),
+                    ..
+                }) => Some(what.as_str()),
+                _ => None,
+            };
+            breaker.record(permit, unavailable);
+        }
+        result
+    }
+
+    /// One attempt: send, check the status, read the body within the size limit, decode.
+    async fn attempt<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Failure> {
+        let response = request.send().await.map_err(|e| transport_failure(&e))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(self.error(status_kind(self.provider, status, &response)));
+            return Err(status_failure(self.provider, status, &response));
         }
-        read_limited(response)
-            .await
-            .map_err(|kind| self.error(kind))
+        let body = read_limited(response).await?;
+        serde_json::from_slice::<T>(&body).map_err(|e| Failure {
+            kind: UpstreamErrorKind::Invalid(format!("malformed JSON: {e}")),
+            what: "a malformed body".into(),
+            retryable: false,
+            retry_after: None,
+            outcome: "invalid",
+        })
     }
 
     fn error(&self, kind: UpstreamErrorKind) -> UpstreamError {
@@ -117,6 +325,82 @@ impl Upstream {
                 health.last_error_at = Some(now);
             }
         }
+    }
+}
+
+/// The error a caller sees after the last attempt: what happened on each attempt when there
+/// were several ("HTTP 503 on all 3 attempts (2 retries)"), and why retrying stopped early.
+fn summarize(
+    failure: Failure,
+    seen: &[String],
+    stopped: Option<&'static str>,
+) -> UpstreamErrorKind {
+    let UpstreamErrorKind::Unavailable(_) = failure.kind else {
+        return failure.kind;
+    };
+    let retries = seen.len().saturating_sub(1);
+    let mut what = match seen {
+        [] | [_] => failure.what,
+        [first, rest @ ..] if rest.iter().all(|w| w == first) => format!(
+            "{first} on all {} attempts ({retries} {})",
+            seen.len(),
+            plural(retries, "retry", "retries")
+        ),
+        _ => format!(
+            "{} ({retries} {})",
+            seen.join(", then "),
+            plural(retries, "retry", "retries")
+        ),
+    };
+    if let Some(stopped) = stopped {
+        what.push_str(&format!("; not retried further: {stopped}"));
+    }
+    UpstreamErrorKind::Unavailable(what)
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+fn transport_failure(error: &reqwest::Error) -> Failure {
+    let kind = transport_kind(error);
+    let what = match &kind {
+        UpstreamErrorKind::Unavailable(what) => what.clone(),
+        _ => "the request failed".into(),
+    };
+    Failure {
+        kind,
+        what,
+        // A timed-out request may still be running upstream, and the timeout already bounds
+        // the wait: only failures to connect or to complete the exchange are retried.
+        retryable: !error.is_timeout(),
+        retry_after: None,
+        outcome: if error.is_timeout() {
+            "timeout"
+        } else {
+            "unavailable"
+        },
+    }
+}
+
+fn status_failure(provider: Provider, status: StatusCode, response: &Response) -> Failure {
+    let kind = status_kind(provider, status, response);
+    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    let outcome = match kind {
+        UpstreamErrorKind::Throttled { .. } => "throttled",
+        UpstreamErrorKind::Unavailable(_) => "unavailable",
+        _ => "rejected",
+    };
+    Failure {
+        kind,
+        what: format!("HTTP {}", status.as_u16()),
+        retryable,
+        retry_after: retry_after(response).map(Duration::from_secs),
+        outcome,
     }
 }
 
@@ -168,7 +452,7 @@ pub fn retry_after(response: &Response) -> Option<u64> {
         .ok()
 }
 
-async fn read_limited(mut response: Response) -> Result<Vec<u8>, UpstreamErrorKind> {
+async fn read_limited(mut response: Response) -> Result<Vec<u8>, Failure> {
     if response
         .content_length()
         .is_some_and(|n| n > MAX_BODY_BYTES as u64)
@@ -185,16 +469,22 @@ async fn read_limited(mut response: Response) -> Result<Vec<u8>, UpstreamErrorKi
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(transport_kind(&e)),
+            Err(e) => return Err(transport_failure(&e)),
         }
     }
 }
 
-fn too_large() -> UpstreamErrorKind {
-    UpstreamErrorKind::Invalid(format!(
-        "body larger than {} MiB",
-        MAX_BODY_BYTES / (1024 * 1024)
-    ))
+fn too_large() -> Failure {
+    Failure {
+        kind: UpstreamErrorKind::Invalid(format!(
+            "body larger than {} MiB",
+            MAX_BODY_BYTES / (1024 * 1024)
+        )),
+        what: "an oversized body".into(),
+        retryable: false,
+        retry_after: None,
+        outcome: "invalid",
+    }
 }
 
 /// Default per-request timeout for upstream calls.

@@ -476,7 +476,9 @@ impl Client {
             .bearer_auth(self.token.expose());
         // `Vec<Value>`: a body that is not a JSON array is UPSTREAM_INVALID (and recorded as
         // such in the health), while each entry is read tolerantly below.
-        let body: Vec<Value> = self.upstream.json(request).await?;
+        // `json_once`: never retried, whatever the failure — a retry would be a second call
+        // inside the interval, which the throttle forbids.
+        let body: Vec<Value> = self.upstream.json_once("statistics", request).await?;
         Ok(parse_snapshot(&body, requested_at, Utc::now()))
     }
 }

@@ -46,6 +46,10 @@ pub struct FaultSpec {
     /// Answer selected requests (when no `status` is set) with 200 and an invalid JSON body.
     #[serde(default)]
     pub malformed: bool,
+    /// `Retry-After` seconds sent with an injected status; absent: `1` on a 429, none on
+    /// other statuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
     /// Apply to this many requests, then remove the fault; forever when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
@@ -89,8 +93,9 @@ impl FaultSpec {
 pub enum Outcome {
     /// Call the handler normally.
     Pass,
-    /// Answer this status with a JSON error body instead of calling the handler.
-    Status(u16),
+    /// Answer this status (with this `Retry-After`, if any) and a JSON error body instead
+    /// of calling the handler.
+    Status(u16, Option<u64>),
     /// Answer 200 with an invalid JSON body instead of calling the handler.
     Malformed,
 }
@@ -163,7 +168,13 @@ impl FaultTable {
         let rate = fault.spec.error_rate.unwrap_or(1.0);
         let selected = (k * rate).floor() > ((k - 1.0) * rate).floor();
         let outcome = match (selected, fault.spec.status, fault.spec.malformed) {
-            (true, Some(status), _) => Outcome::Status(status),
+            (true, Some(status), _) => Outcome::Status(
+                status,
+                fault
+                    .spec
+                    .retry_after_secs
+                    .or((status == StatusCode::TOO_MANY_REQUESTS.as_u16()).then_some(1)),
+            ),
             (true, None, true) => Outcome::Malformed,
             _ => Outcome::Pass,
         };
@@ -175,16 +186,17 @@ impl FaultTable {
     }
 }
 
-/// The response for an injected status: a JSON error body, and `Retry-After: 1` on 429 so
-/// the gateway's rate-limit path has something to honour.
-pub fn status_response(status: u16) -> Response {
+/// The response for an injected status: a JSON error body, and `Retry-After` when the fault
+/// gives one (by default `1` on a 429, so the gateway's rate-limit path has something to
+/// honour).
+pub fn status_response(status: u16, retry_after_secs: Option<u64>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let body = json!({ "error": "injected fault", "status": code.as_u16() });
     let mut response = (code, Json(body)).into_response();
-    if code == StatusCode::TOO_MANY_REQUESTS {
+    if let Some(secs) = retry_after_secs {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -253,7 +265,7 @@ mod tests {
         let outcomes: Vec<_> = (0..6)
             .map(|_| table.decide(Provider::HelpScout).outcome)
             .collect();
-        let s = Outcome::Status(503);
+        let s = Outcome::Status(503, None);
         let p = Outcome::Pass;
         assert_eq!(outcomes, vec![p, s, p, s, p, s]);
     }
@@ -262,8 +274,14 @@ mod tests {
     fn a_fault_with_times_removes_itself_after_that_many_requests() {
         let table = FaultTable::default();
         table.set(spec(r#"{"provider":"xenioo","status":500,"times":2}"#));
-        assert_eq!(table.decide(Provider::Xenioo).outcome, Outcome::Status(500));
-        assert_eq!(table.decide(Provider::Xenioo).outcome, Outcome::Status(500));
+        assert_eq!(
+            table.decide(Provider::Xenioo).outcome,
+            Outcome::Status(500, None)
+        );
+        assert_eq!(
+            table.decide(Provider::Xenioo).outcome,
+            Outcome::Status(500, None)
+        );
         assert_eq!(table.decide(Provider::Xenioo).outcome, Outcome::Pass);
         assert!(table.list().is_empty());
     }
@@ -292,7 +310,29 @@ mod tests {
         table.set(spec(r#"{"provider":"xenioo","status":500}"#));
         table.set(spec(r#"{"provider":"xenioo","status":502}"#));
         assert_eq!(table.list().len(), 1);
-        assert_eq!(table.decide(Provider::Xenioo).outcome, Outcome::Status(502));
+        assert_eq!(
+            table.decide(Provider::Xenioo).outcome,
+            Outcome::Status(502, None)
+        );
+    }
+
+    #[test]
+    fn a_status_fault_carries_its_retry_after_and_a_429_defaults_to_one_second() {
+        let table = FaultTable::default();
+        table.set(spec(
+            r#"{"provider":"help_scout","status":503,"retry_after_secs":7}"#,
+        ));
+        table.set(spec(r#"{"provider":"xenioo","status":429}"#));
+        assert_eq!(
+            table.decide(Provider::HelpScout).outcome,
+            Outcome::Status(503, Some(7))
+        );
+        assert_eq!(
+            table.decide(Provider::Xenioo).outcome,
+            Outcome::Status(429, Some(1))
+        );
+        let response = status_response(503, Some(7));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 
     #[test]

@@ -519,7 +519,7 @@ async fn apply_faults_and_log(
     }
     let response = match decision.outcome {
         Outcome::Pass => next.run(request).await,
-        Outcome::Status(status) => faults::status_response(status),
+        Outcome::Status(status, retry_after) => faults::status_response(status, retry_after),
         Outcome::Malformed => faults::malformed_response(),
     };
     state.record(Call {

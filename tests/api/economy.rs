@@ -99,8 +99,13 @@ async fn a_hundred_concurrent_identical_cold_queries_cost_the_calls_of_one() {
 
 #[tokio::test]
 async fn a_failing_refresh_serves_the_older_entry_as_stale() {
-    // Live TTL 1 s; a window that touches the present makes live chunks.
-    let app = spawn_app_with(|config| config.cache.live_ttl_secs = 1).await;
+    // Live TTL 1 s; a window that touches the present makes live chunks. No retries: the
+    // test counts one failed refresh (retries have their own tests in `resilience`).
+    let app = spawn_app_with(|config| {
+        config.cache.live_ttl_secs = 1;
+        config.limits.upstream_max_retries = 0;
+    })
+    .await;
     let now = chrono::Utc::now();
     let query = format!(
         r#"{{ workspace(id: "acme") {{ messages {{ sent(window: {{from: "{}", to: "{}", timeZone: "UTC"}}, provider: CONNECTYCUBE) {{ total stale }} }} }} }}"#,
@@ -177,7 +182,8 @@ async fn two_workspaces_with_different_credentials_never_share_an_entry() {
 
 #[tokio::test]
 async fn a_query_that_fails_upstream_is_not_cached() {
-    let app = spawn_app().await;
+    // No retries, so the injected failure reaches the query.
+    let app = spawn_app_with(|config| config.limits.upstream_max_retries = 0).await;
     app.fault(json!({"provider": "connectycube", "status": 500, "times": 1}))
         .await;
     let query = r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}, provider: CONNECTYCUBE) { total sources } } } }"#;

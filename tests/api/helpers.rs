@@ -61,6 +61,8 @@ pub async fn spawn_app_with_options(
     let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
         .expect("the sandbox config is valid");
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Retries wait about 1 ms, not 100: tests count calls, never wait for backoff.
+    config.limits.upstream_retry_backoff_ms = 1;
     edit(&mut config);
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
@@ -215,4 +217,170 @@ pub fn assert_only_codes(body: &Value, codes: &[&str]) {
 
 pub fn assert_no_errors(body: &Value) {
     assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+}
+
+impl TestApp {
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("server answers");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition; `labels` is the
+/// exact label text inside the braces (`provider="help_scout",workspace="acme"`), empty for
+/// none. None when the sample is absent.
+pub fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().parse().expect("a numeric sample"))
+}
+
+/// Poll `check` every 20 ms until it returns Some, for at most `limit`; panics with `what`
+/// otherwise. For conditions that depend on time passing (a breaker's cooldown), so tests
+/// wait for the condition rather than sleep a guessed duration.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The real `chatstats` binary, started with `serve --listen 127.0.0.1:0`, its stdout and
+/// stderr collected line by line (drained continuously, so it never blocks on a full pipe).
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// The in-process sandbox's URL, in sandbox mode (no config).
+    pub sandbox_url: Option<String>,
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    /// Start `chatstats serve` with `config` (None: sandbox mode) and extra environment.
+    pub fn start(config: Option<&std::path::Path>, env: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        use std::sync::{mpsc, Arc, Mutex};
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatstats"));
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        // A known environment: the caller's `env` on top of info-level, human-readable logs.
+        command
+            .env_remove("CHATSTATS_CONFIG")
+            .env_remove("CHATSTATS_LOG_FORMAT")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the chatstats binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let out_pipe = child.stdout.take().expect("piped stdout");
+        let out_lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out_pipe)
+                .lines()
+                .map_while(Result::ok)
+            {
+                out_lines.lock().expect("lines").push(line.clone());
+                let _ = lines_tx.send(line);
+            }
+        });
+        let err_pipe = child.stderr.take().expect("piped stderr");
+        let err_lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err_pipe)
+                .lines()
+                .map_while(Result::ok)
+            {
+                err_lines.lock().expect("lines").push(line);
+            }
+        });
+        let mut sandbox_url = None;
+        let addr = loop {
+            let line = lines_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `listening on` line; stderr: {:?}", stderr));
+            if let Some(url) = line.strip_prefix("sandbox mode: simulated upstreams at ") {
+                sandbox_url = Some(url.trim().to_string());
+            }
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                break addr.trim().parse().expect("a socket address");
+            }
+        };
+        Binary {
+            child,
+            addr,
+            sandbox_url,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Send SIGTERM (through `kill`, to this child's pid only).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        eventually(limit, "the process to exit", || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+
+    /// stderr lines so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("lines").clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

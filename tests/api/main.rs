@@ -12,5 +12,7 @@ mod helpers;
 mod http_surface;
 mod matrix;
 mod message2give;
+mod observability;
+mod resilience;
 mod schema;
 mod xenioo;
