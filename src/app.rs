@@ -8,16 +8,21 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::auth::{Access, Clients};
 use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
 use crate::graphql::build_schema;
+use crate::graphql::guard::Guard;
 use crate::http::{router, HttpState};
+use crate::limits::{QueryLimits, SchemaShape};
+use crate::persisted::{PersistedQueries, Safelist};
 use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};
 use crate::providers::message2give::Message2Give;
 use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
+use crate::rate_limit::RateLimiter;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
 
@@ -60,10 +65,40 @@ impl App {
             .map(|w| workspace(w, &http))
             .collect();
         let registry = Arc::new(Registry::new(workspaces));
-        let schema = build_schema(registry, config.server.introspection);
+        let safelist = match &config.limits.safelist {
+            Some(path) => Some(Safelist::load(path)?),
+            None => None,
+        };
+        let guard = Guard {
+            limits: Arc::new(QueryLimits {
+                config: config.limits.clone(),
+                shape: SchemaShape::from_sdl(&crate::graphql::sdl(false)),
+            }),
+            persisted: Arc::new(PersistedQueries::new(safelist)),
+            workspace_count: registry.all().len(),
+        };
+        let schema = build_schema(registry, config.server.introspection, guard);
         let cache = Arc::new(ChunkCache::new(&config.cache));
-        let router = router(HttpState { schema, cache }, config.server.graphiql);
+        let access = Arc::new(Access {
+            clients: Clients::new(&config.clients),
+            rate: RateLimiter::per_minute(config.limits.requests_per_minute),
+            cors_origins: config.server.cors_origins.clone(),
+        });
         let addr = config.server.listen;
+        if access.clients.is_open() {
+            tracing::warn!(
+                %addr,
+                "no [[clients]] configured: /graphql is open to anyone who can reach the server"
+            );
+        }
+        let router = router(
+            HttpState {
+                schema,
+                cache,
+                access,
+            },
+            config.server.graphiql,
+        );
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -112,7 +147,9 @@ impl App {
             router,
             sandbox,
         } = self;
-        let result = axum::serve(listener, router)
+        // The peer address keys the rate limit under open access.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         drop(sandbox);

@@ -9,6 +9,11 @@
 //!
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
 //!   `/healthz`, `/readyz`. Entry point: [`http::router`].
+//! - [`auth`]: API keys → [`auth::Caller`] (workspaces, scopes), checked in constant time by
+//!   [`auth::Clients::authenticate`] for every `/graphql` request; [`rate_limit`]: the
+//!   per-client token buckets. CORS is a tower-http layer on the router.
+//! - [`graphql::guard`]: before a request is executed, [`persisted`] queries (APQ and the
+//!   safelist) and the [`limits`] (size, depth, aliases, root fields, estimated cost).
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
@@ -33,14 +38,18 @@
 //! - [`telemetry`]: logging and the shutdown signal.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod metrics;
+pub mod persisted;
 pub mod planner;
 pub mod providers;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod series;
 pub mod telemetry;

@@ -1,0 +1,588 @@
+//! Query limits measured before execution (`[limits]`, SPEC §8): document size, root fields,
+//! aliases, depth, and an estimated cost.
+//!
+//! Entry point: [`QueryLimits::check`], run by [`crate::graphql::guard`] on every request after
+//! it is parsed and before it is validated or executed. Plain Rust with no I/O.
+//!
+//! **The cost** estimates what a query makes chatstats do, so a query that would fetch and
+//! bucket years of hourly data for many aliases is refused before any upstream call:
+//!
+//! - every selected field costs 1;
+//! - a field with a `window` argument adds the window's bucket count (from the series engine,
+//!   with variables and defaults resolved; UTC when no `timeZone` is given) plus
+//!   [`CHUNK_COST`] per estimated upstream chunk ([`CHUNK_DAYS`] days of window each);
+//!   a window the engine refuses (empty, out of range, over 10,000 buckets) adds nothing,
+//!   because its resolver refuses it before any upstream call;
+//! - the cost of what is selected under a list field is multiplied by the list's expected
+//!   length: the caller's visible workspace count for `workspaces`, [`LIST_FACTOR`] otherwise.
+//!
+//! Fragments are measured once each (memoised), so a document whose spreads repeat fragments
+//! exponentially is measured in linear time; a fragment cycle (which validation rejects
+//! anyway) counts as empty.
+
+use std::collections::HashMap;
+
+use async_graphql::parser::types::{
+    BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+    ServiceDocument, TypeKind, TypeSystemDefinition,
+};
+use async_graphql::{Name, Value as ConstValue, Variables};
+use chrono::{DateTime, Utc};
+
+use crate::config::LimitsConfig;
+use crate::series::{Granularity, Window, Zone};
+
+/// Cost of one estimated upstream chunk (one provider call), on top of the buckets.
+pub const CHUNK_COST: u64 = 10;
+/// Days of window one upstream chunk is assumed to cover.
+pub const CHUNK_DAYS: i64 = 30;
+/// The assumed length of a list other than `workspaces`.
+pub const LIST_FACTOR: u64 = 10;
+
+/// A limit a query went over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// What was measured, for the message: "query depth".
+    pub what: &'static str,
+    /// The `[limits]` key: "max_depth".
+    pub key: &'static str,
+    /// The configured limit.
+    pub limit: u64,
+    /// What the query has.
+    pub measured: u64,
+}
+
+impl LimitExceeded {
+    /// E.g. "query depth 14 exceeds the limit of 12 ([limits] max_depth)".
+    pub fn message(&self) -> String {
+        format!(
+            "{} {} exceeds the limit of {} ([limits] {}); {}",
+            self.what,
+            self.measured,
+            self.limit,
+            self.key,
+            self.advice()
+        )
+    }
+
+    fn advice(&self) -> &'static str {
+        match self.key {
+            "max_cost" => "use shorter windows, coarser granularities or fewer series per query",
+            "max_document_bytes" => "send a shorter document, or a persisted query",
+            _ => "split the query into several smaller ones",
+        }
+    }
+}
+
+/// What a selection measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measure {
+    /// Deepest field nesting; a root field alone is depth 1.
+    pub depth: u64,
+    /// Fields with an alias.
+    pub aliases: u64,
+    /// Fields at the top of the selection (through fragments).
+    pub fields: u64,
+    /// The estimated cost (see the module docs).
+    pub cost: u64,
+}
+
+impl Measure {
+    fn add(&mut self, other: Measure) {
+        self.depth = self.depth.max(other.depth);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.fields = self.fields.saturating_add(other.fields);
+        self.cost = self.cost.saturating_add(other.cost);
+    }
+}
+
+/// For every object and interface type: field name → (type name, is a list).
+#[derive(Debug, Default)]
+pub struct SchemaShape {
+    fields: HashMap<String, HashMap<String, (String, bool)>>,
+    query: String,
+    mutation: String,
+    subscription: String,
+}
+
+impl SchemaShape {
+    /// Read the shape from SDL text (the schema's own `sdl()`).
+    pub fn from_sdl(sdl: &str) -> SchemaShape {
+        let mut shape = SchemaShape {
+            query: "Query".into(),
+            mutation: "Mutation".into(),
+            subscription: "Subscription".into(),
+            ..SchemaShape::default()
+        };
+        let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
+            return shape;
+        };
+        shape.read(&document);
+        shape
+    }
+
+    fn read(&mut self, document: &ServiceDocument) {
+        for definition in &document.definitions {
+            match definition {
+                TypeSystemDefinition::Schema(schema) => {
+                    let schema = &schema.node;
+                    if let Some(name) = &schema.query {
+                        self.query = name.node.to_string();
+                    }
+                    if let Some(name) = &schema.mutation {
+                        self.mutation = name.node.to_string();
+                    }
+                    if let Some(name) = &schema.subscription {
+                        self.subscription = name.node.to_string();
+                    }
+                }
+                TypeSystemDefinition::Type(ty) => {
+                    let fields = match &ty.node.kind {
+                        TypeKind::Object(object) => &object.fields,
+                        TypeKind::Interface(interface) => &interface.fields,
+                        _ => continue,
+                    };
+                    let entry = self
+                        .fields
+                        .entry(ty.node.name.node.to_string())
+                        .or_default();
+                    for field in fields {
+                        let (name, list) = named(&field.node.ty.node.base);
+                        entry.insert(field.node.name.node.to_string(), (name, list));
+                    }
+                }
+                TypeSystemDefinition::Directive(_) => {}
+            }
+        }
+    }
+
+    fn field(&self, parent: &str, field: &str) -> Option<&(String, bool)> {
+        self.fields.get(parent)?.get(field)
+    }
+}
+
+fn named(base: &BaseType) -> (String, bool) {
+    match base {
+        BaseType::Named(name) => (name.to_string(), false),
+        BaseType::List(inner) => (named(&inner.base).0, true),
+    }
+}
+
+/// The configured limits and what they are checked against.
+#[derive(Debug)]
+pub struct QueryLimits {
+    pub config: LimitsConfig,
+    pub shape: SchemaShape,
+}
+
+impl QueryLimits {
+    /// `Err` when the document text is longer than `max_document_bytes`.
+    pub fn check_size(&self, query: &str) -> Result<(), LimitExceeded> {
+        over(
+            "document size in bytes",
+            "max_document_bytes",
+            self.config.max_document_bytes as u64,
+            query.len() as u64,
+        )
+    }
+
+    /// Measure the operation the request selects and compare it with every limit.
+    /// `workspaces` is how many workspaces the caller sees (the length of `workspaces`).
+    /// A document whose operation cannot be selected passes: execution reports that.
+    pub fn check(
+        &self,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+        workspaces: usize,
+    ) -> Result<Measure, LimitExceeded> {
+        let Some(operation) = select_operation(document, operation_name) else {
+            return Ok(Measure::default());
+        };
+        let measure = measure_operation(&self.shape, document, operation, variables, workspaces);
+        let limits = &self.config;
+        over(
+            "root field count",
+            "max_root_fields",
+            limits.max_root_fields as u64,
+            measure.fields,
+        )?;
+        over(
+            "alias count",
+            "max_aliases",
+            limits.max_aliases as u64,
+            measure.aliases,
+        )?;
+        over(
+            "query depth",
+            "max_depth",
+            limits.max_depth as u64,
+            measure.depth,
+        )?;
+        over("estimated cost", "max_cost", limits.max_cost, measure.cost)?;
+        Ok(measure)
+    }
+}
+
+fn over(
+    what: &'static str,
+    key: &'static str,
+    limit: u64,
+    measured: u64,
+) -> Result<(), LimitExceeded> {
+    if measured > limit {
+        Err(LimitExceeded {
+            what,
+            key,
+            limit,
+            measured,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The operation a request runs: the named one, or the only one.
+pub fn select_operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some(&op.node),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// Measure one operation of `document`.
+pub fn measure_operation(
+    shape: &SchemaShape,
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    variables: &Variables,
+    workspaces: usize,
+) -> Measure {
+    use async_graphql::parser::types::OperationType;
+    // Variables the request leaves out take their declared defaults.
+    let mut values: HashMap<Name, ConstValue> = HashMap::new();
+    for definition in &operation.variable_definitions {
+        if let Some(default) = &definition.node.default_value {
+            values.insert(definition.node.name.node.clone(), default.node.clone());
+        }
+    }
+    for (name, value) in variables.iter() {
+        values.insert(name.clone(), value.clone());
+    }
+    let root = match operation.ty {
+        OperationType::Query => &shape.query,
+        OperationType::Mutation => &shape.mutation,
+        OperationType::Subscription => &shape.subscription,
+    };
+    let mut walker = Walker {
+        shape,
+        document,
+        variables: &values,
+        workspaces: workspaces as u64,
+        fragments: HashMap::new(),
+    };
+    walker.selection_set(&operation.selection_set.node, root)
+}
+
+struct Walker<'a> {
+    shape: &'a SchemaShape,
+    document: &'a ExecutableDocument,
+    variables: &'a HashMap<Name, ConstValue>,
+    workspaces: u64,
+    /// Measured fragments; `None` while one is being measured (a cycle).
+    fragments: HashMap<&'a str, Option<Measure>>,
+}
+
+impl<'a> Walker<'a> {
+    fn selection_set(&mut self, set: &'a SelectionSet, parent: &str) -> Measure {
+        let mut total = Measure::default();
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    let name = field.name.node.as_str();
+                    let (ty, list) = self.shape.field(parent, name).cloned().unwrap_or_default();
+                    let below = self.selection_set(&field.selection_set.node, &ty);
+                    let factor = match (list, parent == self.shape.query && name == "workspaces") {
+                        (true, true) => self.workspaces,
+                        (true, false) => LIST_FACTOR,
+                        (false, _) => 1,
+                    };
+                    let window = field
+                        .arguments
+                        .iter()
+                        .find(|(arg, _)| arg.node.as_str() == "window")
+                        .map_or(0, |(_, value)| {
+                            let value = value.node.clone().into_const_with(|name| {
+                                self.variables.get(&name).cloned().ok_or(())
+                            });
+                            value.map_or(0, |value| window_cost(&value))
+                        });
+                    total.add(Measure {
+                        depth: below.depth + 1,
+                        aliases: below.aliases + u64::from(field.alias.is_some()),
+                        fields: 1,
+                        cost: 1u64
+                            .saturating_add(window)
+                            .saturating_add(below.cost.saturating_mul(factor)),
+                    });
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    total.add(self.fragment(name));
+                }
+                Selection::InlineFragment(inline) => {
+                    let inline = &inline.node;
+                    let ty = inline
+                        .type_condition
+                        .as_ref()
+                        .map_or(parent.to_owned(), |c| c.node.on.node.to_string());
+                    total.add(self.selection_set(&inline.selection_set.node, &ty));
+                }
+            }
+        }
+        total
+    }
+
+    fn fragment(&mut self, name: &'a str) -> Measure {
+        match self.fragments.get(name) {
+            Some(Some(measure)) => return *measure,
+            Some(None) => return Measure::default(),
+            None => {}
+        }
+        let Some(fragment) = self.document.fragments.get(name) else {
+            return Measure::default();
+        };
+        self.fragments.insert(name, None);
+        let ty = fragment.node.type_condition.node.on.node.to_string();
+        let measure = self.selection_set(&fragment.node.selection_set.node, &ty);
+        self.fragments.insert(name, Some(measure));
+        measure
+    }
+}
+
+/// Buckets plus chunk calls of a `Window` argument value; 0 when the engine would refuse it.
+pub fn window_cost(value: &ConstValue) -> u64 {
+    let ConstValue::Object(fields) = value else {
+        return 0;
+    };
+    let instant = |key: &str| match fields.get(key) {
+        Some(ConstValue::String(text)) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        _ => None,
+    };
+    let (Some(from), Some(to)) = (instant("from"), instant("to")) else {
+        return 0;
+    };
+    let granularity = match fields.get("granularity") {
+        None | Some(ConstValue::Null) => Some("DAY"),
+        Some(ConstValue::Enum(name)) => Some(name.as_str()),
+        Some(ConstValue::String(name)) => Some(name.as_str()),
+        Some(_) => None,
+    }
+    .and_then(|name| match name {
+        "HOUR" => Some(Granularity::Hour),
+        "DAY" => Some(Granularity::Day),
+        "WEEK" => Some(Granularity::Week),
+        "MONTH" => Some(Granularity::Month),
+        "YEAR" => Some(Granularity::Year),
+        _ => None,
+    });
+    let zone = match fields.get("timeZone") {
+        None | Some(ConstValue::Null) => Some(Zone::utc()),
+        Some(ConstValue::String(text)) => Zone::parse(text).ok(),
+        Some(_) => None,
+    };
+    let (Some(granularity), Some(zone)) = (granularity, zone) else {
+        return 0;
+    };
+    let Ok(window) = Window::new(from, to, granularity, zone) else {
+        return 0;
+    };
+    let days = (window.to() - window.from()).num_days().max(0);
+    let chunks = (days / CHUNK_DAYS + 1) as u64;
+    (window.len() as u64).saturating_add(chunks.saturating_mul(CHUNK_COST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDL: &str = r#"
+        type Query { workspaces: [Workspace!]! workspace(id: ID!): Workspace }
+        type Workspace { id: ID! messages: MessageStats! channels: [Channel!]! }
+        type Channel { id: ID! messages: MessageStats! }
+        type MessageStats { sent(window: Window!): TimeSeries! }
+        type TimeSeries { total: Float points: [Point!]! }
+        type Point { at: String value: Float }
+        input Window { from: String! to: String! granularity: Granularity timeZone: String }
+        enum Granularity { HOUR DAY WEEK MONTH YEAR }
+    "#;
+
+    fn limits(edit: impl FnOnce(&mut LimitsConfig)) -> QueryLimits {
+        let mut config = LimitsConfig::default();
+        edit(&mut config);
+        QueryLimits {
+            config,
+            shape: SchemaShape::from_sdl(SDL),
+        }
+    }
+
+    fn measure(query: &str, variables: serde_json::Value, workspaces: usize) -> Measure {
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        limits(|_| {})
+            .check(
+                &document,
+                None,
+                &Variables::from_json(variables),
+                workspaces,
+            )
+            .expect("within the default limits")
+    }
+
+    const JANUARY: &str =
+        r#"{from: "2025-01-01T00:00:00Z", to: "2025-02-01T00:00:00Z", granularity: DAY}"#;
+
+    #[test]
+    fn a_window_costs_its_buckets_and_its_chunks() {
+        let query = format!(
+            r#"{{ workspace(id: "a") {{ messages {{ sent(window: {JANUARY}) {{ total }} }} }} }}"#
+        );
+        let m = measure(&query, serde_json::json!({}), 1);
+        // 4 fields of 1, plus 31 buckets and 2 chunks (31 days / 30, rounded up by one).
+        assert_eq!(m.cost, 4 + 31 + 2 * CHUNK_COST);
+        assert_eq!((m.depth, m.aliases, m.fields), (4, 0, 1));
+    }
+
+    #[test]
+    fn variables_and_defaults_are_resolved() {
+        let query = r#"query($w: Window! = {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z", granularity: HOUR}) {
+            workspace(id: "a") { messages { sent(window: $w) { total } } } }"#;
+        let by_default = measure(query, serde_json::json!({}), 1);
+        assert_eq!(by_default.cost, 4 + 24 + CHUNK_COST);
+        let given = measure(
+            query,
+            serde_json::json!({"w": {"from": "2025-01-01T00:00:00Z", "to": "2025-01-03T00:00:00Z", "granularity": "HOUR"}}),
+            1,
+        );
+        assert_eq!(given.cost, 4 + 48 + CHUNK_COST);
+    }
+
+    #[test]
+    fn lists_multiply_what_is_below_them() {
+        let inner = format!("messages {{ sent(window: {JANUARY}) {{ total }} }}");
+        let one = measure(
+            &format!(r#"{{ workspace(id: "a") {{ {inner} }} }}"#),
+            serde_json::json!({}),
+            3,
+        );
+        let all = measure(
+            &format!("{{ workspaces {{ {inner} }} }}"),
+            serde_json::json!({}),
+            3,
+        );
+        assert_eq!(all.cost - 1, (one.cost - 1) * 3, "three visible workspaces");
+        let channels = measure(
+            &format!("{{ workspaces {{ channels {{ {inner} }} }} }}"),
+            serde_json::json!({}),
+            1,
+        );
+        assert_eq!(channels.cost, 1 + 1 + (one.cost - 1) * LIST_FACTOR);
+    }
+
+    #[test]
+    fn windows_the_engine_refuses_cost_nothing_extra() {
+        for window in [
+            r#"{from: "2025-02-01T00:00:00Z", to: "2025-01-01T00:00:00Z"}"#,
+            r#"{from: "2020-01-01T00:00:00Z", to: "2048-01-01T00:00:00Z", granularity: DAY}"#,
+            r#"{from: "nonsense", to: "2048-01-01T00:00:00Z"}"#,
+            r#"{from: "2020-01-01T00:00:00Z", to: "2021-01-01T00:00:00Z", timeZone: "Mars/Olympus"}"#,
+        ] {
+            let query = format!(
+                r#"{{ workspace(id: "a") {{ messages {{ sent(window: {window}) {{ total }} }} }} }}"#
+            );
+            assert_eq!(
+                measure(&query, serde_json::json!({}), 1).cost,
+                4,
+                "{window}"
+            );
+        }
+    }
+
+    #[test]
+    fn fragments_count_where_they_are_spread_and_are_measured_once() {
+        let query = r#"
+            query { workspaces { ...W } a: workspace(id: "x") { ...W } }
+            fragment W on Workspace { b: id c: id channels { ...C } }
+            fragment C on Channel { id }
+        "#;
+        let m = measure(query, serde_json::json!({}), 2);
+        assert_eq!(m.fields, 2);
+        assert_eq!(m.aliases, 1 + 2 * 2);
+        assert_eq!(m.depth, 3);
+        // Exponential spreading is measured without expanding it.
+        let mut bomb = String::from("query { ...F0 }\n");
+        for i in 0..40 {
+            bomb.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        bomb.push_str("fragment F40 on Query { __typename }\n");
+        let document = async_graphql::parser::parse_query(&bomb).expect("parses");
+        let error = limits(|_| {})
+            .check(&document, None, &Variables::default(), 1)
+            .expect_err("2^40 root fields");
+        assert_eq!(error.key, "max_root_fields");
+        assert_eq!(error.measured, 1 << 40);
+    }
+
+    #[test]
+    fn a_fragment_cycle_terminates() {
+        let query =
+            "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A __typename }";
+        let m = measure(query, serde_json::json!({}), 1);
+        assert_eq!(m.fields, 1);
+    }
+
+    #[test]
+    fn each_limit_names_itself_and_the_measured_value() {
+        let document = async_graphql::parser::parse_query(
+            "{ a: workspaces { b: id } c: workspace(id: \"x\") { d: id } }",
+        )
+        .expect("parses");
+        let check = |edit: fn(&mut LimitsConfig)| {
+            limits(edit).check(&document, None, &Variables::default(), 1)
+        };
+        let error = check(|l| l.max_aliases = 3).expect_err("4 aliases");
+        assert_eq!(
+            error.message(),
+            "alias count 4 exceeds the limit of 3 ([limits] max_aliases); split the query into several smaller ones"
+        );
+        assert!(check(|l| l.max_aliases = 4).is_ok());
+        assert_eq!(check(|l| l.max_depth = 1).expect_err("depth").measured, 2);
+        assert!(check(|l| l.max_depth = 2).is_ok());
+        assert_eq!(
+            check(|l| l.max_root_fields = 1)
+                .expect_err("fields")
+                .measured,
+            2
+        );
+        assert!(check(|l| l.max_root_fields = 2).is_ok());
+        assert_eq!(check(|l| l.max_cost = 3).expect_err("cost").measured, 4);
+        assert!(check(|l| l.max_cost = 4).is_ok());
+        let size = limits(|l| l.max_document_bytes = 4);
+        assert!(size.check_size("abcd").is_ok());
+        assert_eq!(size.check_size("abcde").expect_err("5 bytes").measured, 5);
+    }
+}
