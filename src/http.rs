@@ -380,6 +380,11 @@ fn has_persisted_query(params: &Map<String, Value>) -> bool {
 /// True when the operation the request selects is a mutation (GET must not run those).
 fn is_mutation(request: &async_graphql::Request) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
+    // The parser recurses: text nested deeper than the guard allows is refused there, and
+    // must not reach the parser here first.
+    if crate::limits::nesting_depth(&request.query) > crate::limits::MAX_NESTING {
+        return false;
+    }
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return false;
     };

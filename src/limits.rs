@@ -39,12 +39,64 @@ pub const CHUNK_DAYS: i64 = 30;
 /// The assumed length of a list other than `workspaces`.
 pub const LIST_FACTOR: u64 = 10;
 
+/// Deepest bracket nesting (`{`, `[`, `(`) a document may have before it is parsed. The
+/// parser is recursive: a few hundred nested list values exhaust a 2 MiB thread stack and
+/// abort the process, so this is checked on the raw text first. Fixed rather than
+/// configurable; any query within `max_depth` nests far less.
+pub const MAX_NESTING: u64 = 64;
+
+/// The deepest nesting of `{`, `[` and `(` in GraphQL text, outside strings and comments.
+/// Linear and allocation-free; unbalanced text is measured as far as it goes.
+pub fn nesting_depth(text: &str) -> u64 {
+    const BLOCK: &[u8] = br#"""""#;
+    const ESCAPED_BLOCK: &[u8] = br#"\""""#;
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0u64, 0u64, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(BLOCK) => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(BLOCK) {
+                    i += if bytes[i..].starts_with(ESCAPED_BLOCK) {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// The `key` of the fixed [`MAX_NESTING`] limit.
+pub const NESTING: &str = "nesting";
+
 /// A limit a query went over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {
     /// What was measured, for the message: "query depth".
     pub what: &'static str,
-    /// The `[limits]` key: "max_depth".
+    /// The `[limits]` key ("max_depth"), or [`NESTING`].
     pub key: &'static str,
     /// The configured limit.
     pub limit: u64,
@@ -53,20 +105,27 @@ pub struct LimitExceeded {
 }
 
 impl LimitExceeded {
-    /// E.g. "query depth 14 exceeds the limit of 12 ([limits] max_depth)".
+    /// E.g. "query depth 14 exceeds the limit of 12 ([limits] max_depth); ...".
     pub fn message(&self) -> String {
         format!(
-            "{} {} exceeds the limit of {} ([limits] {}); {}",
+            "{} {} exceeds the limit of {} ({}); {}",
             self.what,
             self.measured,
             self.limit,
-            self.key,
+            self.setting()
+                .map_or("a fixed limit".to_owned(), |key| format!("[limits] {key}")),
             self.advice()
         )
     }
 
+    /// The `[limits]` key that sets this limit; `None` for the fixed nesting limit.
+    pub fn setting(&self) -> Option<&'static str> {
+        (self.key != NESTING).then_some(self.key)
+    }
+
     fn advice(&self) -> &'static str {
         match self.key {
+            NESTING => "nest selections, lists and input objects less deeply",
             "max_cost" => "use shorter windows, coarser granularities or fewer series per query",
             "max_document_bytes" => "send a shorter document, or a persisted query",
             _ => "split the query into several smaller ones",
@@ -176,13 +235,20 @@ pub struct QueryLimits {
 }
 
 impl QueryLimits {
-    /// `Err` when the document text is longer than `max_document_bytes`.
+    /// `Err` when the document text is longer than `max_document_bytes`, or nests deeper
+    /// than [`MAX_NESTING`] (which the parser could not survive).
     pub fn check_size(&self, query: &str) -> Result<(), LimitExceeded> {
         over(
             "document size in bytes",
             "max_document_bytes",
             self.config.max_document_bytes as u64,
             query.len() as u64,
+        )?;
+        over(
+            "bracket nesting",
+            NESTING,
+            MAX_NESTING,
+            nesting_depth(query),
         )
     }
 
@@ -545,6 +611,30 @@ mod tests {
             .expect_err("2^40 root fields");
         assert_eq!(error.key, "max_root_fields");
         assert_eq!(error.measured, 1 << 40);
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        assert_eq!(nesting_depth("{ a { b(x: [[1]]) } }"), 5);
+        assert_eq!(nesting_depth(r#"{ a(s: "{{{[[[") }"#), 2);
+        assert_eq!(nesting_depth("{ a # {{{{\n }"), 1);
+        assert_eq!(nesting_depth(r#"{ a(s: """ {{{ \""" [[[ """) }"#), 2);
+        assert_eq!(nesting_depth(r#"{ a(s: "\" {{{") }"#), 2);
+        assert_eq!(nesting_depth(&"[".repeat(10_000)), 10_000);
+        assert_eq!(nesting_depth(""), 0);
+        let error = limits(|_| {})
+            .check_size(&format!(
+                "{{ a(x: {}1{}) }}",
+                "[".repeat(63),
+                "]".repeat(63)
+            ))
+            .expect_err("65 levels");
+        assert_eq!((error.limit, error.measured), (64, 65));
+        assert!(
+            error.message().contains("(a fixed limit)"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub fn too_complex(exceeded: &LimitExceeded) -> ServerError {
     extensions.set("code", code::QUERY_TOO_COMPLEX);
     extensions.set("limit", exceeded.limit);
     extensions.set("measured", exceeded.measured);
-    extensions.set("setting", format!("limits.{}", exceeded.key));
+    if let Some(key) = exceeded.setting() {
+        extensions.set("setting", format!("limits.{key}"));
+    }
     error
 }
 
