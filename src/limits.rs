@@ -91,6 +91,15 @@ pub fn nesting_depth(text: &str) -> u64 {
 /// The `key` of the fixed [`MAX_NESTING`] limit.
 pub const NESTING: &str = "nesting";
 
+/// Deepest nesting of introspection list fields. Introspection answers grow with the product
+/// of nested list lengths (`types { fields { type { fields { type { fields ...`), so a query
+/// within `max_depth` could still ask for millions of entries at no upstream cost; GraphiQL's
+/// own introspection query nests three (`types { fields { args } }`).
+pub const MAX_INTROSPECTION_LISTS: u64 = 3;
+
+/// The `key` of the fixed [`MAX_INTROSPECTION_LISTS`] limit.
+pub const INTROSPECTION: &str = "introspection";
+
 /// A limit a query went over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {
@@ -120,12 +129,13 @@ impl LimitExceeded {
 
     /// The `[limits]` key that sets this limit; `None` for the fixed nesting limit.
     pub fn setting(&self) -> Option<&'static str> {
-        (self.key != NESTING).then_some(self.key)
+        (self.key != NESTING && self.key != INTROSPECTION).then_some(self.key)
     }
 
     fn advice(&self) -> &'static str {
         match self.key {
             NESTING => "nest selections, lists and input objects less deeply",
+            INTROSPECTION => "nest introspection lists at most three deep, as GraphiQL does",
             "max_cost" => "use shorter windows, coarser granularities or fewer series per query",
             "max_document_bytes" => "send a shorter document, or a persisted query",
             _ => "split the query into several smaller ones",
@@ -138,6 +148,8 @@ impl LimitExceeded {
 pub struct Measure {
     /// Deepest field nesting; a root field alone is depth 1.
     pub depth: u64,
+    /// Deepest nesting of introspection list fields (`types { fields { args } }` is 3).
+    pub introspection_lists: u64,
     /// Fields with an alias.
     pub aliases: u64,
     /// Fields at the top of the selection (through fragments).
@@ -149,6 +161,7 @@ pub struct Measure {
 impl Measure {
     fn add(&mut self, other: Measure) {
         self.depth = self.depth.max(other.depth);
+        self.introspection_lists = self.introspection_lists.max(other.introspection_lists);
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.fields = self.fields.saturating_add(other.fields);
         self.cost = self.cost.saturating_add(other.cost);
@@ -177,6 +190,12 @@ impl SchemaShape {
             return shape;
         };
         shape.read(&document);
+        if let Ok(introspection) = async_graphql::parser::parse_schema(INTROSPECTION_SDL) {
+            shape.read(&introspection);
+        }
+        let root = shape.fields.entry(shape.query.clone()).or_default();
+        root.insert("__schema".into(), ("__Schema".into(), false));
+        root.insert("__type".into(), ("__Type".into(), false));
         shape
     }
 
@@ -219,6 +238,17 @@ impl SchemaShape {
         self.fields.get(parent)?.get(field)
     }
 }
+
+/// The introspection types' fields that matter to the measure (the SDL omits them).
+const INTROSPECTION_SDL: &str = "
+    type __Schema { types: [__Type!]! queryType: __Type! mutationType: __Type
+        subscriptionType: __Type directives: [__Directive!]! }
+    type __Type { fields: [__Field!] interfaces: [__Type!] possibleTypes: [__Type!]
+        enumValues: [__EnumValue!] inputFields: [__InputValue!] ofType: __Type }
+    type __Field { args: [__InputValue!]! type: __Type! }
+    type __InputValue { type: __Type! }
+    type __Directive { args: [__InputValue!]! }
+";
 
 fn named(base: &BaseType) -> (String, bool) {
     match base {
@@ -286,6 +316,12 @@ impl QueryLimits {
             measure.depth,
         )?;
         over("estimated cost", "max_cost", limits.max_cost, measure.cost)?;
+        over(
+            "introspection list nesting",
+            INTROSPECTION,
+            MAX_INTROSPECTION_LISTS,
+            measure.introspection_lists,
+        )?;
         Ok(measure)
     }
 }
@@ -377,7 +413,10 @@ impl<'a> Walker<'a> {
                     let name = field.name.node.as_str();
                     let (ty, list) = self.shape.field(parent, name).cloned().unwrap_or_default();
                     let below = self.selection_set(&field.selection_set.node, &ty);
+                    // Introspection lists cost nothing upstream; their nesting is limited instead.
+                    let introspection_list = list && ty.starts_with("__");
                     let factor = match (list, parent == self.shape.query && name == "workspaces") {
+                        _ if introspection_list => 1,
                         (true, true) => self.workspaces,
                         (true, false) => LIST_FACTOR,
                         (false, _) => 1,
@@ -394,6 +433,8 @@ impl<'a> Walker<'a> {
                         });
                     total.add(Measure {
                         depth: below.depth + 1,
+                        introspection_lists: below.introspection_lists
+                            + u64::from(introspection_list),
                         aliases: below.aliases + u64::from(field.alias.is_some()),
                         fields: 1,
                         cost: 1u64
@@ -635,6 +676,33 @@ mod tests {
             "{}",
             error.message()
         );
+    }
+
+    #[test]
+    fn introspection_lists_nest_at_most_three_deep_and_cost_no_multiple() {
+        let check = |query: &str| {
+            let document = async_graphql::parser::parse_query(query).expect("parses");
+            limits(|_| {}).check(&document, None, &Variables::default(), 1)
+        };
+        let graphiql = check(
+            "{ __schema { types { name fields { name args { name type { ofType { name } } } } } } }",
+        )
+        .expect("GraphiQL's shape");
+        assert_eq!(graphiql.introspection_lists, 3);
+        assert_eq!(graphiql.cost, 10, "one per field, no list multiple");
+        assert!(check("{ __schema { types { fields { type { fields { name } } } } } }").is_ok());
+        let error = check(
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+        )
+        .expect_err("four nested lists");
+        assert_eq!(
+            (error.key, error.limit, error.measured),
+            (INTROSPECTION, 3, 4)
+        );
+        assert!(error.message().contains("(a fixed limit)"));
+        let by_type = check(r#"{ __type(name: "Query") { fields { type { fields { type { interfaces { possibleTypes { name } } } } } } } }"#)
+            .expect_err("four nested lists under __type");
+        assert_eq!(by_type.measured, 4);
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl CacheConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Deepest selection-set nesting a query may have (a root field alone is depth 1).
-    /// Default: `15`, which admits GraphiQL's introspection query (depth 14).
+    /// Default: `15`, which admits GraphiQL's introspection query (depth 15 with graphql-js
+    /// 16: nine nested `ofType`).
     pub max_depth: usize,
     /// Most aliases a query may use (counted where fragments are spread). Default: `30`.
     pub max_aliases: usize,

@@ -318,6 +318,18 @@ fn cases(seed: u64) -> Vec<Case> {
         json!({"query": "query A { __typename }", "operationName": "B"}),
     ));
 
+    // Introspection that nests lists to multiply the answer's size.
+    for n in 3..8 {
+        cases.push(Case::query(
+            format!("introspection fields nested {n}"),
+            format!(
+                "{{ __schema {{ types {{ {}name{} }} }} }}",
+                "fields { type { ".repeat(n),
+                " } }".repeat(n)
+            ),
+        ));
+    }
+
     // Fragment cycles.
     for _ in 0..8 {
         let n = rng.range(1, 6);

@@ -492,3 +492,45 @@ async fn cors_star_allows_any_origin_and_no_setting_sends_no_cors_headers() {
     let response = preflight(&none, "https://anywhere.example.org").await;
     assert_eq!(header(&response, "access-control-allow-origin"), None);
 }
+
+/// graphql-js 16's `getIntrospectionQuery()` with every option on, what GraphiQL sends.
+const GRAPHIQL_INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    description
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description isRepeatable locations args(includeDeprecated: true) { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description specifiedByURL isOneOf
+  fields(includeDeprecated: true) {
+    name description args(includeDeprecated: true) { ...InputValue }
+    type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields(includeDeprecated: true) { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue {
+  name description type { ...TypeRef } defaultValue isDeprecated deprecationReason
+}
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+    kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }
+}
+"#;
+
+#[tokio::test]
+async fn the_default_limits_admit_graphiqls_introspection_query() {
+    let app = spawn_app().await;
+    let reply = post(&app, GRAPHIQL_INTROSPECTION).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_no_errors(&reply.body);
+    assert!(reply.body["data"]["__schema"]["types"]
+        .as_array()
+        .is_some_and(|types| types.iter().any(|t| t["name"] == json!("Workspace"))));
+}
