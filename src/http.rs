@@ -6,7 +6,7 @@
 //! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
 //! for requests that fail before execution.
 //!
-//! Every `/graphql` request first passes [`gate`]: the API key (401 `UNAUTHENTICATED`) and the
+//! Every `/graphql` request first passes `gate`: the API key (401 `UNAUTHENTICATED`) and the
 //! per-client rate limit (429 `RATE_LIMITED`); the [`Caller`] it yields goes into the GraphQL
 //! request data and into the response's extensions (for the request log). CORS, when
 //! `[server] cors_origins` is set, is a tower-http layer around every route.

@@ -706,6 +706,24 @@ mod tests {
     }
 
     #[test]
+    fn the_parser_survives_the_nesting_limit_on_a_two_mib_stack() {
+        // Tokio's worker threads have 2 MiB stacks; so does this one.
+        let deepest = format!(
+            "{{ a(x: {}1{}) }}",
+            "[".repeat(MAX_NESTING as usize - 2),
+            "]".repeat(MAX_NESTING as usize - 2)
+        );
+        assert_eq!(nesting_depth(&deepest), MAX_NESTING);
+        let parsed = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || async_graphql::parser::parse_query(&deepest).is_ok())
+            .expect("thread starts")
+            .join()
+            .expect("no overflow");
+        assert!(parsed);
+    }
+
+    #[test]
     fn a_fragment_cycle_terminates() {
         let query =
             "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A __typename }";

@@ -247,3 +247,52 @@ async fn a_valid_key_never_appears_in_the_response() {
         assert!(!value.to_str().unwrap_or("").contains(DASHBOARD_KEY));
     }
 }
+
+/// Log output captured from the current thread (the test's single-threaded runtime, where
+/// `App::build` runs).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+async fn start_log(edit: impl FnOnce(&mut chatstats::config::Config)) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let _app = spawn_app_with(edit).await;
+    captured.text()
+}
+
+#[tokio::test]
+async fn open_access_is_logged_as_a_warning_at_start_and_keys_never_are() {
+    let open = start_log(|_| {}).await;
+    assert!(
+        open.contains("WARN") && open.contains("no [[clients]] configured"),
+        "{open}"
+    );
+    let keyed = start_log(|config| {
+        config.clients = vec![client("dashboard", DASHBOARD_KEY, &["*"], &[Scope::Read])];
+    })
+    .await;
+    assert!(!keyed.contains("no [[clients]] configured"), "{keyed}");
+    assert!(!keyed.contains(DASHBOARD_KEY), "{keyed}");
+}
