@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::auth::{Access, Clients};
 use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
 use crate::graphql::build_schema;
+use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::guard::Guard;
 use crate::http::{router, HttpState};
+use crate::limits::{QueryLimits, SchemaShape};
+use crate::persisted::{PersistedQueries, Safelist};
 use crate::prometheus::Metrics;
 use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
@@ -20,6 +25,7 @@ use crate::providers::message2give::Message2Give;
 use crate::providers::upstream::Resilience;
 use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
+use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
@@ -78,17 +84,44 @@ impl App {
             })
             .collect();
         let registry = Arc::new(Registry::new(workspaces));
-        let schema = build_schema(registry, config.server.introspection);
+        let safelist = match &config.limits.safelist {
+            Some(path) => Some(Safelist::load(path)?),
+            None => None,
+        };
+        let documents = DocumentCache::new();
+        let guard = Guard {
+            limits: Arc::new(QueryLimits {
+                config: config.limits.clone(),
+                shape: SchemaShape::from_sdl(&crate::graphql::sdl(false)),
+            }),
+            persisted: Arc::new(PersistedQueries::new(safelist)),
+            workspace_count: registry.all().len(),
+            documents: documents.clone(),
+        };
+        let schema = build_schema(registry, config.server.introspection, guard);
         let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
+        let access = Arc::new(Access {
+            clients: Clients::new(&config.clients),
+            rate: RateLimiter::per_minute(config.limits.requests_per_minute),
+            cors_origins: config.server.cors_origins.clone(),
+        });
+        let addr = config.server.listen;
+        if access.clients.is_open() {
+            tracing::warn!(
+                %addr,
+                "no [[clients]] configured: /graphql is open to anyone who can reach the server"
+            );
+        }
         let router = router(
             HttpState {
                 schema,
                 cache,
                 metrics,
+                access,
+                documents,
             },
             config.server.graphiql,
         );
-        let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -137,7 +170,9 @@ impl App {
             router,
             sandbox,
         } = self;
-        let result = axum::serve(listener, router)
+        // The peer address keys the rate limit under open access.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         drop(sandbox);

@@ -5,20 +5,32 @@
 //! one always answers `application/graphql-response+json`, even to clients that accept only
 //! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
 //! for requests that fail before execution.
+//!
+//! Every `/graphql` request first passes `gate`: the API key (401 `UNAUTHENTICATED`) and the
+//! per-client rate limit (429 `RATE_LIMITED`); the [`Caller`] it yields goes into the GraphQL
+//! request data and into the response's extensions (for the request log). CORS, when
+//! `[server] cors_origins` is set, is a tower-http layer around every route.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use serde_json::{json, Map, Value};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
+use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::error_codes::with_code;
+use crate::graphql::guard::ReadOnlyRequest;
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
 use crate::prometheus::Metrics;
@@ -34,30 +46,34 @@ pub struct HttpState {
     pub cache: Arc<ChunkCache>,
     /// Prometheus metrics (`/metrics`) and the per-request log line.
     pub metrics: Arc<Metrics>,
+    /// API keys, rate limits and CORS origins.
+    pub access: Arc<Access>,
+    /// Parsed documents, shared with the schema's guard.
+    pub documents: DocumentCache,
 }
 
 /// The request header that asks for `extensions.upstream`.
 pub const TRACE_HEADER: &str = "x-chatstats-trace";
 
-/// All routes.
 /// All routes; GraphiQL at `/` only when `graphiql` is on.
 pub fn router(state: HttpState, graphiql: bool) -> Router {
+    let cors = cors_layer(&state.access.cors_origins);
     let router = Router::new();
     let router = if graphiql {
         router.merge(crate::graphiql::routes())
     } else {
         router
     };
-    router
-        .route(
-            "/graphql",
-            get(graphql_get)
-                .post(graphql_post)
-                .layer(axum::middleware::from_fn_with_state(
-                    state.metrics.clone(),
-                    telemetry::observe_graphql,
-                )),
-        )
+    // The request log wraps the gate, so refused requests are logged and counted too.
+    let graphql = get(graphql_get)
+        .post(graphql_post)
+        .route_layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            telemetry::observe_graphql,
+        ));
+    let router = router
+        .route("/graphql", graphql)
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
@@ -67,7 +83,114 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
                 axum::Json(json!({"error": "not found"})),
             )
         })
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for `origins` (`["*"]`: any); none when the list is empty (same-origin use only).
+/// Preflights are answered by the layer, before authentication, as browsers send no
+/// credentials with them.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let allow_origin = match origins {
+        [] => return None,
+        [any] if any == "*" => AllowOrigin::any(),
+        origins => AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                HeaderName::from_static(API_KEY_HEADER),
+                HeaderName::from_static(TRACE_HEADER),
+            ])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Authenticate and rate-limit a `/graphql` request; the [`Caller`] goes into the request's
+/// extensions for the handler and into the response's for whoever logs it.
+async fn gate(
+    State(state): State<HttpState>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let media = negotiate(request.headers()).unwrap_or(APPLICATION_JSON);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+    let access = &state.access;
+    let caller = match access.clients.authenticate(request.headers()) {
+        Ok(caller) => caller,
+        Err(error) => {
+            // Failed attempts spend the peer's bucket, so keys cannot be guessed at speed.
+            if let Err(wait) = access.rate.check(&format!("ip:{peer}"), Instant::now()) {
+                return rate_limited(media, wait);
+            }
+            return unauthenticated(media, error);
+        }
+    };
+    let key = match caller.client_name() {
+        Some(name) => format!("client:{name}"),
+        None => format!("ip:{peer}"),
+    };
+    if let Err(wait) = access.rate.check(&key, Instant::now()) {
+        return rate_limited(media, wait);
+    }
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    if let Some(summary) = response.extensions_mut().get_mut::<RequestSummary>() {
+        summary.client = caller.client_name().map(str::to_string);
+    }
+    response.extensions_mut().insert(caller);
+    response
+}
+
+fn unauthenticated(media: &'static str, error: AuthError) -> Response {
+    let body = json!({"errors": [{
+        "message": error.to_string(),
+        "extensions": {"code": code::UNAUTHENTICATED},
+    }]});
+    let mut response = with_media(StatusCode::UNAUTHORIZED, media, body.to_string());
+    response
+        .extensions_mut()
+        .insert(RequestSummary::rejected(code::UNAUTHENTICATED));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"chatstats\""),
+    );
+    response
+}
+
+fn rate_limited(media: &'static str, wait: Duration) -> Response {
+    let seconds = crate::rate_limit::retry_after_secs(wait);
+    let body = json!({"errors": [{
+        "message": format!(
+            "too many requests: this client's limit ([limits] requests_per_minute) is spent; \
+             retry after {seconds} s"
+        ),
+        "extensions": {"code": code::RATE_LIMITED, "retryAfter": seconds},
+    }]});
+    let mut response = with_media(StatusCode::TOO_MANY_REQUESTS, media, body.to_string());
+    response
+        .extensions_mut()
+        .insert(RequestSummary::rejected(code::RATE_LIMITED));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -138,7 +261,12 @@ fn media_with_charset(media: &'static str) -> &'static str {
     }
 }
 
-async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -176,13 +304,14 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         );
     };
     match request_from_params(params) {
-        Ok(request) => execute(&state, &headers, request, media).await,
+        Ok(request) => execute(&state, &headers, request.data(caller), media).await,
         Err(message) => reject(StatusCode::BAD_REQUEST, media, &message),
     }
 }
 
 async fn graphql_get(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -211,7 +340,7 @@ async fn graphql_get(
         Ok(request) => request,
         Err(message) => return reject(StatusCode::BAD_REQUEST, media, &message),
     };
-    if is_mutation(&request) {
+    if is_mutation(&request, &state.documents) {
         let mut response = reject(
             StatusCode::METHOD_NOT_ALLOWED,
             media,
@@ -222,6 +351,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    let request = request.data(caller).data(ReadOnlyRequest);
     execute(&state, &headers, request, media).await
 }
 
@@ -278,9 +408,10 @@ fn has_persisted_query(params: &Map<String, Value>) -> bool {
 }
 
 /// True when the operation the request selects is a mutation (GET must not run those).
-fn is_mutation(request: &async_graphql::Request) -> bool {
+fn is_mutation(request: &async_graphql::Request, documents: &DocumentCache) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+    // Text that does not parse (or nests too deep to parse) is refused later, by the guard.
+    let Some(document) = documents.parse(&request.query) else {
         return false;
     };
     let operation = match (&document.operations, request.operation_name.as_deref()) {
@@ -300,7 +431,7 @@ async fn execute(
     request: async_graphql::Request,
     media: &'static str,
 ) -> Response {
-    let operation = telemetry::operation_name(&request);
+    let operation = telemetry::operation_name(&request, &state.documents);
     let scope = Arc::new(RequestScope::new());
     let fetcher = Fetcher {
         cache: state.cache.clone(),
@@ -358,10 +489,9 @@ async fn execute(
             map.remove("data");
         }
     }
-    // For the request log line and metrics (`telemetry::observe_graphql`). The client name
-    // is the API key's `[[clients]] name` once authentication knows it.
-    let client: Option<&str> = None;
-    let summary = RequestSummary::new(operation, client, &scope, &response.errors);
+    // For the request log line and metrics (`telemetry::observe_graphql`); `gate` adds the
+    // client's name.
+    let summary = RequestSummary::new(operation, None, &scope, &response.errors);
     let mut http_response = with_media(status, media, body.to_string());
     http_response.extensions_mut().insert(summary);
     http_response

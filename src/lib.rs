@@ -8,8 +8,13 @@
 //! ## A tour, in the order a request flows
 //!
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
-//!   `/healthz`, `/readyz`, `/metrics`. Entry point: [`http::router`]. [`graphiql`] serves the IDE and
-//!   its scripts from the binary, so it works offline.
+//!   `/healthz`, `/readyz`, `/metrics`. Entry point: [`http::router`]. [`graphiql`] serves the
+//!   IDE and its scripts from the binary, so it works offline.
+//! - [`auth`]: API keys → [`auth::Caller`] (workspaces, scopes), checked in constant time by
+//!   [`auth::Clients::authenticate`] for every `/graphql` request; [`rate_limit`]: the
+//!   per-client token buckets. CORS is a tower-http layer on the router.
+//! - [`graphql::guard`]: before a request is executed, [`persisted`] queries (APQ and the
+//!   safelist) and the [`limits`] (size, depth, aliases, root fields, estimated cost).
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
@@ -37,16 +42,20 @@
 //!   behind `/metrics`, one registry per [`app::App`].
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod metrics;
+pub mod persisted;
 pub mod planner;
 pub mod prometheus;
 pub mod providers;
+pub mod rate_limit;
 pub mod resilience;
 pub mod sandbox;
 pub mod series;

@@ -91,15 +91,15 @@ pub fn error_codes(errors: &[async_graphql::ServerError]) -> Vec<(String, usize)
 
 /// The name of the operation `request` runs, when it has one: `operationName`, else the name
 /// of the document's only operation. A document that does not parse has none.
-pub fn operation_name(request: &async_graphql::Request) -> Option<String> {
+pub fn operation_name(
+    request: &async_graphql::Request,
+    documents: &crate::graphql::document_cache::DocumentCache,
+) -> Option<String> {
     if let Some(name) = &request.operation_name {
         return Some(name.clone());
     }
     use async_graphql::parser::types::DocumentOperations;
-    match async_graphql::parser::parse_query(&request.query)
-        .ok()?
-        .operations
-    {
+    match documents.parse(&request.query)?.operations {
         DocumentOperations::Single(_) => None,
         DocumentOperations::Multiple(ops) if ops.len() == 1 => {
             ops.keys().next().map(|name| name.to_string())

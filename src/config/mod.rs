@@ -129,21 +129,31 @@ impl CacheConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Deepest selection-set nesting a query may have. Default: `15`.
+    /// Deepest selection-set nesting a query may have (a root field alone is depth 1).
+    /// Default: `15`, which admits GraphiQL's introspection query (depth 15 with graphql-js
+    /// 16: nine nested `ofType`).
     pub max_depth: usize,
-    /// Most aliases a query may use. Default: `30`.
+    /// Most aliases a query may use (counted where fragments are spread). Default: `30`.
     pub max_aliases: usize,
-    /// Most root fields in one operation. Default: `20`.
+    /// Most root fields in the operation that runs (counted through fragments). Default: `20`.
     pub max_root_fields: usize,
-    /// Largest query document accepted, in bytes. Default: `32768`.
+    /// Largest query document accepted, in bytes (also what APQ may register).
+    /// Default: `32768`.
     pub max_document_bytes: usize,
-    /// Highest estimated cost (upstream calls and buckets) a query may have before it
-    /// is executed. Default: `5000`.
+    /// Highest estimated cost a query may have, measured before it is executed: 1 per
+    /// field, plus per windowed field its buckets and 10 per estimated upstream chunk (30 days),
+    /// multiplied under lists (see `crate::limits`). Default: `20000`, which admits one
+    /// series of the engine's maximum 10,000 buckets, or a year of days in 30 series.
     pub max_cost: u64,
-    /// Requests each client may make per minute. Default: `600`.
+    /// Requests each client may make per minute, counted per client name, or per peer IP
+    /// under open access; a client may burst the whole minute's worth at once. Failed
+    /// authentications count against the peer IP. Default: `600`.
     pub requests_per_minute: u32,
     /// File of persisted queries that partners may run, if any; a relative path is
-    /// resolved against the working directory. Default: none (no safelist).
+    /// resolved against the working directory. JSON: an Apollo persisted-query manifest,
+    /// an object of id → query, or an array of queries; read and checked at start.
+    /// When set, callers without the `admin` scope may run only listed operations.
+    /// Default: none (no safelist).
     pub safelist: Option<PathBuf>,
     /// How long one upstream HTTP call may take, in milliseconds. Default: `10000`.
     pub upstream_timeout_ms: u64,
@@ -200,7 +210,7 @@ impl Default for LimitsConfig {
             max_aliases: 30,
             max_root_fields: 20,
             max_document_bytes: 32_768,
-            max_cost: 5_000,
+            max_cost: 20_000,
             requests_per_minute: 600,
             safelist: None,
             upstream_timeout_ms: 10_000,

@@ -183,7 +183,7 @@ fn a_file_with_only_a_workspace_id_gets_every_default() {
             max_aliases: 30,
             max_root_fields: 20,
             max_document_bytes: 32_768,
-            max_cost: 5_000,
+            max_cost: 20_000,
             requests_per_minute: 600,
             safelist: None,
             upstream_timeout_ms: 10_000,

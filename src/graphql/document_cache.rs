@@ -1,6 +1,9 @@
-//! A schema extension that keeps parsed documents, so a dashboard that sends the same
-//! operation again (the common case) skips the parser: parsing was the largest single cost of
-//! a warm request (about a sixth of the CPU of the load benchmark's overview).
+//! Parsed documents, kept so that a dashboard sending the same operation again (the common
+//! case) skips the parser: parsing was the largest single cost of a warm request (about a
+//! sixth of the CPU of the load benchmark's overview). Every parse of the server goes through
+//! it: the request guard ([`crate::graphql::guard`]), which hands the document to the
+//! executor, and the request log's operation name. Text nested deeper than
+//! [`MAX_NESTING`](crate::limits::MAX_NESTING) is never handed to the (recursive) parser.
 //!
 //! Keyed by the exact query text; only documents that parsed are kept. Bounded by the bytes
 //! of query text it holds ([`MAX_TEXT_BYTES`]), and documents over [`MAX_DOCUMENT_BYTES`] are
@@ -8,17 +11,17 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerResult, Variables};
 use moka::sync::Cache;
+
+use crate::limits::{nesting_depth, MAX_NESTING};
 
 /// Query text held in all, in bytes (a parsed document takes a few times its text).
 pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
 /// Larger documents are parsed every time.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
-/// Install with `SchemaBuilder::extension(DocumentCache::new())`; one cache per schema.
+/// One per schema; clones share the cache.
 #[derive(Clone)]
 pub struct DocumentCache {
     documents: Cache<Arc<str>, ExecutableDocument>,
@@ -32,6 +35,22 @@ impl DocumentCache {
                 .weigher(|query: &Arc<str>, _| u32::try_from(query.len()).unwrap_or(u32::MAX))
                 .build(),
         }
+    }
+
+    /// The parsed `query`: from the cache, or parsed now (and kept when it parses). None when
+    /// it does not parse, or nests too deep to be given to the parser at all.
+    pub fn parse(&self, query: &str) -> Option<ExecutableDocument> {
+        if let Some(document) = self.documents.get(query) {
+            return Some(document);
+        }
+        if nesting_depth(query) > MAX_NESTING {
+            return None;
+        }
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        if query.len() <= MAX_DOCUMENT_BYTES {
+            self.documents.insert(Arc::from(query), document.clone());
+        }
+        Some(document)
     }
 
     /// Documents held (for tests).
@@ -52,74 +71,38 @@ impl Default for DocumentCache {
     }
 }
 
-impl ExtensionFactory for DocumentCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentCache {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if query.len() > MAX_DOCUMENT_BYTES {
-            return next.run(ctx, query, variables).await;
-        }
-        if let Some(document) = self.documents.get(query) {
-            return Ok(document);
-        }
-        let document = next.run(ctx, query, variables).await?;
-        self.documents.insert(Arc::from(query), document.clone());
-        Ok(document)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
-
     use super::*;
 
-    struct Query;
-
-    #[Object]
-    impl Query {
-        async fn answer(&self) -> i32 {
-            42
-        }
-    }
-
-    fn schema(cache: &DocumentCache) -> Schema<Query, EmptyMutation, EmptySubscription> {
-        Schema::build(Query, EmptyMutation, EmptySubscription)
-            .extension(cache.clone())
-            .finish()
-    }
-
-    #[tokio::test]
-    async fn a_repeated_document_is_parsed_once_and_answers_the_same() {
+    #[test]
+    fn a_repeated_document_is_parsed_once_and_is_the_same_document() {
         let cache = DocumentCache::new();
-        let schema = schema(&cache);
-        let first = schema.execute("{ answer }").await;
-        let second = schema.execute("{ answer }").await;
-        assert!(first.errors.is_empty(), "{:?}", first.errors);
-        assert_eq!(first.data, second.data);
+        let first = cache.parse("{ answer }").expect("parses");
+        let second = cache.parse("{ answer }").expect("cached");
+        assert_eq!(format!("{first:?}"), format!("{second:?}"));
         assert_eq!(cache.len(), 1);
     }
 
-    #[tokio::test]
-    async fn documents_that_fail_to_parse_or_are_too_large_are_not_kept() {
+    #[test]
+    fn documents_that_fail_to_parse_or_are_too_large_are_not_kept() {
         let cache = DocumentCache::new();
-        let schema = schema(&cache);
-        let broken = schema.execute("{ answer ").await;
-        assert_eq!(broken.errors.len(), 1);
+        assert!(cache.parse("{ answer ").is_none());
         let padding = " ".repeat(MAX_DOCUMENT_BYTES);
-        let large = schema.execute(format!("{{ answer }}{padding}")).await;
-        assert!(large.errors.is_empty(), "{:?}", large.errors);
+        assert!(cache.parse(&format!("{{ answer }}{padding}")).is_some());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn text_nested_too_deep_never_reaches_the_parser() {
+        // Deep enough to overflow the recursive parser's stack on this thread.
+        let deep = format!(
+            r#"{{ a(id: {}"x"{}) }}"#,
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        );
+        let cache = DocumentCache::new();
+        assert!(cache.parse(&deep).is_none());
         assert!(cache.is_empty());
     }
 }

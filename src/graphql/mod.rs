@@ -4,6 +4,7 @@ pub mod bot;
 pub mod channel;
 pub mod document_cache;
 pub mod error_codes;
+pub mod guard;
 pub mod nps;
 pub mod operator;
 pub mod scalars;
@@ -17,7 +18,9 @@ use std::sync::Arc;
 
 use async_graphql::{Context, EmptySubscription, Object, SDLExportOptions, Schema, ID};
 
-use crate::workspace::Registry;
+use crate::auth::Caller;
+use crate::config::Scope;
+use crate::workspace::{Registry, Workspace};
 use nps::{NpsExport, NpsRespondents};
 use operator::Operator;
 use window::WindowInput;
@@ -34,10 +37,8 @@ pub struct Query;
 impl Query {
     /// The workspaces the caller may see, in configuration order.
     async fn workspaces(&self, ctx: &Context<'_>) -> Vec<WorkspaceObject> {
-        registry(ctx)
-            .all()
-            .iter()
-            .cloned()
+        visible_workspaces(ctx)
+            .into_iter()
             .map(WorkspaceObject)
             .collect()
     }
@@ -48,7 +49,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "The workspace id, e.g. `acme`.")] id: ID,
     ) -> Option<WorkspaceObject> {
-        registry(ctx).get(&id).cloned().map(WorkspaceObject)
+        visible_workspace(ctx, &id).map(WorkspaceObject)
     }
 
     /// One operator by id (`chat_tonic:<_id>` or `message2give:<userId>`): Chat-Tonic
@@ -58,7 +59,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "`chat_tonic:<_id>` or `message2give:<userId>`.")] id: ID,
     ) -> async_graphql::Result<Option<Operator>> {
-        operator::find(ctx, registry(ctx).all(), &id).await
+        operator::find(ctx, &visible_workspaces(ctx), &id).await
     }
 
     /// Federation: resolve an `Operator` reference by its key.
@@ -68,13 +69,13 @@ impl Query {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<Operator>> {
-        operator::find(ctx, registry(ctx).all(), &id).await
+        operator::find(ctx, &visible_workspaces(ctx), &id).await
     }
 
     /// Federation: resolve a `Workspace` reference by its key.
     #[graphql(entity)]
     async fn find_workspace_by_id(&self, ctx: &Context<'_>, id: ID) -> Option<WorkspaceObject> {
-        registry(ctx).get(&id).cloned().map(WorkspaceObject)
+        visible_workspace(ctx, &id).map(WorkspaceObject)
     }
 }
 
@@ -97,7 +98,9 @@ impl Mutation {
         )]
         respondents: NpsRespondents,
     ) -> async_graphql::Result<NpsExport> {
-        nps::request(ctx, registry(ctx), &workspace_id, &window, respondents).await
+        Caller::from_context(ctx).require(Scope::Export, "requestNpsExport")?;
+        let workspace = visible_workspace(ctx, &workspace_id);
+        nps::request(ctx, workspace, &workspace_id, &window, respondents).await
     }
 }
 
@@ -105,10 +108,35 @@ fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {
     ctx.data_unchecked::<Arc<Registry>>()
 }
 
-/// Build the schema over `registry`.
-/// Build the schema over `registry`; `introspection: false` refuses `__schema`/`__type`.
-pub fn build_schema(registry: Arc<Registry>, introspection: bool) -> ChatstatsSchema {
-    let builder = schema_builder().data(registry);
+/// The workspaces the caller may see, in configuration order. Every resolver that starts
+/// from the registry goes through this or [`visible_workspace`], so another tenant's workspace
+/// is indistinguishable from one that does not exist.
+fn visible_workspaces(ctx: &Context<'_>) -> Vec<Arc<Workspace>> {
+    let caller = Caller::from_context(ctx);
+    registry(ctx)
+        .all()
+        .iter()
+        .filter(|w| caller.may_see(&w.id))
+        .cloned()
+        .collect()
+}
+
+/// Workspace `id` if it exists and the caller may see it.
+fn visible_workspace(ctx: &Context<'_>, id: &str) -> Option<Arc<Workspace>> {
+    registry(ctx)
+        .get(id)
+        .filter(|_| Caller::from_context(ctx).may_see(id))
+        .cloned()
+}
+
+/// Build the schema over `registry`; `introspection: false` refuses `__schema`/`__type`;
+/// `guard` applies persisted queries, the safelist, the query limits and the `read` scope.
+pub fn build_schema(
+    registry: Arc<Registry>,
+    introspection: bool,
+    guard: guard::Guard,
+) -> ChatstatsSchema {
+    let builder = schema_builder().data(registry).extension(guard);
     if introspection {
         builder.finish()
     } else {
@@ -120,7 +148,6 @@ fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscr
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(error_codes::ErrorCodes)
-        .extension(document_cache::DocumentCache::new())
 }
 
 /// The SDL of the schema, fields sorted so the committed file diffs cleanly. With

@@ -1,6 +1,8 @@
 //! The `requestNpsExport` mutation: asks Chat-Tonic to email its NPS report (a side effect:
 //! never cached, never retried automatically).
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, SimpleObject, ID};
 use chrono::Utc;
 
@@ -9,7 +11,7 @@ use crate::graphql::scalars::Instant;
 use crate::graphql::time_series::ResolvedWindow;
 use crate::graphql::window::WindowInput;
 use crate::providers::chat_tonic::{NpsType, RangeKey};
-use crate::workspace::Registry;
+use crate::workspace::Workspace;
 
 /// Which NPS respondents the report covers.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,13 +51,13 @@ pub struct NpsExport {
 /// Ask Chat-Tonic to email the NPS report of `window` for a workspace.
 pub async fn request(
     ctx: &Context<'_>,
-    registry: &Registry,
+    workspace: Option<Arc<Workspace>>,
     workspace_id: &ID,
     window: &WindowInput,
     respondents: NpsRespondents,
 ) -> async_graphql::Result<NpsExport> {
     let _ = ctx;
-    let workspace = registry.get(workspace_id).ok_or_else(|| {
+    let workspace = workspace.ok_or_else(|| {
         ApiError::NotFound(format!(
             "argument `workspaceId`: no workspace {:?}",
             workspace_id.as_str()

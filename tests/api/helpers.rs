@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use chatstats::app::App;
-use chatstats::config::Config;
+use chatstats::config::{ClientConfig, Config, Scope, Secret};
 use chatstats::sandbox::{self, Sandbox, SandboxOptions};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
@@ -96,6 +96,24 @@ impl TestApp {
             .expect("JSON body")
     }
 
+    /// POST a JSON body with extra headers; any status.
+    pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(self.url("/graphql")).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.expect("server answers")).await
+    }
+
+    /// GET /graphql with query-string parameters and extra headers; any status.
+    pub async fn get(&self, params: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(self.url("/graphql")).query(params);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.expect("server answers")).await
+    }
+
     /// The sandbox's call log, in order.
     pub async fn calls(&self) -> Vec<Call> {
         let body: Value = self
@@ -149,6 +167,50 @@ impl TestApp {
             .expect("sandbox answers")
             .status();
         assert!(status.is_success(), "fault accepted: {status}");
+    }
+}
+
+/// A response: status, headers, and the body as JSON (`Null` when it is not JSON) and text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `extensions.code` of the first error, or `<none>`.
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("<none>")
+    }
+}
+
+/// A `[[clients]]` entry.
+pub fn client(name: &str, key: &str, workspaces: &[&str], scopes: &[Scope]) -> ClientConfig {
+    ClientConfig {
+        name: name.into(),
+        key: Secret::new(key),
+        workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
+        scopes: scopes.to_vec(),
     }
 }
 

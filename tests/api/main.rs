@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per feature. Each test starts its own
 //! sandbox and server on free loopback ports (see `helpers::spawn_app`).
 
+mod auth;
 mod chat_tonic;
 mod connectycube;
 mod economy;
@@ -9,7 +10,9 @@ mod errors;
 mod examples;
 mod help_scout;
 mod helpers;
+mod hostile;
 mod http_surface;
+mod limits;
 mod matrix;
 mod message2give;
 mod observability;

@@ -1,0 +1,131 @@
+//! A schema extension that stands between a request and its execution: persisted queries and
+//! the safelist ([`crate::persisted`]), the document-size, depth, alias, root-field and cost
+//! limits ([`crate::limits`]), and the `read` scope for queries. It runs in `prepare_request`,
+//! so every transport gets the same rules, and it hands the parsed document on, so a query is
+//! parsed once.
+//!
+//! Errors here happen before execution: the HTTP layer answers them without `data`.
+
+use std::any::TypeId;
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Request, ServerError, ServerResult};
+
+use crate::auth::{forbidden, Caller};
+use crate::config::Scope;
+use crate::error::code;
+use crate::graphql::document_cache::DocumentCache;
+use crate::limits::{select_operation, LimitExceeded, QueryLimits};
+use crate::persisted::PersistedQueries;
+
+/// Request data that marks a GraphQL-over-HTTP GET, which must not run a mutation (checked
+/// here too, because a persisted query's text is known only after [`PersistedQueries`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOnlyRequest;
+
+/// Install with `SchemaBuilder::extension(Guard { .. })`.
+#[derive(Clone)]
+pub struct Guard {
+    pub limits: Arc<QueryLimits>,
+    pub persisted: Arc<PersistedQueries>,
+    /// How many workspaces exist (what `["*"]` sees), for the cost of `workspaces`.
+    pub workspace_count: usize,
+    /// Parsed documents: a repeated operation is not parsed again.
+    pub documents: DocumentCache,
+}
+
+impl ExtensionFactory for Guard {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(self.clone())
+    }
+}
+
+fn data<T: 'static>(request: &Request) -> Option<&T> {
+    request
+        .data
+        .get(&TypeId::of::<T>())
+        .and_then(|value| value.downcast_ref::<T>())
+}
+
+/// `QUERY_TOO_COMPLEX` with the limit and the measured value in `extensions`.
+pub fn too_complex(exceeded: &LimitExceeded) -> ServerError {
+    let mut error = ServerError::new(exceeded.message(), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", code::QUERY_TOO_COMPLEX);
+    extensions.set("limit", exceeded.limit);
+    extensions.set("measured", exceeded.measured);
+    if let Some(key) = exceeded.setting() {
+        extensions.set("setting", format!("limits.{key}"));
+    }
+    error
+}
+
+impl Guard {
+    async fn check(&self, request: &mut Request) -> Result<(), ServerError> {
+        let caller = data::<Caller>(request)
+            .cloned()
+            .unwrap_or_else(Caller::nobody);
+        let max_bytes = self.limits.config.max_document_bytes;
+        // Size first: nothing is hashed or stored for an oversized document.
+        self.limits
+            .check_size(&request.query)
+            .map_err(|e| too_complex(&e))?;
+        self.persisted.resolve(request, &caller, max_bytes).await?;
+        self.limits
+            .check_size(&request.query)
+            .map_err(|e| too_complex(&e))?;
+        // A document that does not parse is left to the parser, whose error is coded
+        // `GRAPHQL_PARSE_FAILED` by `ErrorCodes`.
+        let Some(document) = self.documents.parse(&request.query) else {
+            return Ok(());
+        };
+        if let Some(operation) = select_operation(&document, request.operation_name.as_deref()) {
+            match operation.ty {
+                OperationType::Mutation if data::<ReadOnlyRequest>(request).is_some() => {
+                    let mut error =
+                        ServerError::new("mutations are not allowed over GET; use POST", None);
+                    error
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .set("code", code::BAD_USER_INPUT);
+                    return Err(error);
+                }
+                OperationType::Query | OperationType::Subscription if !caller.has(Scope::Read) => {
+                    let error = forbidden(Scope::Read, "a query");
+                    let mut server_error = ServerError::new(error.message, None);
+                    server_error.extensions = error.extensions;
+                    return Err(server_error);
+                }
+                _ => {}
+            }
+        }
+        let workspaces = caller.workspace_count(self.workspace_count);
+        self.limits
+            .check(
+                &document,
+                request.operation_name.as_deref(),
+                &request.variables,
+                workspaces,
+            )
+            .map_err(|e| too_complex(&e))?;
+        request.set_parsed_query(document);
+        Ok(())
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Guard {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        self.check(&mut request).await?;
+        next.run(ctx, request).await
+    }
+}
