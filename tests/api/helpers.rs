@@ -446,3 +446,17 @@ impl Drop for Binary {
         }
     }
 }
+
+/// `window: {from, to}` of the last two whole UTC hours-aligned days before the current hour:
+/// recent enough for Xenioo's 30 days, so its parts really call the upstream.
+pub fn recent_window() -> String {
+    use chrono::DurationRound;
+    let to = chrono::Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .expect("truncates to the hour");
+    format!(
+        r#"window: {{from: "{}", to: "{}"}}"#,
+        rfc3339(to - chrono::Duration::days(2)),
+        rfc3339(to)
+    )
+}

@@ -19,8 +19,13 @@ const CONVERSATIONS: &str = r#"{ workspace(id: "acme") { channel(id: "help_scout
 const CC_SENT: &str = r#"{ workspace(id: "acme") { messages {
     sent(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}, provider: CONNECTYCUBE) { total sources } } } }"#;
 
-const RETURNING: &str = r#"{ workspace(id: "acme") { users {
-    returning(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { sources } } } }"#;
+/// Xenioo's users.returning over a recent window (so the snapshot is really asked for).
+fn returning() -> String {
+    format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ sources }} }} }} }}"#,
+        crate::helpers::recent_window()
+    )
+}
 
 fn only_error(body: &Value) -> Value {
     let errors = body["errors"].as_array().expect("errors");
@@ -105,7 +110,7 @@ async fn xenioo_is_never_retried_on_503_or_429() {
         app.fault(json!({"provider": "xenioo", "status": status, "retry_after_secs": 0}))
             .await;
         for _ in 0..3 {
-            let body = app.query(RETURNING).await;
+            let body = app.query(&returning()).await;
             let error = only_error(&body);
             assert!(
                 error["extensions"]["code"] == code
@@ -310,12 +315,12 @@ async fn a_malformed_body_is_upstream_invalid_for_every_provider_and_never_retri
     let app = spawn_app_with_options(SandboxOptions::default(), |_| {}).await;
     app.fault(json!({"provider": "*", "malformed": true})).await;
     let body = app
-        .query(r#"{ workspace(id: "acme") {
+        .query(&r#"{ workspace(id: "acme") {
             channel(id: "help_scout:chat") { conversations(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}) { total } }
             messages { sent(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}, provider: CONNECTYCUBE) { total } }
             dialogs { pending(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}) { total } }
             surveys(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}) { id }
-            users { returning(window: {from: "2025-02-01T00:00:00Z", to: "2025-02-03T00:00:00Z"}) { total } } } }"#)
+            users { returning(RECENT) { total } } } }"#.replace("RECENT", &crate::helpers::recent_window()))
         .await;
     let mut providers: Vec<String> = errors(&body)
         .into_iter()
