@@ -74,6 +74,15 @@ pub struct Chunk {
     bytes: u32,
     fresh_until: Instant,
     fresh_for: Duration,
+    /// Kept past its freshness for stale serving (upstream chunks); derived values are not.
+    keeps_stale: bool,
+}
+
+impl Chunk {
+    /// Until when the chunk is fresh.
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
 }
 
 /// How a chunk was obtained.
@@ -106,7 +115,11 @@ impl moka::Expiry<CacheKey, Chunk> for Lifetime {
         value: &Chunk,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(value.fresh_for + self.grace)
+        Some(if value.keeps_stale {
+            value.fresh_for + self.grace
+        } else {
+            value.fresh_for
+        })
     }
 }
 
@@ -222,6 +235,7 @@ impl ChunkCache {
                 bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
                 fresh_until: Instant::now() + fresh_for,
                 fresh_for,
+                keeps_stale: true,
             });
             if let Ok(chunk) = &result {
                 this.entries.insert(task_key.clone(), chunk.clone()).await;
@@ -260,6 +274,41 @@ impl ChunkCache {
             entries: self.entries.entry_count(),
             max_bytes: self.max_bytes,
         }
+    }
+
+    /// The value of a derived entry (see [`ChunkCache::put_derived`]) while it is fresh,
+    /// counted as a hit. A miss is not counted: the chunk lookups that follow it are.
+    pub async fn get_derived(&self, key: &CacheKey) -> Option<Arc<dyn Any + Send + Sync>> {
+        let chunk = self.entries.get(key).await?;
+        let fresh = Instant::now() < chunk.fresh_until;
+        if fresh {
+            self.metrics.cache_lookup("hit");
+        }
+        fresh.then_some(chunk.value)
+    }
+
+    /// Store a value computed from chunks (a resampled series part), in the same byte budget.
+    /// It is fresh until `fresh_until` (the earliest freshness of those chunks) and then gone:
+    /// it is never served stale, and recomputing it goes through the chunks' own refresh.
+    pub async fn put_derived(
+        &self,
+        key: CacheKey,
+        value: Arc<dyn Any + Send + Sync>,
+        bytes: usize,
+        fresh_until: Instant,
+    ) {
+        let fresh_for = fresh_until.saturating_duration_since(Instant::now());
+        if fresh_for.is_zero() {
+            return;
+        }
+        let chunk = Chunk {
+            value,
+            bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
+            fresh_until,
+            fresh_for,
+            keeps_stale: false,
+        };
+        self.entries.insert(key, chunk).await;
     }
 
     pub async fn entry_count(&self) -> u64 {
@@ -394,5 +443,22 @@ mod tests {
             account,
             AccountKey::new("acme", Provider::HelpScout, &["http://x", "another-token"])
         );
+    }
+
+    #[tokio::test]
+    async fn a_derived_value_is_served_while_fresh_and_never_after() {
+        let cache = ChunkCache::new(&config(1 << 20));
+        let value = || Arc::new(42u64) as Arc<dyn Any + Send + Sync>;
+        cache
+            .put_derived(key(1), value(), 8, Instant::now() + Duration::from_secs(60))
+            .await;
+        let served = cache.get_derived(&key(1)).await.expect("fresh");
+        assert_eq!(served.downcast::<u64>().ok().as_deref(), Some(&42));
+        // Already past its freshness: not kept at all (no stale serving for derived values).
+        cache.put_derived(key(2), value(), 8, Instant::now()).await;
+        assert!(cache.get_derived(&key(2)).await.is_none());
+        assert!(cache.get_derived(&key(3)).await.is_none());
+        // Weighed in the same byte budget as the chunks.
+        assert!(cache.weighted_bytes().await >= 8);
     }
 }

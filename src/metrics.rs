@@ -7,10 +7,12 @@
 //! the series, so one provider never costs the others.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::future::{join_all, try_join_all};
 
+use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
 use crate::planner::{Fetched, Fetcher};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
@@ -281,6 +283,9 @@ impl Part {
                     warnings: read.warning.clone().into_iter().collect(),
                     partial: Vec::new(),
                     inexact: false,
+                    // Held by the Xenioo client, not the chunk cache.
+                    chunks: Vec::new(),
+                    fresh_until: None,
                 };
                 if window.to() <= snapshot.from {
                     // Nothing of the window is in the snapshot: Xenioo contributes nothing.
@@ -438,11 +443,24 @@ struct Contribution {
     /// at different offsets leave a gap or an overlap at a DST change), even though each
     /// sample may fit in its bucket.
     inexact: bool,
+    /// The cached chunks it was read from.
+    chunks: Vec<CacheKey>,
+    /// Until when all those chunks are fresh; None when any is stale or not a cached chunk.
+    fresh_until: Option<Instant>,
 }
 
 impl Contribution {
     fn from_pages<T: ?Sized>(pages: &[Fetched<T>], samples: impl Fn(&T) -> Vec<Sample>) -> Self {
         Self {
+            chunks: pages.iter().map(|page| page.key.clone()).collect(),
+            fresh_until: pages
+                .iter()
+                .map(|page| page.fresh_until)
+                .try_fold(None, |earliest: Option<Instant>, fresh| {
+                    let fresh = fresh?;
+                    Some(Some(earliest.map_or(fresh, |e| e.min(fresh))))
+                })
+                .flatten(),
             samples: pages.iter().flat_map(|page| samples(&page.value)).collect(),
             total: None,
             stale: pages.iter().any(|page| page.stale),
@@ -465,6 +483,78 @@ impl Contribution {
             ..self
         }
     }
+}
+
+/// One part put on the window's buckets, and how fresh it is.
+struct Resampled {
+    bucketed: Bucketed,
+    stale: bool,
+    warnings: Vec<UpstreamError>,
+    partial: Vec<UpstreamError>,
+}
+
+/// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
+/// resampled, as a derived cache entry until the first of those chunks goes stale, so a warm
+/// query reuses it instead of extracting and resampling the samples again.
+async fn resampled(
+    part: &Part,
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    span: &Window,
+    spec: &SeriesSpec,
+) -> Result<Resampled, UpstreamError> {
+    let key = (!matches!(part, Part::Xenioo { .. })).then(|| CacheKey {
+        account: workspace.account(part.provider()).clone(),
+        endpoint: "derived",
+        request: format!(
+            "{part:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
+            window.from(),
+            window.to(),
+            window.granularity().name(),
+            window.zone(),
+            span.from(),
+            span.to(),
+            spec.aggregation,
+            spec.total_only
+        ),
+    });
+    if let Some(key) = &key {
+        if let Some(derived) = fetcher.derived::<Bucketed>(key).await {
+            return Ok(Resampled {
+                bucketed: derived.value.clone(),
+                stale: false,
+                warnings: Vec::new(),
+                partial: Vec::new(),
+            });
+        }
+    }
+    let contribution = part
+        .contribute(workspace, fetcher, window, span, spec.total_only)
+        .await?;
+    let mut bucketed = resample(window, spec.aggregation, &contribution.samples);
+    bucketed.exact &= !contribution.inexact;
+    bucketed.total = contribution.total;
+    let clean =
+        !contribution.stale && contribution.warnings.is_empty() && contribution.partial.is_empty();
+    if let (Some(key), Some(fresh_until), true) = (key, contribution.fresh_until, clean) {
+        let bytes = bucketed.values.len() * 2 * std::mem::size_of::<Option<f64>>();
+        fetcher
+            .put_derived(
+                key,
+                bucketed.clone(),
+                bytes,
+                contribution.chunks,
+                fresh_until,
+            )
+            .await;
+    }
+    Ok(Resampled {
+        bucketed,
+        stale: contribution.stale,
+        warnings: contribution.warnings,
+        partial: contribution.partial,
+    })
 }
 
 /// A series field: what it measures and who contributes.
@@ -540,10 +630,12 @@ pub async fn compute(
         });
     }
 
-    let fetched = join_all(servable.iter().map(|part| {
-        let span = span.unwrap_or(&window);
-        part.contribute(workspace, fetcher, &window, span, spec.total_only)
-    }))
+    let span = span.unwrap_or(&window);
+    let fetched = join_all(
+        servable
+            .iter()
+            .map(|part| resampled(part, workspace, fetcher, &window, span, spec)),
+    )
     .await;
     let mut parts = Vec::new();
     let mut sources = Vec::new();
@@ -551,15 +643,12 @@ pub async fn compute(
     let mut warnings = Vec::new();
     for (part, result) in servable.iter().zip(fetched) {
         match result {
-            Ok(contribution) => {
-                let mut bucketed = resample(&window, spec.aggregation, &contribution.samples);
-                bucketed.exact &= !contribution.inexact;
-                bucketed.total = contribution.total;
-                parts.push(bucketed);
-                errors.extend(contribution.partial.into_iter().map(ApiError::from));
+            Ok(resampled) => {
+                parts.push(resampled.bucketed);
+                errors.extend(resampled.partial.into_iter().map(ApiError::from));
                 sources.push(part.provider());
-                stale |= contribution.stale;
-                warnings.extend(contribution.warnings);
+                stale |= resampled.stale;
+                warnings.extend(resampled.warnings);
             }
             Err(error) => errors.push(error.into()),
         }

@@ -62,12 +62,15 @@ pub struct RequestScope {
     warnings: Mutex<Vec<String>>,
     /// When the request began (the origin of `startedMs`).
     began: std::time::Instant,
+    /// Chunks recorded as hits on behalf of derived values.
+    derived_hits: Mutex<std::collections::HashSet<CacheKey>>,
 }
 
 impl RequestScope {
     pub fn new() -> Self {
         Self {
             began: std::time::Instant::now(),
+            derived_hits: Mutex::new(std::collections::HashSet::new()),
             memo: Mutex::new(HashMap::new()),
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
@@ -121,6 +124,25 @@ impl RequestScope {
         (count(&["upstream", "error", "stale"]), count(&["hit"]))
     }
 
+    /// Record the chunks behind a derived value as cache hits, each once per request (as the
+    /// memo would have served a second reader without a lookup).
+    fn record_derived_hits(&self, chunks: &[CacheKey]) {
+        let unseen: Vec<&CacheKey> = {
+            let memo = self.memo.lock().expect("memo lock is never poisoned");
+            let mut seen = self
+                .derived_hits
+                .lock()
+                .expect("derived hits lock is never poisoned");
+            chunks
+                .iter()
+                .filter(|chunk| !memo.contains_key(*chunk) && seen.insert((*chunk).clone()))
+                .collect()
+        };
+        for chunk in unseen {
+            self.record(chunk, "hit", None);
+        }
+    }
+
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
         let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
         let started_ms = latency.map(|latency| {
@@ -157,6 +179,10 @@ pub struct Fetched<T: ?Sized> {
     pub stale: bool,
     /// The refresh error, when stale.
     pub warning: Option<UpstreamError>,
+    /// Until when the chunk is fresh; None when stale.
+    pub fresh_until: Option<std::time::Instant>,
+    /// The chunk's cache key (what a derived value records as its sources).
+    pub key: CacheKey,
 }
 
 impl<T: ?Sized> Clone for Fetched<T> {
@@ -165,6 +191,8 @@ impl<T: ?Sized> Clone for Fetched<T> {
             value: self.value.clone(),
             stale: self.stale,
             warning: self.warning.clone(),
+            fresh_until: self.fresh_until,
+            key: self.key.clone(),
         }
     }
 }
@@ -236,9 +264,11 @@ impl Fetcher {
                                 _ => None,
                             };
                             Fetched {
+                                fresh_until: warning.is_none().then(|| chunk.fresh_until()),
                                 value: chunk.value,
                                 stale: warning.is_some(),
                                 warning,
+                                key: cache_key,
                             }
                         })
                     }
@@ -262,8 +292,55 @@ impl Fetcher {
             value,
             stale: fetched.stale,
             warning: fetched.warning,
+            fresh_until: fetched.fresh_until,
+            key: fetched.key,
         })
     }
+
+    /// A value derived from chunks (see [`Derived`]) while every chunk behind it is fresh; the
+    /// chunks are recorded in the trace as cache hits, as reading them would have been.
+    pub async fn derived<T: Send + Sync + 'static>(
+        &self,
+        key: &CacheKey,
+    ) -> Option<Arc<Derived<T>>> {
+        let derived = self
+            .cache
+            .get_derived(key)
+            .await?
+            .downcast::<Derived<T>>()
+            .ok()?;
+        self.scope.record_derived_hits(&derived.chunks);
+        Some(derived)
+    }
+
+    /// Keep `value`, computed from the fresh `chunks`, until `fresh_until`.
+    pub async fn put_derived<T: Send + Sync + 'static>(
+        &self,
+        key: CacheKey,
+        value: T,
+        bytes: usize,
+        chunks: Vec<CacheKey>,
+        fresh_until: std::time::Instant,
+    ) {
+        let bytes = bytes
+            + chunks
+                .iter()
+                .map(|c| c.request.len() + std::mem::size_of::<CacheKey>())
+                .sum::<usize>();
+        let derived = Arc::new(Derived { value, chunks });
+        self.cache
+            .put_derived(key, derived, bytes, fresh_until)
+            .await;
+    }
+}
+
+/// A value computed from cached chunks (e.g. one provider's part of a series, resampled onto a
+/// window), shared across queries while those chunks are fresh: a warm query skips the
+/// sample extraction and resampling, not only the upstream call.
+pub struct Derived<T> {
+    pub value: T,
+    /// The chunks it was computed from.
+    pub chunks: Vec<CacheKey>,
 }
 
 impl Weigh for crate::providers::message2give::ChatStats {
