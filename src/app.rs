@@ -98,7 +98,7 @@ impl App {
             workspace_count: registry.all().len(),
             documents: documents.clone(),
         };
-        let schema = build_schema(registry, config.server.introspection, guard);
+        let schema = build_schema(registry, config.server.introspection, None);
         let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
         let access = Arc::new(Access {
             clients: Clients::new(&config.clients),
@@ -119,6 +119,7 @@ impl App {
                 metrics,
                 access,
                 documents,
+                guard,
             },
             config.server.graphiql,
         );

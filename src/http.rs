@@ -29,8 +29,8 @@ use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
 use crate::graphql::document_cache::DocumentCache;
-use crate::graphql::error_codes::with_code;
-use crate::graphql::guard::ReadOnlyRequest;
+use crate::graphql::error_codes::{is_input_error, with_code};
+use crate::graphql::guard::{Guard, ReadOnlyRequest};
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
 use crate::prometheus::Metrics;
@@ -48,8 +48,12 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// API keys, rate limits and CORS origins.
     pub access: Arc<Access>,
-    /// Parsed documents, shared with the schema's guard.
+    /// Parsed documents, shared with the guard.
     pub documents: DocumentCache,
+    /// Persisted queries, the safelist, the query limits and the `read` scope, applied to
+    /// every request before it is executed (the schema has no extensions: see
+    /// [`crate::graphql::build_schema`]).
+    pub guard: Guard,
 }
 
 /// The request header that asks for `extensions.upstream`.
@@ -437,7 +441,11 @@ async fn execute(
         cache: state.cache.clone(),
         scope: scope.clone(),
     };
-    let mut response = state.schema.execute(request.data(fetcher)).await;
+    let mut request = request.data(fetcher);
+    let mut response = match state.guard.admit(&mut request).await {
+        Ok(()) => state.schema.execute(request).await,
+        Err(error) => async_graphql::Response::from_errors(vec![error]),
+    };
     let warnings = scope.warnings();
     if !warnings.is_empty() {
         response.extensions.insert(
@@ -458,8 +466,9 @@ async fn execute(
     let failed_before_execution = response.data == async_graphql::Value::Null
         && response.is_err()
         && response.errors.iter().all(|e| e.path.is_empty());
-    // The safety net for errors raised outside the hooks of `ErrorCodes` (e.g. "operation
-    // name required"): every error a client sees has a code.
+    // Every error a client sees has a code. Resolver errors carry theirs (`crate::error`);
+    // what async-graphql raises itself is coded here: values that do not coerce are the
+    // client's input, the rest of what fails before execution is validation.
     let fallback = if failed_before_execution {
         code::GRAPHQL_VALIDATION_FAILED
     } else {
@@ -467,7 +476,14 @@ async fn execute(
     };
     response.errors = std::mem::take(&mut response.errors)
         .into_iter()
-        .map(|e| with_code(e, fallback))
+        .map(|e| {
+            let value = if is_input_error(&e) {
+                code::BAD_USER_INPUT
+            } else {
+                fallback
+            };
+            with_code(e, value)
+        })
         .collect();
     let status = if media == GRAPHQL_RESPONSE_JSON && failed_before_execution {
         StatusCode::BAD_REQUEST

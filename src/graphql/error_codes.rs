@@ -41,7 +41,7 @@ pub fn with_code(mut error: ServerError, value: &str) -> ServerError {
 }
 
 /// Coercion failures of argument and variable values are the client's input, not its query shape.
-fn is_input_error(error: &ServerError) -> bool {
+pub fn is_input_error(error: &ServerError) -> bool {
     error.message.starts_with("Invalid value for argument")
         || error.message.starts_with("Failed to parse")
         || error.message.starts_with("Invalid value for variable")

@@ -65,6 +65,24 @@ pub fn too_complex(exceeded: &LimitExceeded) -> ServerError {
 }
 
 impl Guard {
+    /// Everything the guard checks, for a transport that runs it itself before executing
+    /// `request` on a schema without extensions (see [`crate::graphql::build_schema`]). Also
+    /// codes a document that does not parse (`GRAPHQL_PARSE_FAILED`), as `ErrorCodes` would.
+    pub async fn admit(&self, request: &mut Request) -> Result<(), ServerError> {
+        self.check(request).await?;
+        if self.documents.parse(&request.query).is_none() {
+            // Nesting was checked by `check`: the text is safe to give to the parser.
+            if let Err(error) = async_graphql::parser::parse_query(&request.query) {
+                let error = ServerError::from(error);
+                return Err(crate::graphql::error_codes::with_code(
+                    error,
+                    code::GRAPHQL_PARSE_FAILED,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn check(&self, request: &mut Request) -> Result<(), ServerError> {
         let caller = data::<Caller>(request)
             .cloned()

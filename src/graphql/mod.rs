@@ -129,14 +129,24 @@ fn visible_workspace(ctx: &Context<'_>, id: &str) -> Option<Arc<Workspace>> {
         .cloned()
 }
 
-/// Build the schema over `registry`; `introspection: false` refuses `__schema`/`__type`;
-/// `guard` applies persisted queries, the safelist, the query limits and the `read` scope.
+/// Build the schema over `registry`; `introspection: false` refuses `__schema`/`__type`.
+///
+/// With `guard`, the schema itself applies persisted queries, the safelist, the query limits
+/// and the `read` scope ([`guard::Guard`]) and codes parse and validation errors
+/// ([`error_codes::ErrorCodes`]), for transports that hand requests straight to it. Without,
+/// the caller does both (the HTTP handler: [`guard::Guard::admit`] and its own error coding),
+/// and the schema has no extension at all — with any installed, async-graphql resolves every
+/// field through the extension chain, which cost the warm overview a large share of its time.
 pub fn build_schema(
     registry: Arc<Registry>,
     introspection: bool,
-    guard: guard::Guard,
+    guard: Option<guard::Guard>,
 ) -> ChatstatsSchema {
-    let builder = schema_builder().data(registry).extension(guard);
+    let builder = schema_builder().data(registry);
+    let builder = match guard {
+        Some(guard) => builder.extension(error_codes::ErrorCodes).extension(guard),
+        None => builder,
+    };
     if introspection {
         builder.finish()
     } else {
@@ -145,9 +155,7 @@ pub fn build_schema(
 }
 
 fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
-        .extension(error_codes::ErrorCodes)
+    Schema::build(Query, Mutation, EmptySubscription).enable_federation()
 }
 
 /// The SDL of the schema, fields sorted so the committed file diffs cleanly. With
