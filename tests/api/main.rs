@@ -8,6 +8,7 @@ mod economy;
 mod ecosystem;
 mod errors;
 mod examples;
+mod federation;
 mod help_scout;
 mod helpers;
 mod hostile;
