@@ -29,6 +29,7 @@ use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
+use crate::ws::Live;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum StartError {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// WebSocket connections, closed at shutdown (they are not HTTP requests that
+    /// axum's graceful shutdown would wait for).
+    live: Arc<Live>,
     /// The in-process sandbox in sandbox mode; dropping it stops it.
     sandbox: Option<Sandbox>,
 }
@@ -112,6 +116,10 @@ impl App {
                 "no [[clients]] configured: /graphql is open to anyone who can reach the server"
             );
         }
+        let live = Arc::new(Live::new(
+            config.limits.max_subscriptions_per_client,
+            metrics.clone(),
+        ));
         let router = router(
             HttpState {
                 schema,
@@ -119,6 +127,7 @@ impl App {
                 metrics,
                 access,
                 documents,
+                live: live.clone(),
             },
             config.server.graphiql,
         );
@@ -128,6 +137,7 @@ impl App {
         Ok(App {
             listener,
             router,
+            live,
             sandbox: None,
         })
     }
@@ -160,7 +170,10 @@ impl App {
         self.sandbox.as_ref().map(Sandbox::base_url)
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests.
+    /// Serve until `shutdown` completes, then finish in-flight requests. WebSocket
+    /// connections are told to close (1001, going away) at once, and given a few seconds to
+    /// send their close frames: a subscription never ends by itself, so nothing would
+    /// otherwise stop them.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -168,13 +181,19 @@ impl App {
         let App {
             listener,
             router,
+            live,
             sandbox,
         } = self;
         // The peer address keys the rate limit under open access.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let closing = live.clone();
         let result = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                closing.close();
+            })
             .await;
+        live.closed(Duration::from_secs(5)).await;
         drop(sandbox);
         result
     }

@@ -61,3 +61,4 @@ pub mod sandbox;
 pub mod series;
 pub mod telemetry;
 pub mod workspace;
+pub mod ws;

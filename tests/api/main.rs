@@ -19,4 +19,5 @@ mod message2give;
 mod observability;
 mod resilience;
 mod schema;
+mod subscriptions;
 mod xenioo;
