@@ -29,6 +29,7 @@ use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
+use crate::ws::Live;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum StartError {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// WebSocket connections, closed at shutdown (they are not HTTP requests that
+    /// axum's graceful shutdown would wait for).
+    live: Arc<Live>,
     /// The in-process sandbox in sandbox mode; dropping it stops it.
     sandbox: Option<Sandbox>,
 }
@@ -98,7 +102,10 @@ impl App {
             workspace_count: registry.all().len(),
             documents: documents.clone(),
         };
-        let schema = build_schema(registry, config.server.introspection, None);
+        // HTTP applies the guard in its handler; WebSocket operations go straight to their
+        // schema, which applies it itself (see `build_schema`).
+        let schema = build_schema(registry.clone(), config.server.introspection, None);
+        let ws_schema = build_schema(registry, config.server.introspection, Some(guard.clone()));
         let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
         let access = Arc::new(Access {
             clients: Clients::new(&config.clients),
@@ -112,6 +119,10 @@ impl App {
                 "no [[clients]] configured: /graphql is open to anyone who can reach the server"
             );
         }
+        let live = Arc::new(Live::new(
+            config.limits.max_subscriptions_per_client,
+            metrics.clone(),
+        ));
         let router = router(
             HttpState {
                 schema,
@@ -120,6 +131,8 @@ impl App {
                 access,
                 documents,
                 guard,
+                ws_schema,
+                live: live.clone(),
             },
             config.server.graphiql,
         );
@@ -129,6 +142,7 @@ impl App {
         Ok(App {
             listener,
             router,
+            live,
             sandbox: None,
         })
     }
@@ -161,7 +175,10 @@ impl App {
         self.sandbox.as_ref().map(Sandbox::base_url)
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests.
+    /// Serve until `shutdown` completes, then finish in-flight requests. WebSocket
+    /// connections are told to close (1001, going away) at once, and given a few seconds to
+    /// send their close frames: a subscription never ends by itself, so nothing would
+    /// otherwise stop them.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -169,13 +186,19 @@ impl App {
         let App {
             listener,
             router,
+            live,
             sandbox,
         } = self;
         // The peer address keys the rate limit under open access.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let closing = live.clone();
         let result = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                closing.close();
+            })
             .await;
+        live.closed(Duration::from_secs(5)).await;
         drop(sandbox);
         result
     }

@@ -78,13 +78,6 @@ pub struct Chunk {
     keeps_stale: bool,
 }
 
-impl Chunk {
-    /// Until when the chunk is fresh.
-    pub fn fresh_until(&self) -> Instant {
-        self.fresh_until
-    }
-}
-
 /// How a chunk was obtained.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Origin {
@@ -101,11 +94,20 @@ pub enum Origin {
 /// The fetch a miss runs. `'static` so concurrent callers can share it.
 pub type Fetch = BoxFuture<'static, Result<(Arc<dyn Any + Send + Sync>, usize), UpstreamError>>;
 
-type InFlight = Shared<BoxFuture<'static, Result<Chunk, UpstreamError>>>;
+/// A fetch in flight; its chunk comes with `true` when it was fetched upstream, `false` when a
+/// flight that had just finished left a fresh entry (see [`ChunkCache::join_or_start`]).
+type InFlight = Shared<BoxFuture<'static, Result<(Chunk, bool), UpstreamError>>>;
 
 /// Per-entry lifetime: fresh time plus the stale grace period.
 struct Lifetime {
     grace: Duration,
+}
+
+impl Chunk {
+    /// When the chunk stops being fresh (the next lookup after this refreshes it).
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
 }
 
 impl moka::Expiry<CacheKey, Chunk> for Lifetime {
@@ -185,19 +187,21 @@ impl ChunkCache {
         let started = Instant::now();
         let result = shared.await;
         self.metrics.cache_lookup(match (&result, leader, &cached) {
-            (Ok(_), true, _) => "miss",
+            (Ok((_, true)), true, _) => "miss",
+            (Ok((_, false)), true, _) => "hit",
             (Ok(_), false, _) => "coalesced",
             (Err(_), _, Some(_)) => "stale",
             (Err(_), _, None) => "error",
         });
         match result {
-            Ok(chunk) if leader => Ok((
+            Ok((chunk, true)) if leader => Ok((
                 chunk,
                 Origin::Upstream {
                     latency: started.elapsed(),
                 },
             )),
-            Ok(chunk) => Ok((chunk, Origin::Coalesced)),
+            Ok((chunk, false)) if leader => Ok((chunk, Origin::Hit)),
+            Ok((chunk, _)) => Ok((chunk, Origin::Coalesced)),
             Err(error) => match cached {
                 Some(chunk) => Ok((chunk, Origin::Stale { warning: error })),
                 None => Err(error),
@@ -205,9 +209,18 @@ impl ChunkCache {
         }
     }
 
+    /// The live TTL (`[cache] live_ttl_secs`).
+    pub fn live_ttl(&self) -> Duration {
+        self.live_ttl
+    }
+
     /// Join the in-flight fetch of `key`, or start one. The fetch runs in its own task, which
     /// stores the result and then deregisters itself: a caller that gives up (a client that
     /// disconnects) neither cancels the fetch for the others nor leaves a dangling entry.
+    ///
+    /// The task first looks at the entries again: a caller that read an expired entry just
+    /// before another flight of the same key stored its result and deregistered would
+    /// otherwise start a second upstream call (many subscribers wake at the same expiry).
     fn join_or_start(
         self: &Arc<Self>,
         key: &CacheKey,
@@ -230,6 +243,15 @@ impl ChunkCache {
         let task_key = key.clone();
         let provider = key.account.provider;
         let task = tokio::spawn(async move {
+            if let Some(chunk) = this.entries.get(&task_key).await {
+                if Instant::now() < chunk.fresh_until {
+                    this.inflight
+                        .lock()
+                        .expect("inflight lock is never poisoned")
+                        .remove(&task_key);
+                    return Ok((chunk, false));
+                }
+            }
             let result = fetch.await.map(|(value, bytes)| Chunk {
                 value,
                 bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
@@ -244,7 +266,7 @@ impl ChunkCache {
                 .lock()
                 .expect("inflight lock is never poisoned")
                 .remove(&task_key);
-            result
+            result.map(|chunk| (chunk, true))
         });
         let shared = async move {
             task.await.unwrap_or_else(|_| {
@@ -278,13 +300,13 @@ impl ChunkCache {
 
     /// The value of a derived entry (see [`ChunkCache::put_derived`]) while it is fresh,
     /// counted as a hit. A miss is not counted: the chunk lookups that follow it are.
-    pub async fn get_derived(&self, key: &CacheKey) -> Option<Arc<dyn Any + Send + Sync>> {
+    pub async fn get_derived(&self, key: &CacheKey) -> Option<Chunk> {
         let chunk = self.entries.get(key).await?;
         let fresh = Instant::now() < chunk.fresh_until;
         if fresh {
             self.metrics.cache_lookup("hit");
         }
-        fresh.then_some(chunk.value)
+        fresh.then_some(chunk)
     }
 
     /// Store a value computed from chunks (a resampled series part), in the same byte budget.
@@ -345,6 +367,31 @@ mod tests {
             ))
         }
         .boxed()
+    }
+
+    /// The race many subscribers waking at one expiry can hit: a caller read the expired entry,
+    /// another flight then stored a fresh one and deregistered, and only then does the first
+    /// caller start its flight. That flight must use the fresh entry, not call upstream.
+    #[tokio::test]
+    async fn a_flight_started_just_after_another_finished_uses_its_fresh_entry() {
+        let cache = Arc::new(ChunkCache::new(&config(1_000_000)));
+        let (_, origin) = cache
+            .get(key(1), true, chunk_of(10))
+            .await
+            .expect("fetch succeeds");
+        assert!(matches!(origin, Origin::Upstream { .. }));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let fetch = async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((Arc::new(0u8) as Arc<dyn Any + Send + Sync>, 1))
+        }
+        .boxed();
+        let (flight, leader) = cache.join_or_start(&key(1), true, fetch);
+        assert!(leader);
+        let (_, fetched) = flight.await.expect("the fresh entry");
+        assert!(!fetched);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -453,7 +500,7 @@ mod tests {
             .put_derived(key(1), value(), 8, Instant::now() + Duration::from_secs(60))
             .await;
         let served = cache.get_derived(&key(1)).await.expect("fresh");
-        assert_eq!(served.downcast::<u64>().ok().as_deref(), Some(&42));
+        assert_eq!(served.value.downcast::<u64>().ok().as_deref(), Some(&42));
         // Already past its freshness: not kept at all (no stale serving for derived values).
         cache.put_derived(key(2), value(), 8, Instant::now()).await;
         assert!(cache.get_derived(&key(2)).await.is_none());

@@ -1,6 +1,9 @@
 //! The HTTP surface: `/graphql` (GraphQL over HTTP, POST and GET), GraphiQL at `/` (see
 //! [`crate::graphiql`]), `/healthz`, `/readyz` and `/metrics` (Prometheus text).
 //!
+//! A GET with `Upgrade: websocket` on `/graphql` is a graphql-transport-ws connection
+//! (subscriptions), handed to [`crate::ws`].
+//!
 //! The GraphQL handler is our own rather than `async_graphql_axum::GraphQL` because the stock
 //! one always answers `application/graphql-response+json`, even to clients that accept only
 //! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
@@ -35,6 +38,7 @@ use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
 use crate::prometheus::Metrics;
 use crate::telemetry::{self, RequestSummary};
+use crate::ws::{self, Live};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -54,6 +58,11 @@ pub struct HttpState {
     /// every request before it is executed (the schema has no extensions: see
     /// [`crate::graphql::build_schema`]).
     pub guard: Guard,
+    /// The schema of WebSocket operations: with the guard and error coding installed, since
+    /// the graphql-transport-ws machinery hands requests straight to it.
+    pub ws_schema: ChatstatsSchema,
+    /// WebSocket connections: subscription slots and the shutdown signal.
+    pub live: Arc<Live>,
 }
 
 /// The request header that asks for `extensions.upstream`.
@@ -69,7 +78,7 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
         router
     };
     // The request log wraps the gate, so refused requests are logged and counted too.
-    let graphql = get(graphql_get)
+    let graphql = get(graphql_get_or_websocket)
         .post(graphql_post)
         .route_layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn_with_state(
@@ -137,7 +146,10 @@ async fn gate(
         .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
     let access = &state.access;
     let caller = match access.clients.authenticate(request.headers()) {
-        Ok(caller) => caller,
+        Ok(caller) => Some(caller),
+        // Browsers cannot set headers on a WebSocket: the key may come in `connection_init`
+        // (see `ws`), where a connection without one is refused.
+        Err(AuthError::Missing) if is_websocket(request.headers()) => None,
         Err(error) => {
             // Failed attempts spend the peer's bucket, so keys cannot be guessed at speed.
             if let Err(wait) = access.rate.check(&format!("ip:{peer}"), Instant::now()) {
@@ -146,13 +158,16 @@ async fn gate(
             return unauthenticated(media, error);
         }
     };
-    let key = match caller.client_name() {
+    let key = match caller.as_ref().and_then(Caller::client_name) {
         Some(name) => format!("client:{name}"),
         None => format!("ip:{peer}"),
     };
     if let Err(wait) = access.rate.check(&key, Instant::now()) {
         return rate_limited(media, wait);
     }
+    let Some(caller) = caller else {
+        return next.run(request).await;
+    };
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;
     if let Some(summary) = response.extensions_mut().get_mut::<RequestSummary>() {
@@ -160,6 +175,46 @@ async fn gate(
     }
     response.extensions_mut().insert(caller);
     response
+}
+
+/// True for a WebSocket upgrade request (`Upgrade: websocket`).
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql`: a WebSocket upgrade goes to [`ws::upgrade`] (subscriptions), anything else
+/// is GraphQL over HTTP.
+async fn graphql_get_or_websocket(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+) -> Response {
+    let caller = request.extensions().get::<Caller>().cloned();
+    if is_websocket(request.headers()) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        let socket = ws::Socket {
+            schema: state.ws_schema.clone(),
+            cache: state.cache.clone(),
+            access: state.access.clone(),
+            live: state.live.clone(),
+        };
+        return ws::upgrade(socket, caller, peer, request).await;
+    }
+    // `gate` admits a request without a caller only when it is a WebSocket upgrade.
+    let Some(caller) = caller else {
+        return unauthenticated(APPLICATION_JSON, AuthError::Missing);
+    };
+    let headers = request.headers().clone();
+    let raw = match Query::<Vec<(String, String)>>::try_from_uri(request.uri()) {
+        Ok(Query(raw)) => raw,
+        Err(rejection) => return rejection.into_response(),
+    };
+    graphql_get(state, caller, headers, raw).await
 }
 
 fn unauthenticated(media: &'static str, error: AuthError) -> Response {
@@ -314,10 +369,10 @@ async fn graphql_post(
 }
 
 async fn graphql_get(
-    State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    state: HttpState,
+    caller: Caller,
     headers: HeaderMap,
-    Query(raw): Query<Vec<(String, String)>>,
+    raw: Vec<(String, String)>,
 ) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();

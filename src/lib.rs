@@ -10,6 +10,10 @@
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
 //!   `/healthz`, `/readyz`, `/metrics`. Entry point: [`http::router`]. [`graphiql`] serves the
 //!   IDE and its scripts from the binary, so it works offline.
+//! - [`ws`]: a `GET /graphql` with `Upgrade: websocket` is graphql-transport-ws: the key from
+//!   the headers or `connection_init`, per-client subscription slots, close 1001 at shutdown.
+//!   Entry point: [`ws::upgrade`]. The one subscription, [`graphql::subscription`], re-resolves
+//!   a workspace whenever a chunk it used refreshes, through a renewed request scope.
 //! - [`auth`]: API keys → [`auth::Caller`] (workspaces, scopes), checked in constant time by
 //!   [`auth::Clients::authenticate`] for every `/graphql` request; [`rate_limit`]: the
 //!   per-client token buckets. CORS is a tower-http layer on the router.
@@ -61,3 +65,4 @@ pub mod sandbox;
 pub mod series;
 pub mod telemetry;
 pub mod workspace;
+pub mod ws;

@@ -60,6 +60,9 @@ pub struct RequestScope {
     memo: Mutex<HashMap<CacheKey, Memo>>,
     trace: Mutex<Vec<TraceCall>>,
     warnings: Mutex<Vec<String>>,
+    /// The earliest moment a chunk this request used stops being fresh: when a subscription
+    /// emits again (see [`crate::graphql::subscription`]).
+    fresh_until: Mutex<Option<std::time::Instant>>,
     /// When the request began (the origin of `startedMs`).
     began: std::time::Instant,
     /// Chunks recorded as hits on behalf of derived values.
@@ -74,7 +77,47 @@ impl RequestScope {
             memo: Mutex::new(HashMap::new()),
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            fresh_until: Mutex::new(None),
         }
+    }
+
+    /// Start over for the next emission of a subscription: forget what was fetched (the memo
+    /// would otherwise serve the first emission's chunks forever), the trace, the warnings and
+    /// the freshness. The shared cache still serves whatever is fresh.
+    pub fn renew(&self) {
+        self.memo
+            .lock()
+            .expect("memo lock is never poisoned")
+            .clear();
+        self.trace
+            .lock()
+            .expect("trace lock is never poisoned")
+            .clear();
+        self.warnings
+            .lock()
+            .expect("warnings lock is never poisoned")
+            .clear();
+        *self
+            .fresh_until
+            .lock()
+            .expect("freshness lock is never poisoned") = None;
+    }
+
+    /// The earliest moment a chunk used since the last [`RequestScope::renew`] stops being
+    /// fresh; None when no chunk was used.
+    pub fn fresh_until(&self) -> Option<std::time::Instant> {
+        *self
+            .fresh_until
+            .lock()
+            .expect("freshness lock is never poisoned")
+    }
+
+    fn used(&self, fresh_until: std::time::Instant) {
+        let mut earliest = self
+            .fresh_until
+            .lock()
+            .expect("freshness lock is never poisoned");
+        *earliest = Some(earliest.map_or(fresh_until, |e| e.min(fresh_until)));
     }
 
     /// Record a warning for `extensions.warnings` (once per distinct message).
@@ -259,6 +302,7 @@ impl Fetcher {
                             Err(_) => scope.record(&cache_key, "error", None),
                         }
                         result.map(|(chunk, origin)| {
+                            scope.used(chunk.fresh_until());
                             let warning = match origin {
                                 Origin::Stale { warning } => Some(warning),
                                 _ => None,
@@ -303,13 +347,11 @@ impl Fetcher {
         &self,
         key: &CacheKey,
     ) -> Option<Arc<Derived<T>>> {
-        let derived = self
-            .cache
-            .get_derived(key)
-            .await?
-            .downcast::<Derived<T>>()
-            .ok()?;
+        let entry = self.cache.get_derived(key).await?;
+        let derived = entry.value.clone().downcast::<Derived<T>>().ok()?;
         self.scope.record_derived_hits(&derived.chunks);
+        // A subscription's next emission is due when this stops being fresh.
+        self.scope.used(entry.fresh_until());
         Some(derived)
     }
 

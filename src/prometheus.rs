@@ -242,6 +242,8 @@ pub struct Metrics {
     cache_evictions: Counters,
     circuits: Mutex<Vec<(Provider, String, Arc<CircuitGauge>)>>,
     operations: OperationLabels,
+    /// Operations running over graphql-transport-ws connections (see [`crate::ws`]).
+    subscriptions: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -319,6 +321,7 @@ impl Metrics {
             ),
             circuits: Mutex::new(Vec::new()),
             operations: OperationLabels::default(),
+            subscriptions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -402,6 +405,23 @@ impl Metrics {
         self.requests.get(&[operation, &status.to_string()])
     }
 
+    /// A WebSocket operation started (`+1`) or ended (`-1`).
+    pub fn subscription_started(&self) {
+        self.subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn subscription_ended(&self) {
+        self.subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Operations running over WebSocket connections now.
+    pub fn subscriptions_active(&self) -> u64 {
+        self.subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The text exposition format (version 0.0.4).
     pub fn render(&self, cache: CacheGauges) -> String {
         let mut out = String::new();
@@ -447,6 +467,12 @@ impl Metrics {
                 "chatstats_cache_max_bytes",
                 "The chunk cache's byte bound ([cache] max_bytes).",
                 cache.max_bytes,
+            ),
+            (
+                "chatstats_subscriptions_active",
+                "Operations running over graphql-transport-ws connections on /graphql: \
+                 subscriptions, and queries sent over a socket until they answer.",
+                self.subscriptions_active(),
             ),
         ] {
             header(&mut out, name, help, "gauge");

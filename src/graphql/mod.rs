@@ -9,6 +9,7 @@ pub mod nps;
 pub mod operator;
 pub mod scalars;
 pub mod stats;
+pub mod subscription;
 pub mod survey;
 pub mod time_series;
 pub mod window;
@@ -16,18 +17,19 @@ pub mod workspace;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, Object, SDLExportOptions, Schema, ID};
+use async_graphql::{Context, Object, SDLExportOptions, Schema, ID};
 
 use crate::auth::Caller;
 use crate::config::Scope;
 use crate::workspace::{Registry, Workspace};
 use nps::{NpsExport, NpsRespondents};
 use operator::Operator;
+use subscription::Subscription;
 use window::WindowInput;
 use workspace::WorkspaceObject;
 
 /// The schema type served at `/graphql`.
-pub type ChatstatsSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ChatstatsSchema = Schema<Query, Mutation, Subscription>;
 
 /// The root of every query.
 pub struct Query;
@@ -122,7 +124,7 @@ fn visible_workspaces(ctx: &Context<'_>) -> Vec<Arc<Workspace>> {
 }
 
 /// Workspace `id` if it exists and the caller may see it.
-fn visible_workspace(ctx: &Context<'_>, id: &str) -> Option<Arc<Workspace>> {
+pub(crate) fn visible_workspace(ctx: &Context<'_>, id: &str) -> Option<Arc<Workspace>> {
     registry(ctx)
         .get(id)
         .filter(|_| Caller::from_context(ctx).may_see(id))
@@ -154,8 +156,13 @@ pub fn build_schema(
     }
 }
 
-fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription).enable_federation()
+fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    // The root is named `Subscription` (the federation SDL has no `schema {}` block to say
+    // which type it is) and is kept in the federation SDL, so a gateway can route
+    // subscriptions to this subgraph.
+    Schema::build(Query, Mutation, Subscription)
+        .enable_federation()
+        .enable_subscription_in_federation()
 }
 
 /// The SDL of the schema, fields sorted so the committed file diffs cleanly. With

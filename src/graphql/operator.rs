@@ -562,34 +562,49 @@ pub async fn find(
         Zone::utc(),
     )
     .map_err(|e| ApiError::bad_input(e.to_string()))?;
-    for workspace in workspaces.iter().filter(|w| w.has(provider)) {
-        match provider {
-            Provider::ChatTonic => {
-                let range = RangeKey {
-                    start: recent.from(),
-                    end: recent.to(),
-                };
-                let report = chat_tonic_operators(workspace, fetcher, range).await?;
-                if let Some(row) = report.value.operators.iter().find(|o| o.id == raw) {
-                    return Ok(Some(Operator {
-                        workspace: workspace.clone(),
-                        who: Who::ChatTonic(Arc::new(row.clone())),
-                    }));
-                }
-            }
-            _ => {
-                let (users, groups) = message2give_people(workspace, fetcher, &recent).await?;
-                if users.contains(raw) {
-                    return Ok(Some(Operator {
-                        workspace: workspace.clone(),
-                        who: Who::Message2Give {
-                            user: raw.to_string(),
-                            groups: groups_of(raw, &groups),
-                        },
-                    }));
-                }
-            }
-        }
+    // Every workspace is asked at once, and always all of them (not until the first match): a
+    // lookup costs the same upstream requests whichever workspace holds the id, so the
+    // request's memo makes 50 representations cost what one does.
+    let found = futures::future::try_join_all(
+        workspaces
+            .iter()
+            .filter(|w| w.has(provider))
+            .map(|workspace| find_in(workspace, fetcher, provider, raw, &recent)),
+    )
+    .await?;
+    Ok(found.into_iter().flatten().next())
+}
+
+/// Operator `raw` of `provider` in `workspace`, if `recent` saw it.
+async fn find_in(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    provider: Provider,
+    raw: &str,
+    recent: &Window,
+) -> async_graphql::Result<Option<Operator>> {
+    if provider == Provider::ChatTonic {
+        let range = RangeKey {
+            start: recent.from(),
+            end: recent.to(),
+        };
+        let report = chat_tonic_operators(workspace, fetcher, range).await?;
+        return Ok(report
+            .value
+            .operators
+            .iter()
+            .find(|o| o.id == raw)
+            .map(|row| Operator {
+                workspace: workspace.clone(),
+                who: Who::ChatTonic(Arc::new(row.clone())),
+            }));
     }
-    Ok(None)
+    let (users, groups) = message2give_people(workspace, fetcher, recent).await?;
+    Ok(users.contains(raw).then(|| Operator {
+        workspace: workspace.clone(),
+        who: Who::Message2Give {
+            user: raw.to_string(),
+            groups: groups_of(raw, &groups),
+        },
+    }))
 }

@@ -1,0 +1,332 @@
+//! GraphQL over WebSocket on `/graphql` (graphql-transport-ws, and the older graphql-ws):
+//! subscriptions ([`crate::graphql::subscription`]), and queries if a client sends them there.
+//!
+//! Entry point: [`upgrade`], called by the `/graphql` GET handler for `Upgrade: websocket`.
+//!
+//! - **Auth.** The upgrade passes `gate` like any `/graphql` request: a key in the headers is
+//!   checked there. Browsers cannot set headers on a WebSocket, so `gate` lets an upgrade
+//!   without a key through, and the key may come in the `connection_init` payload instead
+//!   (`{"authorization": "Bearer <key>"}` or `{"x-api-key": "<key>"}`; it wins over a header
+//!   key). A connection without a valid key is closed (code 1002 with the reason) unless
+//!   access is open. Every operation gets the [`Caller`] in its *request* data (the guard and
+//!   the resolvers read it there), and its own [`Fetcher`].
+//! - **Limits.** Every operation running over a socket holds one of its client's
+//!   `[limits] max_subscriptions_per_client` slots (counted across the client's connections;
+//!   by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
+//!   quota of the client, like the request rate, not a property of the document) as an error
+//!   on that operation only; the connection stays usable.
+//! - **Shutdown.** [`Live::close`] tells every connection to send a close frame (1001, going
+//!   away) and stop; the subscriptions' streams are dropped with the connection.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::{Data, ErrorExtensions, Executor, Request, Response, ServerError};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::FromRequestParts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use futures::stream::{BoxStream, StreamExt};
+use futures::{FutureExt, SinkExt};
+use tokio::sync::watch;
+
+use crate::auth::{Access, Caller, API_KEY_HEADER};
+use crate::cache::ChunkCache;
+use crate::error::code;
+use crate::graphql::ChatstatsSchema;
+use crate::planner::{Fetcher, RequestScope};
+use crate::prometheus::Metrics;
+
+/// The close code sent to every connection when the server shuts down (RFC 6455: going away).
+pub const GOING_AWAY: u16 = 1001;
+
+/// What every WebSocket connection shares: the per-client slots and the shutdown signal.
+pub struct Live {
+    max_per_client: usize,
+    /// Slots held, by client key (`client:<name>`, or `ip:<peer>` under open access).
+    held: Mutex<HashMap<String, usize>>,
+    metrics: Arc<Metrics>,
+    /// `true` once the server shuts down; every connection holds a receiver, so
+    /// [`Live::closed`] can wait for the last one to finish.
+    closing: watch::Sender<bool>,
+}
+
+impl Live {
+    pub fn new(max_per_client: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            max_per_client,
+            held: Mutex::new(HashMap::new()),
+            metrics,
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    /// Ask every connection to close (1001) and stop.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Wait until every connection has closed, at most `limit`.
+    pub async fn closed(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.closing.closed()).await;
+    }
+
+    /// One slot for an operation of `client`, or `RATE_LIMITED`.
+    fn take(self: &Arc<Self>, client: String) -> Result<Slot, ServerError> {
+        let mut held = self.held.lock().expect("slots lock is never poisoned");
+        let count = held.entry(client.clone()).or_default();
+        if *count >= self.max_per_client {
+            let limit = self.max_per_client;
+            let error = async_graphql::Error::new(format!(
+                "this client already runs {limit} subscriptions, its limit \
+                 ([limits] max_subscriptions_per_client); complete one before starting another"
+            ))
+            .extend_with(|_, ext| {
+                ext.set("code", code::RATE_LIMITED);
+                ext.set("limit", limit as u64);
+                ext.set("setting", "limits.max_subscriptions_per_client");
+            });
+            return Err(error.into_server_error(async_graphql::Pos::default()));
+        }
+        *count += 1;
+        self.metrics.subscription_started();
+        Ok(Slot {
+            live: self.clone(),
+            client,
+        })
+    }
+}
+
+/// A held slot; dropping it (the operation's stream ends or is dropped) gives it back.
+struct Slot {
+    live: Arc<Live>,
+    client: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.live.held.lock().expect("slots lock is never poisoned");
+        if let Some(count) = held.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.client);
+            }
+        }
+        self.live.metrics.subscription_ended();
+    }
+}
+
+/// What the upgrade handler needs from the HTTP state.
+pub struct Socket {
+    pub schema: ChatstatsSchema,
+    pub cache: Arc<ChunkCache>,
+    pub access: Arc<Access>,
+    pub live: Arc<Live>,
+}
+
+/// Answer a WebSocket upgrade on `/graphql`. `caller`: from a key in the upgrade's headers.
+pub async fn upgrade(
+    socket: Socket,
+    caller: Option<Caller>,
+    peer: Option<SocketAddr>,
+    request: axum::extract::Request,
+) -> HttpResponse {
+    let (mut parts, _body) = request.into_parts();
+    let Some(protocol) = protocol(&parts.headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "WebSocket /graphql speaks `Sec-WebSocket-Protocol: graphql-transport-ws`",
+        )
+            .into_response();
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string());
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |ws| serve(ws, protocol, socket, caller, peer))
+}
+
+fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .find_map(|p| p.trim().parse().ok())
+}
+
+/// One connection: the graphql-transport-ws state machine of async-graphql between the socket
+/// and our executor, until the client leaves or the server shuts down.
+async fn serve(
+    ws: WebSocket,
+    protocol: WebSocketProtocols,
+    socket: Socket,
+    header_caller: Option<Caller>,
+    peer: String,
+) {
+    let mut closing = socket.live.closing.subscribe();
+    let caller = Arc::new(OnceLock::new());
+    let executor = SocketExecutor {
+        schema: socket.schema,
+        cache: socket.cache,
+        live: socket.live,
+        caller: caller.clone(),
+        peer,
+    };
+    let access = socket.access;
+    let on_init =
+        move |payload: serde_json::Value| authenticate(access, header_caller, payload, caller);
+    let (mut sink, stream) = ws.split();
+    let input = stream
+        .take_while(|message| futures::future::ready(message.is_ok()))
+        .filter_map(|message| {
+            futures::future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+    let mut messages =
+        async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(on_init);
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(WsMessage::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WsMessage::Close(code, reason)) => {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                None => break,
+            },
+            _ = closing.wait_for(|closing| *closing).map(|_| ()) => {
+                let frame = CloseFrame {
+                    code: GOING_AWAY,
+                    reason: "the server is shutting down".into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        }
+    }
+    // Dropping `messages` drops every subscription's stream, which gives back its slot.
+}
+
+/// `connection_init`: the key in the payload, else the one the upgrade's headers carried, else
+/// open access; the caller is kept for every operation of the connection.
+fn authenticate(
+    access: Arc<Access>,
+    header_caller: Option<Caller>,
+    payload: serde_json::Value,
+    cell: Arc<OnceLock<Caller>>,
+) -> impl Future<Output = async_graphql::Result<Data>> + Send + 'static {
+    let result = (|| {
+        let headers = key_headers(&payload)?;
+        let caller = match header_caller {
+            Some(caller) if headers.is_empty() => caller,
+            _ => access
+                .clients
+                .authenticate(&headers)
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?,
+        };
+        let _ = cell.set(caller);
+        Ok(Data::default())
+    })();
+    futures::future::ready(result)
+}
+
+/// The key fields of a `connection_init` payload as the headers they stand for (names
+/// compared without case).
+fn key_headers(payload: &serde_json::Value) -> async_graphql::Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    let Some(fields) = payload.as_object() else {
+        return Ok(headers);
+    };
+    for (name, value) in fields {
+        let name = name.to_ascii_lowercase();
+        let header = match name.as_str() {
+            "authorization" => header::AUTHORIZATION,
+            API_KEY_HEADER => header::HeaderName::from_static(API_KEY_HEADER),
+            _ => continue,
+        };
+        let value = value
+            .as_str()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .ok_or_else(|| async_graphql::Error::new(format!("`{name}` must be a string")))?;
+        headers.insert(header, value);
+    }
+    Ok(headers)
+}
+
+/// The schema, with what every operation of one connection needs in its request data.
+#[derive(Clone)]
+struct SocketExecutor {
+    schema: ChatstatsSchema,
+    cache: Arc<ChunkCache>,
+    live: Arc<Live>,
+    caller: Arc<OnceLock<Caller>>,
+    peer: String,
+}
+
+impl SocketExecutor {
+    fn caller(&self) -> Caller {
+        self.caller.get().cloned().unwrap_or_else(Caller::nobody)
+    }
+
+    /// The caller and a fresh request scope, in the request's own data.
+    fn prepare(&self, request: Request, caller: Caller) -> Request {
+        let fetcher = Fetcher {
+            cache: self.cache.clone(),
+            scope: Arc::new(RequestScope::new()),
+        };
+        request.data(caller).data(fetcher)
+    }
+}
+
+impl Executor for SocketExecutor {
+    fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
+        let request = self.prepare(request, self.caller());
+        let schema = self.schema.clone();
+        async move { schema.execute(request).await }
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let caller = self.caller();
+        let client = match caller.client_name() {
+            Some(name) => format!("client:{name}"),
+            None => format!("ip:{}", self.peer),
+        };
+        let slot = match self.live.take(client) {
+            Ok(slot) => slot,
+            Err(error) => {
+                return futures::stream::once(futures::future::ready(Response::from_errors(vec![
+                    error,
+                ])))
+                .boxed()
+            }
+        };
+        let request = self.prepare(request, caller);
+        self.schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(move |response| {
+                // The slot lives as long as the stream.
+                let _held = &slot;
+                response
+            })
+            .boxed()
+    }
+}
