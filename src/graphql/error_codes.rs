@@ -2,6 +2,9 @@
 //! `GRAPHQL_PARSE_FAILED`, schema validation errors `GRAPHQL_VALIDATION_FAILED`, and argument
 //! values that do not coerce (a bad `DateTime`, `TimeZone` or enum value, in the document or in
 //! variables) `BAD_USER_INPUT`. Resolver errors already carry their code (see `crate::error`).
+//!
+//! Installed only on the WebSocket schema (see [`crate::graphql::build_schema`]); the HTTP
+//! handler codes its responses itself with [`with_code`] and [`is_input_error`].
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
-//! A schema extension that stands between a request and its execution: persisted queries and
+//! What stands between a request and its execution: persisted queries and
 //! the safelist ([`crate::persisted`]), the document-size, depth, alias, root-field and cost
-//! limits ([`crate::limits`]), and the `read` scope for queries. It runs in `prepare_request`,
-//! so every transport gets the same rules, and it hands the parsed document on, so a query is
-//! parsed once.
+//! limits ([`crate::limits`]), and the `read` scope for queries. The HTTP handler calls
+//! [`Guard::admit`] before executing; on the WebSocket schema it is installed as an extension
+//! and runs in `prepare_request`. Every transport gets the same rules, and the parsed document
+//! is handed on, so a query is parsed once.
 //!
 //! Errors here happen before execution: the HTTP layer answers them without `data`.
 
@@ -96,8 +97,8 @@ impl Guard {
         self.limits
             .check_size(&request.query)
             .map_err(|e| too_complex(&e))?;
-        // A document that does not parse is left to the parser, whose error is coded
-        // `GRAPHQL_PARSE_FAILED` by `ErrorCodes`.
+        // A document that does not parse is left to the parser; its error is coded
+        // `GRAPHQL_PARSE_FAILED` by `admit` (HTTP) or `ErrorCodes` (WebSocket).
         let Some(document) = self.documents.parse(&request.query) else {
             return Ok(());
         };
