@@ -149,7 +149,11 @@ async fn gate(
         Ok(caller) => Some(caller),
         // Browsers cannot set headers on a WebSocket: the key may come in `connection_init`
         // (see `ws`), where a connection without one is refused.
-        Err(AuthError::Missing) if is_websocket(request.headers()) => None,
+        Err(AuthError::Missing)
+            if request.method() == Method::GET && is_websocket(request.headers()) =>
+        {
+            None
+        }
         Err(error) => {
             // Failed attempts spend the peer's bucket, so keys cannot be guessed at speed.
             if let Err(wait) = access.rate.check(&format!("ip:{peer}"), Instant::now()) {

@@ -86,6 +86,17 @@ async fn a_request_without_a_key_is_401_unauthenticated() {
     let get = app.get(&[("query", "{ __typename }")], &[]).await;
     assert_eq!(get.status, StatusCode::UNAUTHORIZED);
     assert_eq!(get.code(), "UNAUTHENTICATED");
+    // Only a GET WebSocket upgrade may defer its key to `connection_init`: a POST that merely
+    // claims to upgrade is refused like any other (it once reached the handler without a
+    // caller and got a 500).
+    let post = app
+        .post(
+            &json!({"query": "{ __typename }"}),
+            &[("upgrade", "websocket")],
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED, "{}", post.text);
+    assert_eq!(post.code(), "UNAUTHENTICATED");
 }
 
 #[tokio::test]
