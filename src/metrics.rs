@@ -456,11 +456,8 @@ impl Contribution {
             fresh_until: pages
                 .iter()
                 .map(|page| page.fresh_until)
-                .try_fold(None, |earliest: Option<Instant>, fresh| {
-                    let fresh = fresh?;
-                    Some(Some(earliest.map_or(fresh, |e| e.min(fresh))))
-                })
-                .flatten(),
+                .collect::<Option<Vec<Instant>>>()
+                .and_then(|fresh| fresh.into_iter().min()),
             samples: pages.iter().flat_map(|page| samples(&page.value)).collect(),
             total: None,
             stale: pages.iter().any(|page| page.stale),

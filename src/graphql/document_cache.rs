@@ -76,7 +76,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_repeated_document_is_parsed_once_and_is_the_same_document() {
+    fn a_repeated_text_is_served_the_same_document_from_one_entry() {
         let cache = DocumentCache::new();
         let first = cache.parse("{ answer }").expect("parses");
         let second = cache.parse("{ answer }").expect("cached");

@@ -448,8 +448,7 @@ impl Xenioo {
     /// call would cover), whichever is earlier. A window ending before it has no Xenioo data
     /// whatever is fetched, so asking would spend the hour for nothing.
     pub fn earliest_coverage(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let fresh =
-            Granularity::Hour.floor(now, Zone::utc()) - chrono::Duration::days(SNAPSHOT_DAYS);
+        let fresh = coverage_start(now);
         let held = *self
             .gate
             .held_from
@@ -645,6 +644,12 @@ impl Gate {
     }
 }
 
+/// Where the hourly data of a snapshot answered at `at` starts: [`SNAPSHOT_DAYS`] before the
+/// start of that hour.
+fn coverage_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    Granularity::Hour.floor(at, Zone::utc()) - chrono::Duration::days(SNAPSHOT_DAYS)
+}
+
 /// The snapshot in `body`, the answer to a call made at `requested_at` and received at
 /// `fetched_at`. Entries that cannot be read are skipped, counted and logged once.
 fn parse_snapshot(
@@ -673,10 +678,8 @@ fn parse_snapshot(
             "skipped Xenioo statistics entries that could not be read"
         );
     }
-    let utc = Zone::utc();
-    let to = Granularity::Hour.floor(requested_at, utc);
-    let from = Granularity::Hour.floor(fetched_at.max(requested_at), utc)
-        - chrono::Duration::days(SNAPSHOT_DAYS);
+    let to = Granularity::Hour.floor(requested_at, Zone::utc());
+    let from = coverage_start(fetched_at.max(requested_at));
     Snapshot {
         fetched_at,
         from,

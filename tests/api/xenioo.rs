@@ -293,13 +293,9 @@ async fn a_window_older_than_any_snapshot_costs_no_call_and_is_out_of_retention(
     );
 
     // A recent window still calls, once; the old window is then judged by that snapshot.
-    let to = Utc::now()
-        .duration_trunc(Duration::hours(1))
-        .expect("truncates");
     let recent = format!(
-        r#"{{ workspace(id: "acme") {{ users {{ returning(window: {{from: "{}", to: "{}"}}) {{ sources }} }} }} }}"#,
-        rfc3339(to - Duration::days(1)),
-        rfc3339(to)
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ sources }} }} }} }}"#,
+        crate::helpers::recent_window()
     );
     let body = app.query(&recent).await;
     assert_no_errors(&body);
