@@ -1,7 +1,8 @@
 //! The load benchmark (issue 4): drives the real server over HTTP against the sandbox with the
 //! example operations of `schema/examples` and prints one Markdown table.
 //!
-//! Run it with `cargo bench --bench load` (a release build). Everything is in this process and
+//! Run it with `cargo bench --bench load` (a release build; `LOAD_ONLY=overview` measures only the
+//! named examples, for profiling). Everything is in this process and
 //! on loopback: the sandbox and the server are started exactly as the integration tests start
 //! them (`sandbox::start` + `App::build` on 127.0.0.1:0), so the numbers include the sandbox's
 //! own work and the load generator competes with the server for the same cores.
@@ -16,9 +17,12 @@
 //! - **warm throughput**: [`CLIENTS`] concurrent clients sending the operation back to back on
 //!   one server whose cache is full, for [`RUN_FOR`] or [`MAX_REQUESTS`] requests, whichever
 //!   comes first; requests per second, p50 and p99, and the ratio to `{ __typename }` measured
-//!   on the same server in the same run (before and after the examples; the mean is used);
-//! - **peak RSS**: `VmHWM` of this process (sandbox included) after the cache was filled and
-//!   after the load.
+//!   on the same server in the same run (before and after the examples; the mean is used).
+//!   Twice: on a default server, where a repeated request is served its kept answer
+//!   (`chatstats::answers`), and on one with `answer_max_bytes = 0`, where every request is
+//!   resolved from the chunk and derived caches;
+//! - **peak RSS**: `VmHWM` of this process (sandbox included) after the first cache was filled
+//!   and after the last load.
 
 #[path = "../tests/api/examples/example_file.rs"]
 mod example_file;
@@ -58,6 +62,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The baseline operation: no resolver work, no upstream.
 const TYPENAME: &str = "{ __typename }";
+/// Names the examples to measure (comma-separated), e.g. `LOAD_ONLY=overview` when profiling;
+/// all of them when unset.
+const ONLY_VAR: &str = "LOAD_ONLY";
 /// The targets of issue 4.
 const TARGET_OVERVIEW_COLD_RATIO: f64 = 1.3;
 const TARGET_OVERVIEW_THROUGHPUT_SHARE: f64 = 0.25;
@@ -71,8 +78,9 @@ struct Server {
 }
 
 impl Server {
-    /// Starts a fresh sandbox and a server configured for it (empty cache).
-    async fn start() -> Result<Server, String> {
+    /// Starts a fresh sandbox and a server configured for it (empty cache), keeping whole
+    /// answers when `answers` is on (the default configuration).
+    async fn start(answers: Answers) -> Result<Server, String> {
         let sandbox = sandbox::start(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             SandboxOptions::default(),
@@ -84,6 +92,9 @@ impl Server {
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         // One load generator on one address: the per-client rate limit would measure itself.
         config.limits.requests_per_minute = u32::MAX;
+        if answers == Answers::Off {
+            config.cache.answer_max_bytes = 0;
+        }
         let app = App::build(config)
             .await
             .map_err(|e| format!("the server does not start: {e}"))?;
@@ -225,7 +236,7 @@ async fn cold_and_warm_calls(
     http: &reqwest::Client,
     operation: &Operation,
 ) -> Result<(BTreeMap<String, u64>, u64), String> {
-    let server = Server::start().await?;
+    let server = Server::start(Answers::On).await?;
     let result = async {
         operation.send(http, &server.graphql_url()).await?;
         let cold = server.calls();
@@ -246,7 +257,7 @@ async fn cold_and_warm_calls(
 async fn cold_latency(http: &reqwest::Client, operation: &Operation) -> Result<Duration, String> {
     let mut samples = Vec::with_capacity(COLD_SAMPLES);
     for _ in 0..COLD_SAMPLES {
-        let server = Server::start().await?;
+        let server = Server::start(Answers::On).await?;
         let result = async {
             let latency_ms = u64::try_from(INJECTED_LATENCY.as_millis())
                 .map_err(|_| "the injected latency does not fit in u64 ms".to_string())?;
@@ -266,6 +277,7 @@ async fn cold_latency(http: &reqwest::Client, operation: &Operation) -> Result<D
 }
 
 /// What a throughput run measured.
+#[derive(Clone)]
 struct Throughput {
     requests: usize,
     elapsed: Duration,
@@ -378,19 +390,101 @@ fn calls_cell(calls: &BTreeMap<String, u64>) -> String {
     format!("{} = {}", parts.join(" · "), calls.values().sum::<u64>())
 }
 
+/// The warm measurements of one server.
+struct Warm {
+    /// `{ __typename }` before and after the examples.
+    before: Throughput,
+    after: Throughput,
+    /// One per example, in order.
+    loads: Vec<Throughput>,
+    calls_during_load: u64,
+    rss_filled: Option<f64>,
+    rss_end: Option<f64>,
+}
+
+impl Warm {
+    /// The `{ __typename }` throughput the examples are compared with: the mean of the runs
+    /// before and after them.
+    fn baseline(&self) -> f64 {
+        (self.before.per_second() + self.after.per_second()) / 2.0
+    }
+}
+
+/// Fills a fresh server's cache with every operation, then measures `{ __typename }`, each
+/// operation, and `{ __typename }` again.
+async fn warm(
+    http: &reqwest::Client,
+    operations: &[Operation],
+    answers: Answers,
+) -> Result<Warm, String> {
+    let server = Server::start(answers).await?;
+    let url = server.graphql_url();
+    let result = async {
+        for operation in operations {
+            operation.send(http, &url).await?;
+        }
+        let filled = server.calls();
+        let rss_filled = peak_rss_mib();
+        let label = match answers {
+            Answers::On => "answers kept",
+            Answers::Off => "resolved every time",
+        };
+        eprintln!("warm ({label}): {TYPENAME}");
+        let before = throughput(http, &url, &Operation::typename()).await?;
+        let mut loads = Vec::new();
+        for operation in operations {
+            eprintln!("warm ({label}): {}", operation.name);
+            loads.push(throughput(http, &url, operation).await?);
+        }
+        eprintln!("warm ({label}): {TYPENAME}");
+        let after = throughput(http, &url, &Operation::typename()).await?;
+        let calls_during_load = PROVIDERS
+            .iter()
+            .map(|p| server.calls()[*p].saturating_sub(filled[*p]))
+            .sum();
+        Ok(Warm {
+            before,
+            after,
+            loads,
+            calls_during_load,
+            rss_filled,
+            rss_end: peak_rss_mib(),
+        })
+    }
+    .await;
+    server.stop().await;
+    result
+}
+
 /// One row of the table.
 struct Row {
     example: ExampleFile,
     cold_calls: BTreeMap<String, u64>,
     warm_calls: u64,
     cold_latency: Duration,
+    /// Warm, repeated requests served their kept answer (the default configuration).
     load: Throughput,
+    /// Warm, every request resolved from the chunk and derived caches (answers off).
+    resolved: Throughput,
+}
+
+/// Whether the server keeps whole answers (`[cache] answer_max_bytes`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    On,
+    Off,
 }
 
 async fn run() -> Result<(), String> {
-    let examples = ExampleFile::all()?;
+    let mut examples = ExampleFile::all()?;
+    if let Ok(only) = std::env::var(ONLY_VAR) {
+        examples.retain(|e| only.split(',').any(|name| name.trim() == e.name));
+    }
     if examples.is_empty() {
-        return Err(format!("no example in {}", ExampleFile::dir().display()));
+        return Err(format!(
+            "no example in {} (or none named in {ONLY_VAR})",
+            ExampleFile::dir().display()
+        ));
     }
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -407,68 +501,59 @@ async fn run() -> Result<(), String> {
         cold.push((calls, warm_calls, latency));
     }
 
-    // 2. Warm throughput on one server whose cache holds every example.
-    let server = Server::start().await?;
-    let url = server.graphql_url();
+    // 2. Warm throughput on one server whose cache holds every example: repeated requests
+    //    served their kept answers (the default), then on a server that resolves every
+    //    request (answers off), each against `{ __typename }` on the same server.
     let operations: Vec<Operation> = examples.iter().map(Operation::example).collect();
-    for operation in &operations {
-        operation.send(&http, &url).await?;
-    }
-    let filled = server.calls();
-    let rss_filled = peak_rss_mib();
-    eprintln!("warm: {TYPENAME}");
-    let baseline_before = throughput(&http, &url, &Operation::typename()).await?;
-    let mut loads = Vec::new();
-    for operation in &operations {
-        eprintln!("warm: {}", operation.name);
-        loads.push(throughput(&http, &url, operation).await?);
-    }
-    eprintln!("warm: {TYPENAME}");
-    let baseline_after = throughput(&http, &url, &Operation::typename()).await?;
-    let calls_during_load: u64 = PROVIDERS
-        .iter()
-        .map(|p| server.calls()[*p].saturating_sub(filled[*p]))
-        .sum();
-    let rss_end = peak_rss_mib();
-    server.stop().await;
+    let kept = warm(&http, &operations, Answers::On).await?;
+    let resolved = warm(&http, &operations, Answers::Off).await?;
 
-    let baseline = (baseline_before.per_second() + baseline_after.per_second()) / 2.0;
     let rows: Vec<Row> = examples
         .into_iter()
         .zip(cold)
-        .zip(loads)
+        .zip(
+            kept.loads
+                .iter()
+                .cloned()
+                .zip(resolved.loads.iter().cloned()),
+        )
         .map(
-            |((example, (cold_calls, warm_calls, cold_latency)), load)| Row {
+            |((example, (cold_calls, warm_calls, cold_latency)), (load, resolved))| Row {
                 example,
                 cold_calls,
                 warm_calls,
                 cold_latency,
                 load,
+                resolved,
             },
         )
         .collect();
-    print_report(&rows, &baseline_before, &baseline_after, baseline);
+    print_report(&rows, &kept, &resolved);
     println!();
     println!(
-        "Peak RSS (VmHWM, whole process incl. the in-process sandbox): {} MiB with the cache full, {} MiB after the load. Upstream calls during the warm load: {calls_during_load}.",
-        rss_filled.map_or("n/a".to_string(), |m| format!("{m:.1}")),
-        rss_end.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+        "Peak RSS (VmHWM, whole process incl. the in-process sandbox): {} MiB with the cache full, {} MiB after the load. Upstream calls during the warm loads: {}.",
+        kept.rss_filled.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+        resolved.rss_end.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+        kept.calls_during_load + resolved.calls_during_load,
     );
-    print_targets(&rows, baseline);
+    print_targets(&rows, &kept, &resolved);
     Ok(())
 }
 
-fn print_report(rows: &[Row], before: &Throughput, after: &Throughput, baseline: f64) {
+fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
     let injected = ms(INJECTED_LATENCY);
     println!();
     println!(
         "Cold: {COLD_SAMPLES} fresh servers each, every upstream delayed {injected:.0} ms (median). \
-         Warm: {CLIENTS} clients, {}s or {MAX_REQUESTS} requests per operation.",
+         Warm: {CLIENTS} clients, {}s or {MAX_REQUESTS} requests per operation; \
+         \"kept\": the default configuration, where a repeated request is served its kept answer; \
+         \"resolved\": a server with `answer_max_bytes = 0`, where every request is resolved from \
+         the chunk and derived caches. Each is compared with `{{ __typename }}` on its own server.",
         RUN_FOR.as_secs()
     );
     println!();
-    println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm req/s | vs `{{ __typename }}` | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm | req/s | vs `{{ __typename }}` | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let documented = if row.cold_calls == row.example.calls {
             String::new()
@@ -476,52 +561,72 @@ fn print_report(rows: &[Row], before: &Throughput, after: &Throughput, baseline:
             format!(" ≠ header {}", calls_cell(&row.example.calls))
         };
         println!(
-            "| {} | {}{documented} (min {}) | {} | {:.0} | {:.2} | {:.0} | {:.1}% | {:.2} | {:.2} |",
+            "| {} | {}{documented} (min {}) | {} | {:.0} | {:.2} | kept | {} |",
             row.example.name,
             calls_cell(&row.cold_calls),
             row.example.total_minimum(),
             row.warm_calls,
             ms(row.cold_latency),
             ms(row.cold_latency) / injected,
-            row.load.per_second(),
-            100.0 * row.load.per_second() / baseline,
-            ms(row.load.p50),
-            ms(row.load.p99),
+            throughput_cells(&row.load, kept.baseline()),
         );
-    }
-    for (label, run) in [("before", before), ("after", after)] {
         println!(
-            "| `{{ __typename }}` ({label}) | 0 | 0 | – | – | {:.0} | {:.1}% | {:.2} | {:.2} |",
-            run.per_second(),
-            100.0 * run.per_second() / baseline,
-            ms(run.p50),
-            ms(run.p99),
+            "| | | | | | resolved | {} |",
+            throughput_cells(&row.resolved, resolved.baseline())
         );
     }
-    let total: usize =
-        rows.iter().map(|r| r.load.requests).sum::<usize>() + before.requests + after.requests;
+    for (server, warm) in [("kept", kept), ("resolved", resolved)] {
+        for (label, run) in [("before", &warm.before), ("after", &warm.after)] {
+            println!(
+                "| `{{ __typename }}` ({label}) | 0 | 0 | – | – | {server} | {} |",
+                throughput_cells(run, warm.baseline())
+            );
+        }
+    }
+    let total: usize = [kept, resolved]
+        .iter()
+        .map(|w| {
+            w.loads.iter().map(|l| l.requests).sum::<usize>() + w.before.requests + w.after.requests
+        })
+        .sum();
     println!();
     println!("{total} warm requests in all, every answer checked (status and error codes).");
 }
 
-fn print_targets(rows: &[Row], baseline: f64) {
+/// req/s, share of `baseline`, p50 and p99.
+fn throughput_cells(run: &Throughput, baseline: f64) -> String {
+    format!(
+        "{:.0} | {:.1}% | {:.2} | {:.2}",
+        run.per_second(),
+        100.0 * run.per_second() / baseline,
+        ms(run.p50),
+        ms(run.p99),
+    )
+}
+
+fn print_targets(rows: &[Row], kept: &Warm, resolved: &Warm) {
     let Some(overview) = rows.iter().find(|r| r.example.name == "overview") else {
         println!("No `overview` example: the issue's targets were not evaluated.");
         return;
     };
     let ratio = ms(overview.cold_latency) / ms(INJECTED_LATENCY);
-    let share = overview.load.per_second() / baseline;
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
         "Target: overview cold latency ≤ {TARGET_OVERVIEW_COLD_RATIO} × injected: {ratio:.2} × → {}.",
         verdict(ratio <= TARGET_OVERVIEW_COLD_RATIO)
     );
-    println!(
-        "Target: overview warm throughput ≥ {:.0}% of `{{ __typename }}`: {:.1}% → {}.",
-        100.0 * TARGET_OVERVIEW_THROUGHPUT_SHARE,
-        100.0 * share,
-        verdict(share >= TARGET_OVERVIEW_THROUGHPUT_SHARE)
-    );
+    for (label, load, warm) in [
+        ("kept answers", &overview.load, kept),
+        ("resolved every time", &overview.resolved, resolved),
+    ] {
+        let share = load.per_second() / warm.baseline();
+        println!(
+            "Target: overview warm throughput ≥ {:.0}% of `{{ __typename }}` ({label}): {:.1}% → {}.",
+            100.0 * TARGET_OVERVIEW_THROUGHPUT_SHARE,
+            100.0 * share,
+            verdict(share >= TARGET_OVERVIEW_THROUGHPUT_SHARE)
+        );
+    }
 }
 
 fn main() -> ExitCode {

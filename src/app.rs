@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::answers::AnswerCache;
 use crate::auth::{Access, Clients};
 use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
@@ -126,6 +127,7 @@ impl App {
         let router = router(
             HttpState {
                 schema,
+                answers: AnswerCache::new(config.cache.answer_max_bytes, metrics.clone()),
                 cache,
                 metrics,
                 access,

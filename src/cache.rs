@@ -348,6 +348,7 @@ mod tests {
             max_bytes,
             live_ttl_secs: 60,
             history_ttl_secs: 3600,
+            ..CacheConfig::default()
         }
     }
 

@@ -28,6 +28,7 @@ use axum::{Extension, Router};
 use serde_json::{json, Map, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::answers::{self, Answer, AnswerCache, AnswerKey};
 use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
@@ -48,6 +49,8 @@ const APPLICATION_JSON: &str = "application/json";
 pub struct HttpState {
     pub schema: ChatstatsSchema,
     pub cache: Arc<ChunkCache>,
+    /// Whole answers of repeated read-only requests.
+    pub answers: AnswerCache,
     /// Prometheus metrics (`/metrics`) and the per-request log line.
     pub metrics: Arc<Metrics>,
     /// API keys, rate limits and CORS origins.
@@ -307,7 +310,7 @@ fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
     response
 }
 
-fn with_media(status: StatusCode, media: &'static str, body: String) -> Response {
+fn with_media(status: StatusCode, media: &'static str, body: impl IntoResponse) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -367,7 +370,7 @@ async fn graphql_post(
         );
     };
     match request_from_params(params) {
-        Ok(request) => execute(&state, &headers, request.data(caller), media).await,
+        Ok(request) => execute(&state, &headers, request, caller, media).await,
         Err(message) => reject(StatusCode::BAD_REQUEST, media, &message),
     }
 }
@@ -414,8 +417,8 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let request = request.data(caller).data(ReadOnlyRequest);
-    execute(&state, &headers, request, media).await
+    let request = request.data(ReadOnlyRequest);
+    execute(&state, &headers, request, caller, media).await
 }
 
 fn not_acceptable() -> Response {
@@ -492,6 +495,7 @@ async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
     request: async_graphql::Request,
+    caller: Caller,
     media: &'static str,
 ) -> Response {
     let operation = telemetry::operation_name(&request, &state.documents);
@@ -500,9 +504,29 @@ async fn execute(
         cache: state.cache.clone(),
         scope: scope.clone(),
     };
-    let mut request = request.data(fetcher);
+    let traced = headers
+        .get(TRACE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
+    let mut request = request.data(fetcher).data(caller.clone());
+    let mut answer_key = None;
     let mut response = match state.guard.admit(&mut request).await {
-        Ok(()) => state.schema.execute(request).await,
+        Ok(()) => {
+            // A traced request reports the chunk cache's real work, so it is always resolved.
+            if !traced {
+                let mutation = is_mutation(&request, &state.documents);
+                answer_key = AnswerKey::of(&caller, &request, mutation);
+            }
+            if let Some(answer) = answer_key.as_ref().and_then(|k| state.answers.get(k)) {
+                let summary = RequestSummary {
+                    operation,
+                    cache_hits: answer.cache_hits,
+                    error_codes: answer.error_codes,
+                    ..RequestSummary::default()
+                };
+                return encoded(StatusCode::OK, media, answer.body, summary);
+            }
+            state.schema.execute(request).await
+        }
         Err(error) => async_graphql::Response::from_errors(vec![error]),
     };
     let warnings = scope.warnings();
@@ -512,10 +536,7 @@ async fn execute(
             async_graphql::Value::from_json(json!(warnings)).unwrap_or_default(),
         );
     }
-    if headers
-        .get(TRACE_HEADER)
-        .is_some_and(|v| v.as_bytes() == b"1")
-    {
+    if traced {
         if let Ok(trace) = async_graphql::Value::from_json(scope.trace_json()) {
             response.extensions.insert("upstream".into(), trace);
         }
@@ -549,25 +570,60 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    let mut body = match serde_json::to_value(&response) {
-        Ok(body) => body,
-        Err(_) => {
-            return reject(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                media,
-                "the response could not be encoded",
-            )
-        }
+    let encoded_body = if failed_before_execution {
+        serde_json::to_vec(&FailedBeforeExecution {
+            errors: &response.errors,
+            extensions: &response.extensions,
+        })
+    } else {
+        serde_json::to_vec(&response)
     };
-    if failed_before_execution {
-        if let Some(map) = body.as_object_mut() {
-            map.remove("data");
-        }
-    }
+    let Ok(body) = encoded_body.map(Bytes::from) else {
+        return reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            media,
+            "the response could not be encoded",
+        );
+    };
     // For the request log line and metrics (`telemetry::observe_graphql`); `gate` adds the
     // client's name.
     let summary = RequestSummary::new(operation, None, &scope, &response.errors);
-    let mut http_response = with_media(status, media, body.to_string());
-    http_response.extensions_mut().insert(summary);
-    http_response
+    if let (Some(key), Some(fresh_until)) = (answer_key, scope.reusable_until()) {
+        let deterministic = summary
+            .error_codes
+            .iter()
+            .all(|(code, _)| answers::is_deterministic(code));
+        if !failed_before_execution && response.data != async_graphql::Value::Null && deterministic
+        {
+            let answer = Answer::new(
+                body.clone(),
+                scope.chunks_read(),
+                summary.error_codes.clone(),
+                fresh_until,
+                scope.conditions(),
+            );
+            state.answers.put(key, answer);
+        }
+    }
+    encoded(status, media, body, summary)
+}
+
+/// The body of a request that failed before execution: no `data` entry at all.
+#[derive(serde::Serialize)]
+struct FailedBeforeExecution<'a> {
+    errors: &'a [async_graphql::ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+/// An encoded GraphQL response, with its summary for the request log line and metrics.
+fn encoded(
+    status: StatusCode,
+    media: &'static str,
+    body: Bytes,
+    summary: RequestSummary,
+) -> Response {
+    let mut response = with_media(status, media, body);
+    response.extensions_mut().insert(summary);
+    response
 }

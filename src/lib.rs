@@ -19,6 +19,8 @@
 //!   per-client token buckets. CORS is a tower-http layer on the router.
 //! - [`graphql::guard`]: before a request is executed, [`persisted`] queries (APQ and the
 //!   safelist) and the [`limits`] (size, depth, aliases, root fields, estimated cost).
+//! - [`answers`]: a read-only request asked again while every chunk behind its answer is
+//!   fresh gets the kept answer without being resolved; anything else is executed.
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
@@ -45,6 +47,7 @@
 //!   ([`telemetry::observe_graphql`]) and the shutdown signal; [`prometheus`]: the metrics
 //!   behind `/metrics`, one registry per [`app::App`].
 
+pub mod answers;
 pub mod app;
 pub mod auth;
 pub mod cache;

@@ -268,7 +268,7 @@ impl Part {
                     // No snapshot, held or new, has any of the window: do not spend the hour.
                     return Err(out_of_retention(earliest));
                 }
-                let read = xenioo_snapshot(workspace).await?;
+                let read = xenioo_snapshot(workspace, fetcher).await?;
                 let snapshot = &read.snapshot;
                 let mut contribution = Contribution {
                     samples: xenioo::samples(
@@ -388,14 +388,24 @@ pub async fn chat_tonic_operators(
 }
 
 /// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
-/// interval and serves its last snapshot, stale when a refresh failed.
-pub async fn xenioo_snapshot(workspace: &Arc<Workspace>) -> Result<SnapshotRead, UpstreamError> {
-    workspace
+/// interval and serves its last snapshot, stale when a refresh failed. The request's scope
+/// learns how long the snapshot holds, or that the read failed or was stale, as it would
+/// from a chunk.
+pub async fn xenioo_snapshot(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+) -> Result<SnapshotRead, UpstreamError> {
+    let read = workspace
         .xenioo
         .as_ref()
         .expect("configured")
         .snapshot()
-        .await
+        .await;
+    match &read {
+        Ok(read) if !read.stale => fetcher.scope.used(read.fresh_until),
+        _ => fetcher.scope.failed(),
+    }
+    read
 }
 
 /// True when the message2give months cover `window` end to end with no gap or overlap. Each

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -67,7 +68,16 @@ pub struct RequestScope {
     began: std::time::Instant,
     /// Chunks recorded as hits on behalf of derived values.
     derived_hits: Mutex<std::collections::HashSet<CacheKey>>,
+    /// A read failed or was served stale: the answer must not be kept (see
+    /// [`RequestScope::reusable_until`]).
+    failed: AtomicBool,
+    /// What else the answer showed that can change without a chunk changing (see
+    /// [`RequestScope::still_true_while`]).
+    conditions: Mutex<Vec<Condition>>,
 }
+
+/// A check that what an answer showed is still so (e.g. a provider's health).
+pub type Condition = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl RequestScope {
     pub fn new() -> Self {
@@ -78,6 +88,8 @@ impl RequestScope {
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
             fresh_until: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            conditions: Mutex::new(Vec::new()),
         }
     }
 
@@ -101,6 +113,48 @@ impl RequestScope {
             .fresh_until
             .lock()
             .expect("freshness lock is never poisoned") = None;
+        self.failed.store(false, Ordering::Release);
+        self.conditions
+            .lock()
+            .expect("conditions lock is never poisoned")
+            .clear();
+    }
+
+    /// Until when this request's answer may be served again to the same request (see
+    /// [`crate::answers`]): the earliest freshness of every chunk it read, when every read was
+    /// fresh (no failed call, no stale entry, no warning) and that moment is still ahead.
+    pub fn reusable_until(&self) -> Option<std::time::Instant> {
+        if self.failed.load(Ordering::Acquire) || !self.warnings().is_empty() {
+            return None;
+        }
+        self.fresh_until()
+            .filter(|until| *until > std::time::Instant::now())
+    }
+
+    /// Record that the answer showed something that can change without any chunk changing
+    /// (provider health, the Xenioo throttle): `still_true` says whether it is still so. A
+    /// kept answer is served only while every such check holds.
+    pub fn still_true_while(&self, still_true: impl Fn() -> bool + Send + Sync + 'static) {
+        self.conditions
+            .lock()
+            .expect("conditions lock is never poisoned")
+            .push(Arc::new(still_true));
+    }
+
+    /// The checks recorded by [`RequestScope::still_true_while`].
+    pub fn conditions(&self) -> Vec<Condition> {
+        self.conditions
+            .lock()
+            .expect("conditions lock is never poisoned")
+            .clone()
+    }
+
+    /// Distinct chunks this request read (from the cache or upstream).
+    pub fn chunks_read(&self) -> usize {
+        self.trace
+            .lock()
+            .expect("trace lock is never poisoned")
+            .len()
     }
 
     /// The earliest moment a chunk used since the last [`RequestScope::renew`] stops being
@@ -112,7 +166,9 @@ impl RequestScope {
             .expect("freshness lock is never poisoned")
     }
 
-    fn used(&self, fresh_until: std::time::Instant) {
+    /// Record that the request read data that holds until `fresh_until` (a chunk, a derived
+    /// value, the Xenioo snapshot).
+    pub fn used(&self, fresh_until: std::time::Instant) {
         let mut earliest = self
             .fresh_until
             .lock()
@@ -186,7 +242,15 @@ impl RequestScope {
         }
     }
 
+    /// Record that a read failed or was served stale: the answer is not kept.
+    pub fn failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
+        if matches!(outcome, "error" | "stale") {
+            self.failed();
+        }
         let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
         let started_ms = latency.map(|latency| {
             millis(

@@ -239,6 +239,7 @@ pub struct Metrics {
     retry_budget_exhausted: Counters,
     circuit_rejections: Counters,
     cache_lookups: Counters,
+    answers: Counters,
     cache_evictions: Counters,
     circuits: Mutex<Vec<(Provider, String, Arc<CircuitGauge>)>>,
     operations: OperationLabels,
@@ -314,6 +315,11 @@ impl Metrics {
                 "Chunk-cache lookups by outcome: hit, miss (fetched), coalesced (joined an in-flight fetch), stale (served after a failed refresh), error.",
                 &["outcome"],
             ),
+            answers: Counters::new(
+                "chatstats_answers_total",
+                "Whole answers of repeated read-only requests: stored (kept for reuse), hit (served without resolving).",
+                &["outcome"],
+            ),
             cache_evictions: Counters::new(
                 "chatstats_cache_evictions_total",
                 "Entries removed from the chunk cache, by cause: size (over max_bytes), expired, replaced, explicit.",
@@ -377,6 +383,11 @@ impl Metrics {
     /// One chunk-cache lookup: `hit`, `miss`, `coalesced`, `stale` or `error`.
     pub fn cache_lookup(&self, outcome: &str) {
         self.cache_lookups.inc(&[outcome]);
+    }
+
+    /// One kept answer: `stored` or `hit` (see [`crate::answers`]).
+    pub fn answer(&self, outcome: &str) {
+        self.answers.inc(&[outcome]);
     }
 
     /// One entry removed from the cache: `size`, `expired`, `replaced` or `explicit`.
@@ -452,6 +463,7 @@ impl Metrics {
         }
         self.cache_lookups.render(&mut out);
         self.cache_evictions.render(&mut out);
+        self.answers.render(&mut out);
         for (name, help, value) in [
             (
                 "chatstats_cache_weighted_bytes",

@@ -99,7 +99,7 @@ pub fn operation_name(
         return Some(name.clone());
     }
     use async_graphql::parser::types::DocumentOperations;
-    match documents.parse(&request.query)?.operations {
+    match &documents.parse(&request.query)?.operations {
         DocumentOperations::Single(_) => None,
         DocumentOperations::Multiple(ops) if ops.len() == 1 => {
             ops.keys().next().map(|name| name.to_string())

@@ -100,6 +100,10 @@ pub struct CacheConfig {
     /// How long a response about the closed past stays cached, in seconds.
     /// Default: `86400` (one day).
     pub history_ttl_secs: u64,
+    /// Upper bound on the memory held by whole answers kept for repeated read-only requests
+    /// (see [`crate::answers`]), in bytes, on top of `max_bytes`; `0` keeps none.
+    /// Default: `16777216` (16 MiB).
+    pub answer_max_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -108,6 +112,7 @@ impl Default for CacheConfig {
             max_bytes: 268_435_456,
             live_ttl_secs: 60,
             history_ttl_secs: 86_400,
+            answer_max_bytes: 16_777_216,
         }
     }
 }

@@ -174,6 +174,7 @@ fn a_file_with_only_a_workspace_id_gets_every_default() {
             max_bytes: 268_435_456,
             live_ttl_secs: 60,
             history_ttl_secs: 86_400,
+            answer_max_bytes: 16_777_216,
         }
     );
     assert_eq!(

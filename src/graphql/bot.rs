@@ -9,6 +9,7 @@ use crate::graphql::channel::Channel;
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
 use crate::metrics::{xenioo_snapshot, Part, SeriesSpec, Unit};
+use crate::planner::Fetcher;
 use crate::providers::xenioo;
 use crate::series::Aggregation;
 use crate::workspace::Workspace;
@@ -86,8 +87,8 @@ impl Bot {
     }
 
     /// The channels the bot answers on.
-    async fn channels(&self) -> Vec<Channel> {
-        let (all, _) = Channel::all(&self.workspace).await;
+    async fn channels(&self, ctx: &Context<'_>) -> Vec<Channel> {
+        let (all, _) = Channel::all(&self.workspace, ctx.data_unchecked::<Fetcher>()).await;
         all.into_iter()
             .filter(|c| {
                 c.channel_id()
@@ -126,11 +127,16 @@ impl Bot {
 }
 
 /// The bots of a workspace's Xenioo account.
-pub async fn bots(workspace: &Arc<Workspace>) -> async_graphql::Result<Vec<Bot>> {
+pub async fn bots(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+) -> async_graphql::Result<Vec<Bot>> {
     if workspace.xenioo.is_none() {
         return Ok(Vec::new());
     }
-    let read = xenioo_snapshot(workspace).await.map_err(ApiError::from)?;
+    let read = xenioo_snapshot(workspace, fetcher)
+        .await
+        .map_err(ApiError::from)?;
     Ok(xenioo::bots(&read.snapshot)
         .iter()
         .map(|(name, channels)| Bot {

@@ -9,6 +9,7 @@ use crate::error::UpstreamError;
 use crate::graphql::time_series::{optional_series, TimeSeries};
 use crate::graphql::window::WindowInput;
 use crate::metrics::{xenioo_snapshot, M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::planner::Fetcher;
 use crate::providers::help_scout::{HsChannel, VolumeFilter};
 use crate::providers::message2give::ChatType;
 use crate::providers::xenioo::{self, BotMetric};
@@ -53,17 +54,21 @@ pub struct Channel {
 impl Channel {
     /// Every channel of a workspace, in provider order. Xenioo's channels are those of its
     /// snapshot; when it cannot be had, the others are listed and the error is returned.
-    pub async fn all(workspace: &Arc<Workspace>) -> (Vec<Channel>, Option<UpstreamError>) {
-        Self::listed(workspace, true).await
+    pub async fn all(
+        workspace: &Arc<Workspace>,
+        fetcher: &Fetcher,
+    ) -> (Vec<Channel>, Option<UpstreamError>) {
+        Self::listed(workspace, fetcher, true).await
     }
 
     /// The channel with this id, if any. Only a `xenioo:` id reads the Xenioo snapshot (its
     /// channel names come from there); the other channels are known from the configuration.
     pub async fn find(
         workspace: &Arc<Workspace>,
+        fetcher: &Fetcher,
         id: &str,
     ) -> (Option<Channel>, Option<UpstreamError>) {
-        let (channels, error) = Self::listed(workspace, id.starts_with("xenioo:")).await;
+        let (channels, error) = Self::listed(workspace, fetcher, id.starts_with("xenioo:")).await;
         let channel = channels.into_iter().find(|c| c.channel_id() == id);
         (channel, error)
     }
@@ -71,6 +76,7 @@ impl Channel {
     /// The channels of a workspace in provider order, Xenioo's only when `with_xenioo`.
     async fn listed(
         workspace: &Arc<Workspace>,
+        fetcher: &Fetcher,
         with_xenioo: bool,
     ) -> (Vec<Channel>, Option<UpstreamError>) {
         let mut sources = Vec::new();
@@ -79,7 +85,7 @@ impl Channel {
         }
         let mut error = None;
         if with_xenioo && workspace.xenioo.is_some() {
-            match xenioo_snapshot(workspace).await {
+            match xenioo_snapshot(workspace, fetcher).await {
                 Ok(read) => sources.extend(
                     xenioo::channels(&read.snapshot)
                         .iter()

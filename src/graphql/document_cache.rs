@@ -24,7 +24,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// One per schema; clones share the cache.
 #[derive(Clone)]
 pub struct DocumentCache {
-    documents: Cache<Arc<str>, ExecutableDocument>,
+    documents: Cache<Arc<str>, Arc<ExecutableDocument>>,
 }
 
 impl DocumentCache {
@@ -38,15 +38,16 @@ impl DocumentCache {
     }
 
     /// The parsed `query`: from the cache, or parsed now (and kept when it parses). None when
-    /// it does not parse, or nests too deep to be given to the parser at all.
-    pub fn parse(&self, query: &str) -> Option<ExecutableDocument> {
+    /// it does not parse, or nests too deep to be given to the parser at all. Shared: readers
+    /// that only look at it (the operation name, the guard's limits) copy nothing.
+    pub fn parse(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
         if let Some(document) = self.documents.get(query) {
             return Some(document);
         }
         if nesting_depth(query) > MAX_NESTING {
             return None;
         }
-        let document = async_graphql::parser::parse_query(query).ok()?;
+        let document = Arc::new(async_graphql::parser::parse_query(query).ok()?);
         if query.len() <= MAX_DOCUMENT_BYTES {
             self.documents.insert(Arc::from(query), document.clone());
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
 };
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Request, ServerError, ServerResult};
 
 use crate::auth::{forbidden, Caller};
@@ -131,7 +131,8 @@ impl Guard {
                 workspaces,
             )
             .map_err(|e| too_complex(&e))?;
-        request.set_parsed_query(document);
+        // The executor takes the document by value: the one copy a request makes.
+        request.set_parsed_query(ExecutableDocument::clone(&document));
         Ok(())
     }
 }

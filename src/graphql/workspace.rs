@@ -12,11 +12,12 @@ use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::stats::{DialogStats, MessageStats, SatisfactionStats, UserStats};
 use crate::graphql::survey::{self, Survey};
 use crate::graphql::window::WindowInput;
+use crate::planner::Fetcher;
 use crate::providers::Provider;
 use crate::workspace::Workspace;
 
 /// A configured provider account of a workspace and its last known health.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone, PartialEq)]
 pub struct Source {
     /// The provider.
     provider: Provider,
@@ -28,6 +29,31 @@ pub struct Source {
     last_error: Option<String>,
     /// For throttled providers (Xenioo): the earliest time chatstats will call again.
     next_call_allowed_at: Option<Instant>,
+}
+
+/// The sources of `workspace` as they are now.
+fn sources_of(workspace: &Workspace) -> Vec<Source> {
+    workspace
+        .upstreams()
+        .into_iter()
+        .map(|upstream| {
+            let health = upstream.health();
+            Source {
+                provider: upstream.provider(),
+                healthy: health.healthy(),
+                last_success_at: health.last_success_at.map(Instant),
+                last_error: health.last_error.clone(),
+                next_call_allowed_at: match upstream.provider() {
+                    Provider::Xenioo => workspace
+                        .xenioo
+                        .as_ref()
+                        .and_then(|x| x.next_call_allowed_at())
+                        .map(Instant),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
 }
 
 /// A support team's account: its providers, channels and statistics.
@@ -53,36 +79,24 @@ impl WorkspaceObject {
     }
 
     /// Configured providers, their health and throttle state.
-    async fn sources(&self) -> Vec<Source> {
-        self.0
-            .upstreams()
-            .into_iter()
-            .map(|upstream| {
-                let health = upstream.health();
-                Source {
-                    provider: upstream.provider(),
-                    healthy: health.healthy(),
-                    last_success_at: health.last_success_at.map(Instant),
-                    last_error: health.last_error.clone(),
-                    next_call_allowed_at: match upstream.provider() {
-                        Provider::Xenioo => self
-                            .0
-                            .xenioo
-                            .as_ref()
-                            .and_then(|x| x.next_call_allowed_at())
-                            .map(Instant),
-                        _ => None,
-                    },
-                }
-            })
-            .collect()
+    async fn sources(&self, ctx: &Context<'_>) -> Vec<Source> {
+        let shown = sources_of(&self.0);
+        // Health changes with upstream calls, not with the chunks an answer read: an answer
+        // showing it is reused only while it reads the same.
+        if let Some(fetcher) = ctx.data_opt::<Fetcher>() {
+            let (workspace, then) = (self.0.clone(), shown.clone());
+            fetcher
+                .scope
+                .still_true_while(move || sources_of(&workspace) == then);
+        }
+        shown
     }
 
     /// Every channel of the workspace: message2give web and SMS, Xenioo channels (from its
     /// snapshot), Help Scout chat, email and phone. If Xenioo cannot be read its channels are
     /// missing and an error says why.
     async fn channels(&self, ctx: &Context<'_>) -> Vec<Channel> {
-        let (channels, error) = Channel::all(&self.0).await;
+        let (channels, error) = Channel::all(&self.0, ctx.data_unchecked::<Fetcher>()).await;
         if let Some(error) = error {
             report(ctx, error);
         }
@@ -96,7 +110,7 @@ impl WorkspaceObject {
         ctx: &Context<'_>,
         #[graphql(desc = "`<provider>:<channel>`, e.g. `help_scout:email`.")] id: ID,
     ) -> Option<Channel> {
-        let (channel, error) = Channel::find(&self.0, &id).await;
+        let (channel, error) = Channel::find(&self.0, ctx.data_unchecked::<Fetcher>(), &id).await;
         if let Some(error) = error {
             report(ctx, error);
         }
@@ -155,8 +169,8 @@ impl WorkspaceObject {
     }
 
     /// Chatbots (Xenioo), from the account's hourly snapshot.
-    async fn bots(&self) -> async_graphql::Result<Vec<Bot>> {
-        bot::bots(&self.0).await
+    async fn bots(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Bot>> {
+        bot::bots(&self.0, ctx.data_unchecked::<Fetcher>()).await
     }
 }
 

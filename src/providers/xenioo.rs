@@ -323,6 +323,9 @@ pub struct SnapshotRead {
     pub stale: bool,
     /// The error of the latest call when `stale` (for a warning in `extensions`).
     pub warning: Option<UpstreamError>,
+    /// When the gate opens again: until then no other snapshot can exist, so what was read
+    /// from this one holds (an answer or a subscription emission built on it is current).
+    pub fresh_until: Instant,
 }
 
 impl SnapshotRead {
@@ -510,6 +513,9 @@ impl GateState {
                 snapshot: Arc::clone(good),
                 stale: warning.is_some(),
                 warning: warning.clone(),
+                fresh_until: self
+                    .closed_at
+                    .map_or_else(Instant::now, |closed_at| closed_at + self.hold),
             }),
             (None, Some(error)) => Err(error.clone()),
             // Only after a call that ended without recording anything (a panic); the gate

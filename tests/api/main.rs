@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per feature. Each test starts its own
 //! sandbox and server on free loopback ports (see `helpers::spawn_app`).
 
+mod answers;
 mod auth;
 mod chat_tonic;
 mod connectycube;

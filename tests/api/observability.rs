@@ -79,9 +79,44 @@ async fn metrics_count_upstream_requests_exactly_as_the_sandbox_logged_them() {
             "operation=\"Dashboard\",status=\"200\""
         ) == Some(2.0)
     );
+    // The first answer was clean (every failure was retried away), so the second, identical
+    // query was served that answer without resolving it.
+    assert_eq!(
+        sample(&metrics, "chatstats_answers_total", "outcome=\"stored\""),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "chatstats_answers_total", "outcome=\"hit\""),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "chatstats_cache_lookups_total", "outcome=\"hit\""),
+        None,
+        "nothing was resolved twice: {metrics}"
+    );
+    // A traced request is always resolved: its chunks come from the chunk cache.
+    let traced = app
+        .post(
+            &json!({ "query": dashboard() }),
+            &[("x-chatstats-trace", "1")],
+        )
+        .await;
     assert!(
-        sample(&metrics, "chatstats_cache_lookups_total", "outcome=\"hit\"").unwrap_or(0.0) > 0.0,
-        "the second query hit the cache"
+        traced.body["data"]["workspace"].is_object(),
+        "{}",
+        traced.body
+    );
+    assert!(
+        sample(
+            &app.metrics().await,
+            "chatstats_cache_lookups_total",
+            "outcome=\"hit\""
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "the traced query hit the chunk cache"
     );
     assert!(sample(&metrics, "chatstats_cache_weighted_bytes", "").unwrap_or(0.0) > 0.0);
     assert_eq!(
