@@ -31,36 +31,28 @@ use axum::body::Bytes;
 
 use crate::auth::Caller;
 use crate::error::code;
+use crate::graphql::document_cache::RequestKey;
 use crate::planner::Condition;
 use crate::prometheus::Metrics;
 
-/// Everything an answer depends on besides the data.
+/// Everything an answer depends on besides the data: who asks, and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnswerKey {
     caller: Caller,
-    query: String,
-    operation: Option<String>,
-    /// The variables as JSON text.
-    variables: String,
+    request: RequestKey,
 }
 
 impl AnswerKey {
-    /// The key of `request` by `caller`; None for a mutation or a request whose variables do
-    /// not encode (neither is ever answered twice).
-    pub fn of(caller: &Caller, request: &async_graphql::Request, mutation: bool) -> Option<Self> {
-        if mutation {
-            return None;
-        }
-        Some(Self {
+    /// The key of `request` by `caller`; None for a mutation (never answered twice).
+    pub fn of(caller: &Caller, request: &RequestKey, mutation: bool) -> Option<Self> {
+        (!mutation).then(|| Self {
             caller: caller.clone(),
-            query: request.query.clone(),
-            operation: request.operation_name.clone(),
-            variables: serde_json::to_string(&request.variables).ok()?,
+            request: request.clone(),
         })
     }
 
     fn bytes(&self) -> usize {
-        self.query.len() + self.variables.len() + self.operation.as_ref().map_or(0, String::len)
+        self.request.bytes()
     }
 }
 
@@ -68,9 +60,7 @@ impl Hash for AnswerKey {
     /// The caller's permissions are compared in full by `Eq`; its name is enough to spread
     /// the hash (equal callers have equal names, so `Hash` agrees with `Eq`).
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.query.hash(state);
-        self.operation.hash(state);
-        self.variables.hash(state);
+        self.request.hash(state);
         self.caller.client_name().hash(state);
     }
 }
@@ -196,13 +186,12 @@ impl AnswerCache {
 mod tests {
     use super::*;
 
+    fn request(query: &str) -> RequestKey {
+        RequestKey::of(&async_graphql::Request::new(query.to_string())).expect("a request key")
+    }
+
     fn key(query: &str) -> AnswerKey {
-        AnswerKey::of(
-            &Caller::open(),
-            &async_graphql::Request::new(query.to_string()),
-            false,
-        )
-        .expect("a query has a key")
+        AnswerKey::of(&Caller::open(), &request(query), false).expect("a query has a key")
     }
 
     fn answer(body: &str, fresh_for: Duration) -> Answer {
@@ -227,21 +216,16 @@ mod tests {
         let mut other_variables = async_graphql::Request::new("{ a }");
         other_variables.variables =
             async_graphql::Variables::from_json(serde_json::json!({"x": 1}));
+        let other_variables = RequestKey::of(&other_variables).expect("a request key");
         let other = AnswerKey::of(&Caller::open(), &other_variables, false).expect("a key");
         assert!(cache.get(&other).is_none());
-        let nobody = AnswerKey::of(
-            &Caller::nobody(),
-            &async_graphql::Request::new("{ a }"),
-            false,
-        )
-        .expect("a key");
+        let nobody = AnswerKey::of(&Caller::nobody(), &request("{ a }"), false).expect("a key");
         assert!(cache.get(&nobody).is_none(), "another caller's answer");
     }
 
     #[test]
     fn mutations_have_no_key() {
-        let request = async_graphql::Request::new("mutation { a }");
-        assert!(AnswerKey::of(&Caller::open(), &request, true).is_none());
+        assert!(AnswerKey::of(&Caller::open(), &request("mutation { a }"), true).is_none());
     }
 
     #[test]

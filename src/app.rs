@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::ValidationMode;
 use tokio::net::TcpListener;
 
 use crate::answers::AnswerCache;
@@ -105,8 +106,21 @@ impl App {
         };
         // HTTP applies the guard in its handler; WebSocket operations go straight to their
         // schema, which applies it itself (see `build_schema`).
-        let schema = build_schema(registry.clone(), config.server.introspection, None);
-        let ws_schema = build_schema(registry, config.server.introspection, Some(guard.clone()));
+        let introspection = config.server.introspection;
+        let schema = build_schema(
+            registry.clone(),
+            introspection,
+            None,
+            ValidationMode::Strict,
+        );
+        let validated_schema =
+            build_schema(registry.clone(), introspection, None, ValidationMode::Fast);
+        let ws_schema = build_schema(
+            registry,
+            introspection,
+            Some(guard.clone()),
+            ValidationMode::Strict,
+        );
         let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
         let access = Arc::new(Access {
             clients: Clients::new(&config.clients),
@@ -127,6 +141,7 @@ impl App {
         let router = router(
             HttpState {
                 schema,
+                validated_schema,
                 answers: AnswerCache::new(config.cache.answer_max_bytes, metrics.clone()),
                 cache,
                 metrics,

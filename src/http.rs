@@ -32,7 +32,7 @@ use crate::answers::{self, Answer, AnswerCache, AnswerKey};
 use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
-use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::document_cache::{DocumentCache, RequestKey};
 use crate::graphql::error_codes::{is_input_error, with_code};
 use crate::graphql::guard::{Guard, ReadOnlyRequest};
 use crate::graphql::ChatstatsSchema;
@@ -48,6 +48,9 @@ const APPLICATION_JSON: &str = "application/json";
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: ChatstatsSchema,
+    /// The same schema validating in async-graphql's fast mode: for requests that passed full
+    /// validation before (see [`DocumentCache::is_validated`]).
+    pub validated_schema: ChatstatsSchema,
     pub cache: Arc<ChunkCache>,
     /// Whole answers of repeated read-only requests.
     pub answers: AnswerCache,
@@ -508,13 +511,15 @@ async fn execute(
         .get(TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"1");
     let mut request = request.data(fetcher).data(caller.clone());
+    let mut request_key = None;
     let mut answer_key = None;
     let mut response = match state.guard.admit(&mut request).await {
         Ok(()) => {
+            request_key = RequestKey::of(&request);
             // A traced request reports the chunk cache's real work, so it is always resolved.
-            if !traced {
+            if let (Some(key), false) = (&request_key, traced) {
                 let mutation = is_mutation(&request, &state.documents);
-                answer_key = AnswerKey::of(&caller, &request, mutation);
+                answer_key = AnswerKey::of(&caller, key, mutation);
             }
             if let Some(answer) = answer_key.as_ref().and_then(|k| state.answers.get(k)) {
                 let summary = RequestSummary {
@@ -525,7 +530,14 @@ async fn execute(
                 };
                 return encoded(StatusCode::OK, media, answer.body, summary);
             }
-            state.schema.execute(request).await
+            let validated = request_key
+                .as_ref()
+                .is_some_and(|key| state.documents.is_validated(key));
+            if validated {
+                state.validated_schema.execute(request).await
+            } else {
+                state.schema.execute(request).await
+            }
         }
         Err(error) => async_graphql::Response::from_errors(vec![error]),
     };
@@ -546,6 +558,10 @@ async fn execute(
     let failed_before_execution = response.data == async_graphql::Value::Null
         && response.is_err()
         && response.errors.iter().all(|e| e.path.is_empty());
+    if let (Some(key), false) = (request_key, failed_before_execution) {
+        // It was executed, so it passed validation (or had passed it before).
+        state.documents.validated(key);
+    }
     // Every error a client sees has a code. Resolver errors carry theirs (`crate::error`);
     // what async-graphql raises itself is coded here: values that do not coerce are the
     // client's input, the rest of what fails before execution is validation.

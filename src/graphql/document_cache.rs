@@ -8,6 +8,12 @@
 //! Keyed by the exact query text; only documents that parsed are kept. Bounded by the bytes
 //! of query text it holds ([`MAX_TEXT_BYTES`]), and documents over [`MAX_DOCUMENT_BYTES`] are
 //! never kept, so a client sending endless distinct queries cannot grow it.
+//!
+//! It also remembers which requests ([`RequestKey`]: text, operation name, variables) passed
+//! async-graphql's full validation, so the HTTP handler can run them again on a schema that
+//! validates in its fast mode (validation was a tenth of a warm query's CPU). Validation is
+//! a function of the document and the variable values only, so the same request passes it
+//! again; bounded like the documents.
 
 use std::sync::Arc;
 
@@ -21,10 +27,37 @@ pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
 /// Larger documents are parsed every time.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
+/// A GraphQL request as executed: everything about it that decides its validation and (with
+/// the caller) its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    query: String,
+    operation: Option<String>,
+    /// The variables as JSON text.
+    variables: String,
+}
+
+impl RequestKey {
+    /// The key of `request`; None when its variables do not encode.
+    pub fn of(request: &async_graphql::Request) -> Option<Self> {
+        Some(Self {
+            query: request.query.clone(),
+            operation: request.operation_name.clone(),
+            variables: serde_json::to_string(&request.variables).ok()?,
+        })
+    }
+
+    /// Approximate bytes held.
+    pub fn bytes(&self) -> usize {
+        self.query.len() + self.variables.len() + self.operation.as_ref().map_or(0, String::len)
+    }
+}
+
 /// One per schema; clones share the cache.
 #[derive(Clone)]
 pub struct DocumentCache {
     documents: Cache<Arc<str>, Arc<ExecutableDocument>>,
+    validated: Cache<RequestKey, ()>,
 }
 
 impl DocumentCache {
@@ -34,6 +67,22 @@ impl DocumentCache {
                 .max_capacity(MAX_TEXT_BYTES)
                 .weigher(|query: &Arc<str>, _| u32::try_from(query.len()).unwrap_or(u32::MAX))
                 .build(),
+            validated: Cache::builder()
+                .max_capacity(MAX_TEXT_BYTES)
+                .weigher(|key: &RequestKey, _| u32::try_from(key.bytes()).unwrap_or(u32::MAX))
+                .build(),
+        }
+    }
+
+    /// True when `request` passed full validation before.
+    pub fn is_validated(&self, request: &RequestKey) -> bool {
+        self.validated.contains_key(request)
+    }
+
+    /// Record that `request` passed full validation.
+    pub fn validated(&self, request: RequestKey) {
+        if request.query.len() <= MAX_DOCUMENT_BYTES {
+            self.validated.insert(request, ());
         }
     }
 
@@ -83,6 +132,23 @@ mod tests {
         let second = cache.parse("{ answer }").expect("cached");
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_request_is_validated_with_its_own_variables_only() {
+        let cache = DocumentCache::new();
+        let mut request = async_graphql::Request::new("query Q($n: Int) { a(n: $n) }");
+        request.variables = async_graphql::Variables::from_json(serde_json::json!({"n": 1}));
+        let key = RequestKey::of(&request).expect("a key");
+        assert!(!cache.is_validated(&key));
+        cache.validated(key.clone());
+        assert!(cache.is_validated(&key));
+        request.variables = async_graphql::Variables::from_json(serde_json::json!({"n": "x"}));
+        let other = RequestKey::of(&request).expect("a key");
+        assert!(
+            !cache.is_validated(&other),
+            "other variable values validate anew"
+        );
     }
 
     #[test]

@@ -139,12 +139,17 @@ pub(crate) fn visible_workspace(ctx: &Context<'_>, id: &str) -> Option<Arc<Works
 /// the caller does both (the HTTP handler: [`guard::Guard::admit`] and its own error coding),
 /// and the schema has no extension at all — with any installed, async-graphql resolves every
 /// field through the extension chain, which cost the warm overview a large share of its time.
+///
+/// `validation`: [`ValidationMode::Strict`](async_graphql::ValidationMode) for requests not
+/// seen before; the HTTP handler runs requests that already passed it on a schema built with
+/// `Fast` (see [`document_cache`]).
 pub fn build_schema(
     registry: Arc<Registry>,
     introspection: bool,
     guard: Option<guard::Guard>,
+    validation: async_graphql::ValidationMode,
 ) -> ChatstatsSchema {
-    let builder = schema_builder().data(registry);
+    let builder = schema_builder().data(registry).validation_mode(validation);
     let builder = match guard {
         Some(guard) => builder.extension(error_codes::ErrorCodes).extension(guard),
         None => builder,

@@ -250,3 +250,40 @@ async fn an_unknown_workspace_is_null_without_error() {
     assert_no_errors(&body);
     assert_eq!(body["data"]["workspace"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_request_that_passed_validation_answers_other_variables_as_a_fresh_server_does() {
+    // A request that passed full validation runs again on the fast-validating schema; other
+    // variable values are another request and must get exactly the answer a fresh server
+    // gives them.
+    let query = r#"query Sent($w: Window!) { workspace(id: "acme") { messages { sent(window: $w, provider: CONNECTYCUBE) { total } } } }"#;
+    let good = json!({"from": "2025-02-01T00:00:00Z", "to": "2025-02-08T00:00:00Z"});
+    let bad = json!({"from": "not a date", "to": "2025-02-08T00:00:00Z"});
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    for _ in 0..2 {
+        assert_no_errors(&app.query_with(query, json!({ "w": good })).await);
+    }
+    let refused = app.query_with(query, json!({ "w": bad })).await;
+    let (code, _, message) = single_error(&refused);
+    assert_eq!(code, "BAD_USER_INPUT", "{refused}");
+    assert!(message.contains("not a date"), "{message}");
+    let fresh = spawn_app().await;
+    assert_eq!(refused, fresh.query_with(query, json!({ "w": bad })).await);
+    // Still answered right after the refusal.
+    assert_no_errors(&app.query_with(query, json!({ "w": good })).await);
+}
+
+#[tokio::test]
+async fn a_document_that_fails_validation_fails_it_every_time() {
+    // An unused variable is caught only by full validation: a request that failed it must
+    // never be taken for one that passed.
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    let query = r#"query Unused($n: Int) { workspace(id: "acme") { name } }"#;
+    for _ in 0..3 {
+        let body = app.query_with(query, json!({"n": 1})).await;
+        let (code, _, message) = single_error(&body);
+        assert_eq!(code, "BAD_USER_INPUT", "{body}");
+        assert!(message.contains("\"$n\" is not used"), "{message}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+}
