@@ -13,7 +13,9 @@
 //! async-graphql's full validation, so the HTTP handler can run them again on a schema that
 //! validates in its fast mode (validation was a tenth of a warm query's CPU). Validation is
 //! a function of the document and the variable values only, so the same request passes it
-//! again; bounded like the documents.
+//! again. Likewise the requests the guard measured within the [`crate::limits`] for a caller
+//! who sees a given number of workspaces (the measure is a function of the request and that
+//! number). Both bounded like the documents.
 
 use std::sync::Arc;
 
@@ -58,6 +60,8 @@ impl RequestKey {
 pub struct DocumentCache {
     documents: Cache<Arc<str>, Arc<ExecutableDocument>>,
     validated: Cache<RequestKey, ()>,
+    /// Requests within the limits, with the number of workspaces their caller sees.
+    within_limits: Cache<(RequestKey, usize), ()>,
 }
 
 impl DocumentCache {
@@ -71,6 +75,27 @@ impl DocumentCache {
                 .max_capacity(MAX_TEXT_BYTES)
                 .weigher(|key: &RequestKey, _| u32::try_from(key.bytes()).unwrap_or(u32::MAX))
                 .build(),
+            within_limits: Cache::builder()
+                .max_capacity(MAX_TEXT_BYTES)
+                .weigher(|(key, _): &(RequestKey, usize), _| {
+                    u32::try_from(key.bytes()).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+
+    /// True when `request`, by a caller who sees `workspaces` workspaces, was measured within
+    /// the limits before. Hands the key back for [`DocumentCache::measured_within_limits`].
+    pub fn is_within_limits(&self, request: RequestKey, workspaces: usize) -> (bool, RequestKey) {
+        let probe = (request, workspaces);
+        let known = self.within_limits.contains_key(&probe);
+        (known, probe.0)
+    }
+
+    /// Record that `request` by a caller who sees `workspaces` workspaces is within the limits.
+    pub fn measured_within_limits(&self, request: RequestKey, workspaces: usize) {
+        if request.query.len() <= MAX_DOCUMENT_BYTES {
+            self.within_limits.insert((request, workspaces), ());
         }
     }
 

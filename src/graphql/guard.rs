@@ -19,7 +19,7 @@ use async_graphql::{Request, ServerError, ServerResult};
 use crate::auth::{forbidden, Caller};
 use crate::config::Scope;
 use crate::error::code;
-use crate::graphql::document_cache::DocumentCache;
+use crate::graphql::document_cache::{DocumentCache, RequestKey};
 use crate::limits::{select_operation, LimitExceeded, QueryLimits};
 use crate::persisted::PersistedQueries;
 
@@ -123,14 +123,22 @@ impl Guard {
             }
         }
         let workspaces = caller.workspace_count(self.workspace_count);
-        self.limits
-            .check(
-                &document,
-                request.operation_name.as_deref(),
-                &request.variables,
-                workspaces,
-            )
-            .map_err(|e| too_complex(&e))?;
+        // A request measured within the limits before is not walked again.
+        let known =
+            RequestKey::of(request).map(|key| self.documents.is_within_limits(key, workspaces));
+        if !matches!(known, Some((true, _))) {
+            self.limits
+                .check(
+                    &document,
+                    request.operation_name.as_deref(),
+                    &request.variables,
+                    workspaces,
+                )
+                .map_err(|e| too_complex(&e))?;
+            if let Some((_, key)) = known {
+                self.documents.measured_within_limits(key, workspaces);
+            }
+        }
         // The executor takes the document by value: the one copy a request makes.
         request.set_parsed_query(ExecutableDocument::clone(&document));
         Ok(())

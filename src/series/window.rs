@@ -511,7 +511,11 @@ mod tests {
             (&weeks, Granularity::Week, Zone::utc()),
         ] {
             assert_eq!(memoized, &Window::build(from, to, kind, z));
-            assert_eq!(memoized, &Window::new(from, to, kind, z), "served from the memo");
+            assert_eq!(
+                memoized,
+                &Window::new(from, to, kind, z),
+                "served from the memo"
+            );
         }
         assert_ne!(sydney, utc_days);
         assert_ne!(utc_days, weeks);

@@ -534,3 +534,46 @@ async fn the_default_limits_admit_graphiqls_introspection_query() {
         .as_array()
         .is_some_and(|types| types.iter().any(|t| t["name"] == json!("Workspace"))));
 }
+
+#[tokio::test]
+async fn a_request_within_the_limits_for_one_caller_is_still_measured_for_a_caller_who_sees_more() {
+    async fn as_client(app: &TestApp, key: &str) -> Reply {
+        let query = r#"{ workspaces { users { new(window: {from: "2025-01-01T00:00:00Z", to: "2025-03-01T00:00:00Z"}) { total } } } }"#;
+        app.post(&json!({ "query": query }), &[("x-api-key", key)])
+            .await
+    }
+    // The cost of `workspaces` grows with the workspaces the caller sees, and a request
+    // measured within the limits is remembered: per number of workspaces, never for all.
+    const ONE: &str = "one-workspace-key-0123";
+    const ALL: &str = "all-workspaces-key-4567";
+    let clients = || {
+        vec![
+            client("one", ONE, &["acme"], &[Scope::Read]),
+            client("all", ALL, &["*"], &[Scope::Read]),
+        ]
+    };
+    // What each caller's request measures, from a server that refuses both.
+    let strict = spawn_app_with(|config| {
+        config.clients = clients();
+        config.limits.max_cost = 1;
+    })
+    .await;
+    let measured = |reply: &Reply| reply.body["errors"][0]["extensions"]["measured"].as_u64();
+    let one = measured(&as_client(&strict, ONE).await).expect("refused, measured");
+    let all = measured(&as_client(&strict, ALL).await).expect("refused, measured");
+    assert!(one < all, "{one} < {all}");
+
+    let app = spawn_app_with(|config| {
+        config.clients = clients();
+        config.limits.max_cost = one;
+    })
+    .await;
+    for _ in 0..2 {
+        let reply = as_client(&app, ONE).await;
+        // Admitted and executed (Xenioo's part of so old a window is out of retention).
+        assert_eq!(reply.body["data"]["workspaces"].as_array().map(Vec::len), Some(1));
+    }
+    let refused = as_client(&app, ALL).await;
+    assert_eq!(refused.code(), "QUERY_TOO_COMPLEX", "{}", refused.text);
+    assert_eq!(measured(&refused), Some(all));
+}
