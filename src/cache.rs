@@ -127,7 +127,7 @@ impl moka::Expiry<CacheKey, Chunk> for Lifetime {
 
 /// The shared cache tier.
 pub struct ChunkCache {
-    entries: moka::future::Cache<CacheKey, Chunk>,
+    entries: moka::future::Cache<CacheKey, Chunk, foldhash::fast::RandomState>,
     metrics: Arc<Metrics>,
     max_bytes: u64,
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
@@ -157,7 +157,7 @@ impl ChunkCache {
                     RemovalCause::Explicit => "explicit",
                 })
             })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             entries,
             metrics,

@@ -32,7 +32,7 @@ use crate::answers::{self, Answer, AnswerCache, AnswerKey};
 use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
-use crate::graphql::document_cache::{DocumentCache, RequestKey};
+use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::error_codes::{is_input_error, with_code};
 use crate::graphql::guard::{Guard, ReadOnlyRequest};
 use crate::graphql::ChatstatsSchema;
@@ -514,8 +514,8 @@ async fn execute(
     let mut request_key = None;
     let mut answer_key = None;
     let mut response = match state.guard.admit(&mut request).await {
-        Ok(()) => {
-            request_key = RequestKey::of(&request);
+        Ok(key) => {
+            request_key = key;
             // A traced request reports the chunk cache's real work, so it is always resolved.
             if let (Some(key), false) = (&request_key, traced) {
                 let mutation = is_mutation(&request, &state.documents);

@@ -58,7 +58,7 @@ type Memo = Shared<BoxFuture<'static, Result<Fetched<dyn Any + Send + Sync>, Ups
 
 /// What one GraphQL request has fetched so far.
 pub struct RequestScope {
-    memo: Mutex<HashMap<CacheKey, Memo>>,
+    memo: Mutex<HashMap<CacheKey, Memo, foldhash::fast::RandomState>>,
     trace: Mutex<Vec<TraceCall>>,
     warnings: Mutex<Vec<String>>,
     /// The earliest moment a chunk this request used stops being fresh: when a subscription
@@ -67,7 +67,7 @@ pub struct RequestScope {
     /// When the request began (the origin of `startedMs`).
     began: std::time::Instant,
     /// Chunks recorded as hits on behalf of derived values.
-    derived_hits: Mutex<std::collections::HashSet<CacheKey>>,
+    derived_hits: Mutex<std::collections::HashSet<CacheKey, foldhash::fast::RandomState>>,
     /// A read failed or was served stale: the answer must not be kept (see
     /// [`RequestScope::reusable_until`]).
     failed: AtomicBool,
@@ -83,8 +83,8 @@ impl RequestScope {
     pub fn new() -> Self {
         Self {
             began: std::time::Instant::now(),
-            derived_hits: Mutex::new(std::collections::HashSet::new()),
-            memo: Mutex::new(HashMap::new()),
+            derived_hits: Mutex::new(std::collections::HashSet::default()),
+            memo: Mutex::new(HashMap::default()),
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
             fresh_until: Mutex::new(None),

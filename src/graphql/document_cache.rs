@@ -93,9 +93,9 @@ impl DocumentCache {
     }
 
     /// Record that `request` by a caller who sees `workspaces` workspaces is within the limits.
-    pub fn measured_within_limits(&self, request: RequestKey, workspaces: usize) {
+    pub fn measured_within_limits(&self, request: &RequestKey, workspaces: usize) {
         if request.query.len() <= MAX_DOCUMENT_BYTES {
-            self.within_limits.insert((request, workspaces), ());
+            self.within_limits.insert((request.clone(), workspaces), ());
         }
     }
 

@@ -69,8 +69,11 @@ impl Guard {
     /// Everything the guard checks, for a transport that runs it itself before executing
     /// `request` on a schema without extensions (see [`crate::graphql::build_schema`]). Also
     /// codes a document that does not parse (`GRAPHQL_PARSE_FAILED`), as `ErrorCodes` would.
-    pub async fn admit(&self, request: &mut Request) -> Result<(), ServerError> {
-        self.check(request).await?;
+    ///
+    /// Returns the request's [`RequestKey`] when its document parsed (what the transport needs
+    /// to recognise the request again).
+    pub async fn admit(&self, request: &mut Request) -> Result<Option<RequestKey>, ServerError> {
+        let key = self.check(request).await?;
         if self.documents.parse(&request.query).is_none() {
             // Nesting was checked by `check`: the text is safe to give to the parser.
             if let Err(error) = async_graphql::parser::parse_query(&request.query) {
@@ -81,10 +84,11 @@ impl Guard {
                 ));
             }
         }
-        Ok(())
+        Ok(key)
     }
 
-    async fn check(&self, request: &mut Request) -> Result<(), ServerError> {
+    /// Every check; the request's key when its document parsed.
+    async fn check(&self, request: &mut Request) -> Result<Option<RequestKey>, ServerError> {
         let caller = data::<Caller>(request)
             .cloned()
             .unwrap_or_else(Caller::nobody);
@@ -100,7 +104,7 @@ impl Guard {
         // A document that does not parse is left to the parser; its error is coded
         // `GRAPHQL_PARSE_FAILED` by `admit` (HTTP) or `ErrorCodes` (WebSocket).
         let Some(document) = self.documents.parse(&request.query) else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(operation) = select_operation(&document, request.operation_name.as_deref()) {
             match operation.ty {
@@ -135,13 +139,13 @@ impl Guard {
                     workspaces,
                 )
                 .map_err(|e| too_complex(&e))?;
-            if let Some((_, key)) = known {
+            if let Some((_, key)) = &known {
                 self.documents.measured_within_limits(key, workspaces);
             }
         }
         // The executor takes the document by value: the one copy a request makes.
         request.set_parsed_query(ExecutableDocument::clone(&document));
-        Ok(())
+        Ok(known.map(|(_, key)| key))
     }
 }
 

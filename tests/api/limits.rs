@@ -571,7 +571,10 @@ async fn a_request_within_the_limits_for_one_caller_is_still_measured_for_a_call
     for _ in 0..2 {
         let reply = as_client(&app, ONE).await;
         // Admitted and executed (Xenioo's part of so old a window is out of retention).
-        assert_eq!(reply.body["data"]["workspaces"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            reply.body["data"]["workspaces"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
     let refused = as_client(&app, ALL).await;
     assert_eq!(refused.code(), "QUERY_TOO_COMPLEX", "{}", refused.text);
