@@ -530,6 +530,8 @@ async fn execute(
                 };
                 return encoded(StatusCode::OK, media, answer.body, summary);
             }
+            // Validation depends on the text and the variables only: a request that passed
+            // it once passes it again.
             let validated = request_key
                 .as_ref()
                 .is_some_and(|key| state.documents.is_validated(key));
@@ -604,24 +606,41 @@ async fn execute(
     // For the request log line and metrics (`telemetry::observe_graphql`); `gate` adds the
     // client's name.
     let summary = RequestSummary::new(operation, None, &scope, &response.errors);
-    if let (Some(key), Some(fresh_until)) = (answer_key, scope.reusable_until()) {
-        let deterministic = summary
-            .error_codes
-            .iter()
-            .all(|(code, _)| answers::is_deterministic(code));
-        if !failed_before_execution && response.data != async_graphql::Value::Null && deterministic
-        {
-            let answer = Answer::new(
-                body.clone(),
-                scope.chunks_read(),
-                summary.error_codes.clone(),
-                fresh_until,
-                scope.conditions(),
-            );
-            state.answers.put(key, answer);
-        }
+    if let Some(key) = answer_key {
+        let answered = !failed_before_execution && response.data != async_graphql::Value::Null;
+        keep_answer(&state.answers, key, answered, &scope, &body, &summary);
     }
     encoded(status, media, body, summary)
+}
+
+/// Keep `body` as the answer to `key` when it may be served again: the request was answered
+/// (not refused before execution), its errors answer the request itself, and every read was
+/// fresh (see [`crate::answers`]).
+fn keep_answer(
+    answers: &AnswerCache,
+    key: AnswerKey,
+    answered: bool,
+    scope: &RequestScope,
+    body: &Bytes,
+    summary: &RequestSummary,
+) {
+    let deterministic = summary
+        .error_codes
+        .iter()
+        .all(|(code, _)| answers::is_deterministic(code));
+    let Some(fresh_until) = scope.reusable_until() else {
+        return;
+    };
+    if answered && deterministic {
+        let answer = Answer::new(
+            body.clone(),
+            scope.chunks_read(),
+            summary.error_codes.clone(),
+            fresh_until,
+            scope.conditions(),
+        );
+        answers.put(key, answer);
+    }
 }
 
 /// The body of a request that failed before execution: no `data` entry at all.

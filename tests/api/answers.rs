@@ -6,11 +6,9 @@ use chatstats::config::Scope;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use chatstats::sandbox::SandboxOptions;
-
 use crate::helpers::{
     assert_no_errors, client, recent_window, sample, spawn_app, spawn_app_with,
-    spawn_app_with_options, TestApp,
+    spawn_app_with_one_second_xenioo_interval, TestApp,
 };
 
 /// Help Scout, ConnectyCube and message2give over one closed week (Xenioo keeps no history
@@ -175,17 +173,7 @@ async fn a_mutation_is_never_answered_from_a_kept_answer() {
 
 #[tokio::test]
 async fn an_answer_built_on_the_xenioo_snapshot_lasts_only_until_the_gate_opens() {
-    let options = SandboxOptions {
-        xenioo_throttle: std::time::Duration::from_millis(500),
-    };
-    let app = spawn_app_with_options(options, |config| {
-        config.workspaces[0]
-            .xenioo
-            .as_mut()
-            .expect("Xenioo")
-            .min_call_interval_secs = 1;
-    })
-    .await;
+    let app = spawn_app_with_one_second_xenioo_interval().await;
     // The ConnectyCube part is history (fresh for a day); the Xenioo part holds for the
     // one-second interval only.
     let query = format!(

@@ -50,6 +50,22 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_with_options(SandboxOptions::default(), edit).await
 }
 
+/// An app whose Xenioo account may be called once a second (the sandbox throttles at 500 ms),
+/// for tests in which the hourly interval passing is the behaviour under test.
+pub async fn spawn_app_with_one_second_xenioo_interval() -> TestApp {
+    let options = SandboxOptions {
+        xenioo_throttle: std::time::Duration::from_millis(500),
+    };
+    spawn_app_with_options(options, |config| {
+        config.workspaces[0]
+            .xenioo
+            .as_mut()
+            .expect("the first sandbox workspace has Xenioo")
+            .min_call_interval_secs = 1;
+    })
+    .await
+}
+
 /// As [`spawn_app_with`], with sandbox options (e.g. a short Xenioo throttle).
 pub async fn spawn_app_with_options(
     options: SandboxOptions,

@@ -3,12 +3,12 @@
 
 use chatstats::sandbox::accounts::ACME;
 use chatstats::sandbox::xenioo::hourly_value;
-use chatstats::sandbox::SandboxOptions;
 use chrono::{Duration, DurationRound, Utc};
 use serde_json::json;
 
 use crate::helpers::{
-    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app, spawn_app_with_options,
+    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app,
+    spawn_app_with_one_second_xenioo_interval,
 };
 
 const ALL_TYPES_PATH: &str =
@@ -192,17 +192,7 @@ async fn a_window_older_than_thirty_days_is_out_of_retention_for_xenioo_only() {
 
 #[tokio::test]
 async fn a_failed_refresh_serves_the_last_snapshot_as_stale_and_never_calls_early() {
-    let options = SandboxOptions {
-        xenioo_throttle: std::time::Duration::from_millis(500),
-    };
-    let app = spawn_app_with_options(options, |config| {
-        config.workspaces[0]
-            .xenioo
-            .as_mut()
-            .expect("Xenioo")
-            .min_call_interval_secs = 1;
-    })
-    .await;
+    let app = spawn_app_with_one_second_xenioo_interval().await;
     let to = Utc::now()
         .duration_trunc(Duration::hours(1))
         .expect("truncates");
