@@ -8,7 +8,8 @@
 //!
 //! When: the first emission at once, the next when the first chunk the previous emission
 //! used stops being fresh (a live chunk at `[cache] live_ttl_secs`; a window wholly in the
-//! past waits for the history TTL). Every subscriber of the same chunk therefore wakes at the
+//! past waits for the history TTL; what came from the Xenioo snapshot, until its next call is
+//! allowed). Every subscriber of the same chunk therefore wakes at the
 //! same instant and the cache's single flight makes one upstream call for all of them. An
 //! emission happens at each refresh, whether or not the values changed: it doubles as a
 //! heartbeat that tells a dashboard its data is current. When a refresh failed and stale data
