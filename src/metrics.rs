@@ -40,7 +40,7 @@ pub enum Unit {
 }
 
 /// Whose message2give chat statistics a series covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum M2gWho {
     AllUsers,
     User(String),
@@ -49,7 +49,7 @@ pub enum M2gWho {
 }
 
 /// Which message2give chat statistic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum M2gStat {
     /// Session counts (SUM).
     Sessions,
@@ -62,7 +62,7 @@ pub enum M2gStat {
 }
 
 /// One provider's contribution to a series.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Part {
     /// Help Scout conversations of these channels (summed), filtered.
     HelpScout {
@@ -500,6 +500,17 @@ struct Resampled {
     partial: Vec<UpstreamError>,
 }
 
+/// `part`'s `Debug` text, the stable part of its derived-cache keys. Formatting it was the
+/// largest cost left in building those keys (several per series, every request); a part is a
+/// small value, so hashing it to find its text is far cheaper. Bounded: parts carry
+/// client-chosen names (bots, surveys, users).
+fn part_text(part: &Part) -> Arc<str> {
+    static TEXTS: std::sync::OnceLock<moka::sync::Cache<Part, Arc<str>>> =
+        std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| moka::sync::Cache::new(10_000));
+    texts.get_with_by_ref(part, || Arc::from(format!("{part:?}")))
+}
+
 /// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
 /// resampled, as a derived cache entry until the first of those chunks goes stale, so a warm
 /// query reuses it instead of extracting and resampling the samples again.
@@ -517,7 +528,8 @@ async fn resampled(
         // Instants as integer microseconds: formatting dates was a visible share of a warm
         // query's CPU, and the key only has to be unique, not readable.
         request: format!(
-            "{part:?}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
+            "{}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
+            part_text(part),
             window.from().timestamp_micros(),
             window.to().timestamp_micros(),
             window.granularity().name(),
@@ -701,4 +713,29 @@ pub async fn compute(
         errors,
         computed_at: Utc::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_part_keeps_its_own_key_text() {
+        let sms = |survey: Option<&str>| Part::Message2GiveSms {
+            survey: survey.map(str::to_string),
+            units: false,
+        };
+        let parts = [
+            sms(None),
+            sms(Some("a")),
+            sms(Some("b")),
+            Part::ConnectyCube(CcMetric::MessagesSent),
+        ];
+        for part in &parts {
+            assert_eq!(*part_text(part), format!("{part:?}"));
+            assert_eq!(part_text(part), part_text(&part.clone()), "memoized");
+        }
+        let texts: std::collections::HashSet<Arc<str>> = parts.iter().map(part_text).collect();
+        assert_eq!(texts.len(), parts.len());
+    }
 }
