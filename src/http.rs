@@ -513,6 +513,7 @@ async fn execute(
     let mut request = request.data(fetcher).data(caller.clone());
     let mut request_key = None;
     let mut answer_key = None;
+    let mut validated = false;
     let mut response = match state.guard.admit(&mut request).await {
         Ok(key) => {
             request_key = key;
@@ -532,7 +533,7 @@ async fn execute(
             }
             // Validation depends on the text and the variables only: a request that passed
             // it once passes it again.
-            let validated = request_key
+            validated = request_key
                 .as_ref()
                 .is_some_and(|key| state.documents.is_validated(key));
             if validated {
@@ -560,8 +561,8 @@ async fn execute(
     let failed_before_execution = response.data == async_graphql::Value::Null
         && response.is_err()
         && response.errors.iter().all(|e| e.path.is_empty());
-    if let (Some(key), false) = (request_key, failed_before_execution) {
-        // It was executed, so it passed validation (or had passed it before).
+    if let (Some(key), false, false) = (request_key, failed_before_execution, validated) {
+        // It was executed, so it passed full validation: remember that (once).
         state.documents.validated(key);
     }
     // Every error a client sees has a code. Resolver errors carry theirs (`crate::error`);
@@ -624,13 +625,13 @@ fn keep_answer(
     body: &Bytes,
     summary: &RequestSummary,
 ) {
+    let Some(fresh_until) = scope.reusable_until() else {
+        return;
+    };
     let deterministic = summary
         .error_codes
         .iter()
         .all(|(code, _)| answers::is_deterministic(code));
-    let Some(fresh_until) = scope.reusable_until() else {
-        return;
-    };
     if answered && deterministic {
         let answer = Answer::new(
             body.clone(),
