@@ -36,15 +36,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A counter family: one value per label tuple.
-struct Counters {
+/// A metric family: one value per label tuple.
+struct Family<V> {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
+    values: Mutex<BTreeMap<Vec<String>, V>>,
 }
 
-impl Counters {
+impl<V: Default> Family<V> {
     const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         Self {
             name,
@@ -54,14 +54,24 @@ impl Counters {
         }
     }
 
+    /// Update the value of `labels` (created at its default).
+    fn update(&self, labels: &[&str], change: impl FnOnce(&mut V)) {
+        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
+        let key: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect();
+        change(lock(&self.values).entry(key).or_default());
+    }
+}
+
+/// A counter family.
+type Counters = Family<u64>;
+
+impl Counters {
     fn inc(&self, labels: &[&str]) {
         self.add(labels, 1);
     }
 
     fn add(&self, labels: &[&str], n: u64) {
-        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect();
-        *lock(&self.values).entry(key).or_insert(0) += n;
+        self.update(labels, |value| *value += n);
     }
 
     fn get(&self, labels: &[&str]) -> u64 {
@@ -85,35 +95,20 @@ struct HistogramData {
 }
 
 /// A latency histogram family.
-struct Histograms {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, HistogramData>>,
-}
+type Histograms = Family<HistogramData>;
 
 impl Histograms {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
     fn observe(&self, labels: &[&str], duration: Duration) {
         let seconds = duration.as_secs_f64();
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect();
-        let mut values = lock(&self.values);
-        let data = values.entry(key).or_default();
-        for (bucket, bound) in data.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
+        self.update(labels, |data| {
+            for (bucket, bound) in data.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+                if seconds <= bound {
+                    *bucket += 1;
+                }
             }
-        }
-        data.count += 1;
-        data.sum += seconds;
+            data.count += 1;
+            data.sum += seconds;
+        });
     }
 
     fn render(&self, out: &mut String) {
