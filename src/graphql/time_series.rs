@@ -226,11 +226,17 @@ impl Needs {
 /// Attach the errors of contributions that were left out to the current field, and record
 /// stale-data warnings for `extensions.warnings`.
 fn report_errors(ctx: &Context<'_>, computed: &Computed) {
+    report(ctx, computed, &computed.errors);
+}
+
+/// Report `computed`'s warnings and `errors` (all of its errors, or those not returned as the
+/// field's own error).
+fn report(ctx: &Context<'_>, computed: &Computed, errors: &[ApiError]) {
     let scope = &ctx.data_unchecked::<Fetcher>().scope;
     for warning in &computed.warnings {
         scope.warn(format!("served cached data: {}", warning.message()));
     }
-    for error in &computed.errors {
+    for error in errors {
         let error: async_graphql::Error = error.clone().into();
         ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
     }
@@ -322,16 +328,13 @@ pub async fn optional_series(
     let series = evaluate(ctx, workspace, spec, window).await?;
     let computed = &series.computed;
     if computed.failed() {
-        let mut errors = computed.errors.clone();
-        let first = errors.remove(0);
-        report_errors(
-            ctx,
-            &Computed {
-                errors,
-                ..(**computed).clone()
-            },
-        );
-        return Err(first.into());
+        // The first error is the field's; the others are reported beside it.
+        let (first, others) = computed
+            .errors
+            .split_first()
+            .expect("a failed series has errors");
+        report(ctx, computed, others);
+        return Err(first.clone().into());
     }
     report_errors(ctx, computed);
     Ok(Some(series))
