@@ -118,6 +118,22 @@ impl ApiError {
         ApiError::BadUserInput(message.into())
     }
 
+    /// `NOT_FOUND` for workspace `id`, given as `argument`: one message whether the workspace
+    /// does not exist or belongs to another tenant, so ids cannot be probed (SPEC §8).
+    pub fn no_workspace(argument: &str, id: &str) -> Self {
+        ApiError::NotFound(format!(
+            "argument `{argument}`: no workspace {id:?} that this caller may see"
+        ))
+    }
+
+    /// `NOT_FOUND` for operator `id`: one message whether nobody has that id or the operator
+    /// belongs to another tenant's workspace.
+    pub fn no_operator(id: &str) -> Self {
+        ApiError::NotFound(format!(
+            "argument `id`: no operator {id:?} active in the last 30 days in a workspace this caller may see"
+        ))
+    }
+
     /// The client-facing message.
     pub fn message(&self) -> String {
         match self {

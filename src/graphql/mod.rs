@@ -21,6 +21,7 @@ use async_graphql::{Context, Object, SDLExportOptions, Schema, ID};
 
 use crate::auth::Caller;
 use crate::config::Scope;
+use crate::error::ApiError;
 use crate::workspace::{Registry, Workspace};
 use nps::{NpsExport, NpsRespondents};
 use operator::Operator;
@@ -45,26 +46,37 @@ impl Query {
             .collect()
     }
 
-    /// One workspace by id; null when it does not exist or the caller may not see it.
+    /// One workspace by id. A `NOT_FOUND` error (and null) when it does not exist or the
+    /// caller may not see it: the two answers are the same, so ids cannot be probed.
     async fn workspace(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The workspace id, e.g. `acme`.")] id: ID,
     ) -> Option<WorkspaceObject> {
-        visible_workspace(ctx, &id).map(WorkspaceObject)
+        let workspace = visible_workspace(ctx, &id).map(WorkspaceObject);
+        if workspace.is_none() {
+            report(ctx, ApiError::no_workspace("id", &id));
+        }
+        workspace
     }
 
     /// One operator by id (`chat_tonic:<_id>` or `message2give:<userId>`): Chat-Tonic
-    /// operators of the last 30 days, message2give users of the last 30 days. Null when unknown.
+    /// operators of the last 30 days, message2give users of the last 30 days, in the
+    /// caller's workspaces. A `NOT_FOUND` error (and null) when none of them has it.
     async fn operator(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "`chat_tonic:<_id>` or `message2give:<userId>`.")] id: ID,
     ) -> async_graphql::Result<Option<Operator>> {
-        operator::find(ctx, &visible_workspaces(ctx), &id).await
+        let operator = operator::find(ctx, &visible_workspaces(ctx), &id).await?;
+        if operator.is_none() {
+            report(ctx, ApiError::no_operator(&id));
+        }
+        Ok(operator)
     }
 
-    /// Federation: resolve an `Operator` reference by its key.
+    /// Federation: resolve an `Operator` reference by its key (null, without an error, when
+    /// unknown: federation's rule for `_entities`).
     #[graphql(entity)]
     async fn find_operator_by_id(
         &self,
@@ -74,7 +86,8 @@ impl Query {
         operator::find(ctx, &visible_workspaces(ctx), &id).await
     }
 
-    /// Federation: resolve a `Workspace` reference by its key.
+    /// Federation: resolve a `Workspace` reference by its key (null, without an error, when
+    /// unknown or another tenant's: federation's rule for `_entities`).
     #[graphql(entity)]
     async fn find_workspace_by_id(&self, ctx: &Context<'_>, id: ID) -> Option<WorkspaceObject> {
         visible_workspace(ctx, &id).map(WorkspaceObject)
@@ -104,6 +117,14 @@ impl Mutation {
         let workspace = visible_workspace(ctx, &workspace_id);
         nps::request(ctx, workspace, &workspace_id, &window, respondents).await
     }
+}
+
+/// Add `error` at the current field, which the resolver then answers with null: an `Err`
+/// would null the parent too (async-graphql propagates resolver errors upward), and the rest
+/// of the query must still answer.
+fn report(ctx: &Context<'_>, error: ApiError) {
+    let error = async_graphql::Error::from(error);
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
 }
 
 fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {

@@ -57,12 +57,8 @@ pub async fn request(
     respondents: NpsRespondents,
 ) -> async_graphql::Result<NpsExport> {
     let _ = ctx;
-    let workspace = workspace.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "argument `workspaceId`: no workspace {:?}",
-            workspace_id.as_str()
-        ))
-    })?;
+    let workspace =
+        workspace.ok_or_else(|| ApiError::no_workspace("workspaceId", workspace_id.as_str()))?;
     let client = workspace.chat_tonic.as_ref().ok_or_else(|| {
         ApiError::bad_input(format!(
             "argument `workspaceId`: workspace {:?} has no Chat-Tonic account; the NPS export is a Chat-Tonic feature",

@@ -15,10 +15,10 @@
 //! heartbeat that tells a dashboard its data is current. When a refresh failed and stale data
 //! was served, the next attempt comes one live TTL later.
 
-use async_graphql::{Context, ErrorExtensions, Subscription as SubscriptionObject, ID};
+use async_graphql::{Context, Subscription as SubscriptionObject, ID};
 use futures::Stream;
 
-use crate::error::code;
+use crate::error::ApiError;
 use crate::graphql::visible_workspace;
 use crate::graphql::workspace::WorkspaceObject;
 use crate::planner::Fetcher;
@@ -42,11 +42,7 @@ impl Subscription {
         #[graphql(desc = "The workspace id, e.g. `acme`.")] id: ID,
     ) -> async_graphql::Result<impl Stream<Item = WorkspaceObject>> {
         let Some(workspace) = visible_workspace(ctx, &id) else {
-            return Err(async_graphql::Error::new(format!(
-                "no workspace `{}` that this API key may see",
-                id.as_str()
-            ))
-            .extend_with(|_, ext| ext.set("code", code::NOT_FOUND)));
+            return Err(ApiError::no_workspace("id", &id).into());
         };
         let fetcher = ctx
             .data::<Fetcher>()

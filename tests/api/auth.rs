@@ -135,13 +135,26 @@ async fn answer(app: &TestApp, query: &str, id: &str) -> String {
     body.to_string().replace(id, "ID")
 }
 
+/// `body` (as [`answer`] gives it) is null at `field` with one `NOT_FOUND` error there, whose
+/// message names the asked-for id (shown as `ID`).
+fn assert_not_found(body: &str, field: &str) {
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(body["data"], json!({ field: null }), "{body}");
+    let errors = body["errors"].as_array().expect("an error");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["extensions"]["code"], json!("NOT_FOUND"), "{body}");
+    assert_eq!(errors[0]["path"], json!([field]), "{body}");
+    let message = errors[0]["message"].as_str().expect("a message");
+    assert!(message.contains("ID"), "{message}");
+}
+
 #[tokio::test]
 async fn another_tenants_workspace_looks_exactly_like_an_unknown_one() {
     let app = app_with_clients().await;
     let workspace = r#"{ workspace(id: "ID") { id name } }"#;
     let foreign = answer(&app, workspace, "acme").await;
     assert_eq!(foreign, answer(&app, workspace, "no-such-workspace").await);
-    assert_eq!(foreign, r#"{"data":{"workspace":null}}"#);
+    assert_not_found(&foreign, "workspace");
     // The caller's own workspace is there.
     let own = as_client(
         &app,
@@ -169,13 +182,14 @@ async fn another_tenants_workspace_looks_exactly_like_an_unknown_one() {
     let operator = r#"{ operator(id: "chat_tonic:ID") { id } }"#;
     let foreign = answer(&app, operator, "5f286ede4dbdcf209af").await;
     assert_eq!(foreign, answer(&app, operator, "unknown0operator").await);
-    assert_eq!(foreign, r#"{"data":{"operator":null}}"#);
+    assert_not_found(&foreign, "operator");
     let operator_entity = r#"{ _entities(representations: [{__typename: "Operator", id: "chat_tonic:ID"}]) { ... on Operator { id } } }"#;
     let foreign = answer(&app, operator_entity, "5f286ede4dbdcf209af").await;
     assert_eq!(
         foreign,
         answer(&app, operator_entity, "unknown0operator").await
     );
+    assert_eq!(foreign, r#"{"data":{"_entities":[null]}}"#);
     assert!(
         app.calls_to("chat_tonic").await.is_empty(),
         "nothing of acme's was fetched for globex's partner"
@@ -198,6 +212,7 @@ async fn the_nps_export_of_a_foreign_workspace_is_not_found_like_an_unknown_one(
     assert_eq!(foreign, answer(&app, mutation, "no-such-workspace").await);
     let body: Value = serde_json::from_str(&foreign).expect("JSON");
     assert_eq!(body["errors"][0]["extensions"]["code"], json!("NOT_FOUND"));
+    assert_eq!(body["data"], Value::Null, "the mutation's field is non-null");
     assert!(app.calls_to("chat_tonic").await.is_empty());
 }
 

@@ -244,11 +244,32 @@ async fn refused_credentials_are_upstream_rejected_without_the_token() {
 }
 
 #[tokio::test]
-async fn an_unknown_workspace_is_null_without_error() {
+async fn an_unknown_workspace_or_operator_is_not_found_naming_the_id() {
     let app = spawn_app().await;
     let body = app.query(r#"{ workspace(id: "nope") { id } }"#).await;
-    assert_no_errors(&body);
     assert_eq!(body["data"]["workspace"], Value::Null);
+    let (code, provider, message) = single_error(&body);
+    assert_eq!(code, "NOT_FOUND");
+    assert_eq!(provider, None);
+    assert!(message.contains("\"nope\""), "{message}");
+    assert_eq!(body["errors"][0]["path"], json!(["workspace"]));
+
+    // The rest of the query still answers.
+    let body = app
+        .query(r#"{ workspaces { id } operator(id: "message2give:nobody-here") { id } }"#)
+        .await;
+    assert_eq!(body["data"]["operator"], Value::Null);
+    assert!(
+        !body["data"]["workspaces"]
+            .as_array()
+            .expect("workspaces")
+            .is_empty(),
+        "{body}"
+    );
+    let (code, _, message) = single_error(&body);
+    assert_eq!(code, "NOT_FOUND");
+    assert!(message.contains("message2give:nobody-here"), "{message}");
+    assert_eq!(body["errors"][0]["path"], json!(["operator"]));
 }
 
 #[tokio::test]
