@@ -14,10 +14,13 @@
 //! - **Budget**: per account, retries over the last [`BUDGET_WINDOW`] may not exceed
 //!   `percent` of the calls plus a small floor, so a failing upstream sees at most
 //!   `1 + percent/100` times its normal traffic.
-//! - **Circuit breaker**: per account; opens after `threshold` consecutive failed calls
-//!   (unavailable: timeout, connection, 5xx, after retries); while open, calls fail fast
-//!   with `UPSTREAM_UNAVAILABLE` and `retryAfter`; after the cooldown ONE probe call goes
-//!   through (half-open); its success closes the circuit, its failure re-opens it.
+//! - **Circuit breaker**: per account; opens after `threshold` consecutive failed calls;
+//!   while open, calls fail fast with `UPSTREAM_UNAVAILABLE` and `retryAfter`; after the
+//!   cooldown ONE probe call goes through (half-open); its success closes the circuit, its
+//!   failure re-opens it. What counts is decided by [`Verdict::of`]: a failure is what a
+//!   broken upstream does (timeout, connection error, 5xx after retries, a body chatstats
+//!   cannot read); a success is a served request; a 429 or another 4xx (401 included: a
+//!   configuration fault no cooldown cures) is neither and leaves the count alone.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::LimitsConfig;
+use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::prometheus::{CircuitGauge, CircuitState};
 
 /// The window of the retry budget.
@@ -198,6 +202,43 @@ enum State {
     HalfOpen { failures: u32 },
 }
 
+/// What one finished call says about its upstream's availability, for the breaker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request was served: the circuit closes and the count of failures restarts.
+    Served,
+    /// The upstream failed as a broken one does; the description (credential-free words,
+    /// shown to clients while the circuit is open) says how.
+    Failed(String),
+    /// The upstream answered, but the answer says nothing about whether it serves requests:
+    /// a 429 (it is up and asks us to slow down; the client gets `UPSTREAM_THROTTLED` with the
+    /// upstream's own `retryAfter`) or another 4xx (a refused credential or plan, an unknown
+    /// account or a request it rejects). The count of consecutive failures is left as it was,
+    /// so a 4xx can neither open a circuit (one client's bad request must not cut every
+    /// client off) nor close one; an inconclusive probe lets the next call probe.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The verdict on a call's final result (after its retries).
+    pub fn of<T>(result: &Result<T, UpstreamError>) -> Verdict {
+        let Err(error) = result else {
+            return Verdict::Served;
+        };
+        match &error.kind {
+            UpstreamErrorKind::Unavailable(what) => Verdict::Failed(what.clone()),
+            // Garbage with a 200 (an error page, a truncated or oversized body) is a broken
+            // upstream: every caller of the account would get the same.
+            UpstreamErrorKind::Invalid(what) => Verdict::Failed(format!("an unreadable body: {what}")),
+            UpstreamErrorKind::Throttled { .. }
+            | UpstreamErrorKind::Rejected { .. }
+            | UpstreamErrorKind::OutOfRetention(_)
+            // Not made by a permitted call; listed so a new kind must be classified here.
+            | UpstreamErrorKind::CircuitOpen { .. } => Verdict::Inconclusive,
+        }
+    }
+}
+
 /// Why the breaker refused a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
@@ -294,14 +335,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// The outcome of a permitted call: `failure` describes it when the upstream was
-    /// unavailable (credential-free words only: it is shown to clients).
-    pub fn record(&self, mut permit: Permit, failure: Option<&str>) {
+    /// The outcome of a permitted call (see [`Verdict`]).
+    pub fn record(&self, mut permit: Permit, verdict: Verdict) {
         permit.reported = true;
-        let failed = failure.is_some();
-        if let Some(failure) = failure {
-            *lock(&self.last) = failure.to_string();
-        }
+        let failed = match verdict {
+            Verdict::Served => false,
+            Verdict::Failed(what) => {
+                *lock(&self.last) = what;
+                true
+            }
+            Verdict::Inconclusive => {
+                let mut state = lock(&self.state);
+                if let (State::HalfOpen { failures }, true) = (*state, permit.probe) {
+                    // As for a dropped probe: the next caller probes at once.
+                    *state = State::Open {
+                        until: self.clock.now(),
+                        failures,
+                    };
+                    self.gauge.set(CircuitState::Open);
+                }
+                return;
+            }
+        };
         let now = self.clock.now();
         let mut state = lock(&self.state);
         let next = match (*state, failed) {
@@ -358,7 +413,23 @@ mod tests {
 
     fn fail(breaker: &Arc<CircuitBreaker>) {
         let permit = breaker.admit().expect("admitted");
-        breaker.record(permit, Some("HTTP 503"));
+        breaker.record(permit, Verdict::Failed("HTTP 503".into()));
+    }
+
+    fn finish(breaker: &Arc<CircuitBreaker>, kind: UpstreamErrorKind) {
+        let permit = breaker.admit().expect("admitted");
+        let result: Result<(), UpstreamError> = Err(UpstreamError::new(
+            crate::providers::Provider::HelpScout,
+            kind,
+        ));
+        breaker.record(permit, Verdict::of(&result));
+    }
+
+    fn rejected(status: u16) -> UpstreamErrorKind {
+        UpstreamErrorKind::Rejected {
+            status,
+            reason: "refused".into(),
+        }
     }
 
     #[test]
@@ -387,8 +458,63 @@ mod tests {
         let (breaker, _) = breaker(2, Duration::from_secs(1));
         fail(&breaker);
         let permit = breaker.admit().expect("admitted");
-        breaker.record(permit, None);
+        breaker.record(permit, Verdict::Served);
         fail(&breaker);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn an_unreadable_body_is_a_failed_call() {
+        let (breaker, _) = breaker(2, Duration::from_secs(30));
+        finish(
+            &breaker,
+            UpstreamErrorKind::Invalid("malformed JSON".into()),
+        );
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        finish(
+            &breaker,
+            UpstreamErrorKind::Invalid("malformed JSON".into()),
+        );
+        assert_eq!(breaker.state(), CircuitState::Open);
+        let refused = breaker.admit().expect_err("open");
+        assert_eq!(refused.failures, 2);
+        assert!(refused.last.contains("unreadable body"), "{}", refused.last);
+    }
+
+    #[test]
+    fn a_429_or_another_4xx_neither_counts_as_a_failure_nor_resets_the_count() {
+        let (breaker, _) = breaker(2, Duration::from_secs(30));
+        fail(&breaker);
+        for kind in [
+            UpstreamErrorKind::Throttled {
+                retry_after_secs: 60,
+            },
+            rejected(401),
+            rejected(403),
+            rejected(404),
+            rejected(400),
+        ] {
+            finish(&breaker, kind.clone());
+            assert_eq!(breaker.state(), CircuitState::Closed, "{kind:?}");
+        }
+        fail(&breaker);
+        assert_eq!(
+            breaker.state(),
+            CircuitState::Open,
+            "the failure before the 4xx answers still counted"
+        );
+    }
+
+    #[test]
+    fn an_inconclusive_probe_lets_the_next_call_probe_without_closing() {
+        let (breaker, clock) = breaker(1, Duration::from_secs(10));
+        fail(&breaker);
+        clock.advance(Duration::from_secs(10));
+        finish(&breaker, rejected(401));
+        assert_eq!(breaker.state(), CircuitState::Open, "not closed by a 401");
+        let probe = breaker.admit().expect("the next call probes at once");
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        breaker.record(probe, Verdict::Served);
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
 
@@ -400,12 +526,12 @@ mod tests {
         let probe = breaker.admit().expect("the probe");
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         assert!(breaker.admit().is_err(), "only one probe at a time");
-        breaker.record(probe, Some("HTTP 503"));
+        breaker.record(probe, Verdict::Failed("HTTP 503".into()));
         assert_eq!(breaker.state(), CircuitState::Open);
         assert!(breaker.admit().is_err(), "re-opened for a new cooldown");
         clock.advance(Duration::from_secs(10));
         let probe = breaker.admit().expect("the next probe");
-        breaker.record(probe, None);
+        breaker.record(probe, Verdict::Served);
         assert_eq!(breaker.state(), CircuitState::Closed);
         assert!(breaker.admit().is_ok());
     }

@@ -17,7 +17,7 @@ use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::prometheus::Metrics;
 use crate::providers::Provider;
-use crate::resilience::{CircuitBreaker, Clock, RetryBudget, RetryPolicy, SystemClock};
+use crate::resilience::{CircuitBreaker, Clock, RetryBudget, RetryPolicy, SystemClock, Verdict};
 
 /// Bodies larger than this are refused as `UPSTREAM_INVALID` rather than buffered: a
 /// misbehaving upstream must not be able to exhaust our memory.
@@ -282,14 +282,7 @@ impl Upstream {
         };
         let result = outcome.map_err(|failure| self.error(summarize(failure, &seen, stopped)));
         if let (Some(breaker), Some(permit)) = (&policy.breaker, permit) {
-            let unavailable = match &result {
-                Err(UpstreamError {
-                    kind: UpstreamErrorKind::Unavailable(what),
-                    ..
-                }) => Some(what.as_str()),
-                _ => None,
-            };
-            breaker.record(permit, unavailable);
+            breaker.record(permit, Verdict::of(&result));
         }
         result
     }

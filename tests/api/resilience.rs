@@ -274,6 +274,83 @@ async fn after_the_cooldown_one_probe_closes_the_breaker_again() {
     assert_eq!(circuit_state(&app, "connectycube").await, Some(0.0));
 }
 
+/// An app whose ConnectyCube breaker opens after two failed calls and stays open, with no
+/// retries: each query below makes exactly one call.
+async fn app_with_a_strict_breaker() -> TestApp {
+    spawn_app_with(|config| {
+        config.limits.circuit_failure_threshold = 2;
+        config.limits.circuit_cooldown_ms = 600_000;
+        config.limits.upstream_max_retries = 0;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_malformed_body_counts_as_a_failed_call_for_the_breaker() {
+    let app = app_with_a_strict_breaker().await;
+    app.fault(json!({"provider": "connectycube", "malformed": true}))
+        .await;
+    for _ in 0..2 {
+        let body = app.query(CC_SENT).await;
+        assert_eq!(only_error(&body)["extensions"]["code"], "UPSTREAM_INVALID");
+    }
+    assert_eq!(circuit_state(&app, "connectycube").await, Some(2.0));
+    let body = app.query(CC_SENT).await;
+    let error = only_error(&body);
+    assert_eq!(error["extensions"]["code"], "UPSTREAM_UNAVAILABLE");
+    let message = error["message"].as_str().expect("message");
+    assert!(
+        message.contains("circuit open after 2 consecutive failed calls")
+            && message.contains("unreadable body"),
+        "{message}"
+    );
+    assert_eq!(
+        statuses(&app.calls_to("connectycube").await),
+        [200, 200],
+        "the open circuit made no call"
+    );
+}
+
+#[tokio::test]
+async fn a_429_or_another_4xx_neither_opens_the_breaker_nor_resets_its_count() {
+    let app = app_with_a_strict_breaker().await;
+    let answer = |status: u16| {
+        let app = &app;
+        async move {
+            app.fault(json!({"provider": "connectycube", "status": status, "times": 1, "retry_after_secs": 3600}))
+                .await;
+            let body = app.query(CC_SENT).await;
+            only_error(&body)["extensions"]["code"]
+                .as_str()
+                .expect("a code")
+                .to_string()
+        }
+    };
+    assert_eq!(answer(503).await, "UPSTREAM_UNAVAILABLE");
+    for (status, code) in [
+        (429, "UPSTREAM_THROTTLED"),
+        (401, "UPSTREAM_REJECTED"),
+        (403, "UPSTREAM_REJECTED"),
+        (404, "UPSTREAM_REJECTED"),
+        (400, "UPSTREAM_REJECTED"),
+    ] {
+        assert_eq!(answer(status).await, code, "HTTP {status}");
+        assert_eq!(
+            circuit_state(&app, "connectycube").await,
+            Some(0.0),
+            "HTTP {status} is not a failure: still closed"
+        );
+    }
+    // Had any of them counted as a success, this second failure would be the first again.
+    assert_eq!(answer(503).await, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(circuit_state(&app, "connectycube").await, Some(2.0));
+    assert_eq!(
+        statuses(&app.calls_to("connectycube").await),
+        [503, 429, 401, 403, 404, 400, 503],
+        "one call per query"
+    );
+}
+
 #[tokio::test]
 async fn a_per_provider_timeout_overrides_the_default_and_timeouts_are_not_retried() {
     let app = spawn_app_with(|config| {
