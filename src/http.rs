@@ -33,7 +33,7 @@ use crate::auth::{Access, AuthError, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
 use crate::graphql::document_cache::DocumentCache;
-use crate::graphql::error_codes::{is_input_error, with_code};
+use crate::graphql::error_codes::{code_errors, Phase};
 use crate::graphql::guard::{Guard, ReadOnlyRequest};
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
@@ -514,6 +514,8 @@ async fn execute(
     let mut request_key = None;
     let mut answer_key = None;
     let mut validated = false;
+    // The text, for coding the errors async-graphql raises by where they point in it.
+    let mut query = String::new();
     let mut response = match state.guard.admit(&mut request).await {
         Ok(key) => {
             request_key = key;
@@ -536,6 +538,7 @@ async fn execute(
             validated = request_key
                 .as_ref()
                 .is_some_and(|key| state.documents.is_validated(key));
+            query.clone_from(&request.query);
             if validated {
                 state.validated_schema.execute(request).await
             } else {
@@ -566,24 +569,15 @@ async fn execute(
         state.documents.validated(key);
     }
     // Every error a client sees has a code. Resolver errors carry theirs (`crate::error`);
-    // what async-graphql raises itself is coded here: values that do not coerce are the
-    // client's input, the rest of what fails before execution is validation.
-    let fallback = if failed_before_execution {
-        code::GRAPHQL_VALIDATION_FAILED
+    // what async-graphql raises itself is coded by its phase and where it points.
+    let phase = if failed_before_execution {
+        Phase::Validation
     } else {
-        code::INTERNAL_SERVER_ERROR
+        Phase::Execution
     };
-    response.errors = std::mem::take(&mut response.errors)
-        .into_iter()
-        .map(|e| {
-            let value = if is_input_error(&e) {
-                code::BAD_USER_INPUT
-            } else {
-                fallback
-            };
-            with_code(e, value)
-        })
-        .collect();
+    response.errors = code_errors(std::mem::take(&mut response.errors), phase, || {
+        state.documents.parse(&query)
+    });
     let status = if media == GRAPHQL_RESPONSE_JSON && failed_before_execution {
         StatusCode::BAD_REQUEST
     } else {

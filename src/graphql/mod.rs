@@ -172,7 +172,9 @@ pub fn build_schema(
 ) -> ChatstatsSchema {
     let builder = schema_builder().data(registry).validation_mode(validation);
     let builder = match guard {
-        Some(guard) => builder.extension(error_codes::ErrorCodes).extension(guard),
+        Some(guard) => builder
+            .extension(error_codes::ErrorCodes::default())
+            .extension(guard),
         None => builder,
     };
     if introspection {

@@ -3,7 +3,14 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::error::code;
 use crate::series::Zone;
+
+/// Our scalars' parse errors carry their code themselves: the client's input, whichever
+/// phase async-graphql parses them in.
+fn bad_input<T: async_graphql::InputType>(error: InputValueError<T>) -> InputValueError<T> {
+    error.with_extension("code", code::BAD_USER_INPUT)
+}
 
 /// An instant in RFC 3339 form, e.g. `2025-03-01T00:00:00Z` or `2025-03-01T10:00:00+10:00`.
 /// Output is always UTC with a `Z`.
@@ -22,11 +29,11 @@ impl ScalarType for Instant {
             Value::String(s) => DateTime::parse_from_rfc3339(s)
                 .map(|t| Instant(t.with_timezone(&Utc)))
                 .map_err(|e| {
-                    InputValueError::custom(format!(
+                    bad_input(InputValueError::custom(format!(
                         "{s:?} is not an RFC 3339 instant ({e}); write e.g. \"2025-03-01T00:00:00Z\""
-                    ))
+                    )))
                 }),
-            _ => Err(InputValueError::expected_type(value)),
+            _ => Err(bad_input(InputValueError::expected_type(value))),
         }
     }
 
@@ -53,8 +60,8 @@ impl ScalarType for TimeZone {
         match &value {
             Value::String(s) => Zone::parse(s)
                 .map(TimeZone)
-                .map_err(|e| InputValueError::custom(e.to_string())),
-            _ => Err(InputValueError::expected_type(value)),
+                .map_err(|e| bad_input(InputValueError::custom(e.to_string()))),
+            _ => Err(bad_input(InputValueError::expected_type(value))),
         }
     }
 

@@ -74,7 +74,8 @@ async fn callers_who_see_different_workspaces_never_share_an_answer() {
     assert_eq!(post_as(&app, ALL, WEEK).await, acme);
     assert_eq!(answers(&app, "hit").await, 1.0, "the same caller is served");
     let foreign = post_as(&app, GLOBEX, WEEK).await;
-    assert_eq!(foreign, json!({"data": {"workspace": null}}));
+    assert_eq!(foreign["data"], json!({"workspace": null}));
+    assert_eq!(foreign["errors"][0]["extensions"]["code"], "NOT_FOUND");
     assert_eq!(answers(&app, "hit").await, 1.0, "another caller is not");
 }
 

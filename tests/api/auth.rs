@@ -142,7 +142,11 @@ fn assert_not_found(body: &str, field: &str) {
     assert_eq!(body["data"], json!({ field: null }), "{body}");
     let errors = body["errors"].as_array().expect("an error");
     assert_eq!(errors.len(), 1, "{body}");
-    assert_eq!(errors[0]["extensions"]["code"], json!("NOT_FOUND"), "{body}");
+    assert_eq!(
+        errors[0]["extensions"]["code"],
+        json!("NOT_FOUND"),
+        "{body}"
+    );
     assert_eq!(errors[0]["path"], json!([field]), "{body}");
     let message = errors[0]["message"].as_str().expect("a message");
     assert!(message.contains("ID"), "{message}");
@@ -212,7 +216,11 @@ async fn the_nps_export_of_a_foreign_workspace_is_not_found_like_an_unknown_one(
     assert_eq!(foreign, answer(&app, mutation, "no-such-workspace").await);
     let body: Value = serde_json::from_str(&foreign).expect("JSON");
     assert_eq!(body["errors"][0]["extensions"]["code"], json!("NOT_FOUND"));
-    assert_eq!(body["data"], Value::Null, "the mutation's field is non-null");
+    assert_eq!(
+        body["data"],
+        Value::Null,
+        "the mutation's field is non-null"
+    );
     assert!(app.calls_to("chat_tonic").await.is_empty());
 }
 

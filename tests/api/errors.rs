@@ -303,8 +303,59 @@ async fn a_document_that_fails_validation_fails_it_every_time() {
     for _ in 0..3 {
         let body = app.query_with(query, json!({"n": 1})).await;
         let (code, _, message) = single_error(&body);
-        assert_eq!(code, "BAD_USER_INPUT", "{body}");
+        assert_eq!(code, "GRAPHQL_VALIDATION_FAILED", "{body}");
         assert!(message.contains("\"$n\" is not used"), "{message}");
         assert!(body.get("data").is_none(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn errors_async_graphql_raises_are_coded_by_phase_and_place_not_by_message() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            r#"{ workspace(id: "acme") { name "#,
+            json!({}),
+            "GRAPHQL_PARSE_FAILED",
+        ),
+        (
+            r#"{ workspace(id: "acme") { nope } }"#,
+            json!({}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            r#"{ workspace { name } }"#,
+            json!({}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            r#"query Q($id: ID!) { workspace(id: "acme") { name } }"#,
+            json!({"id": "acme"}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        // Values the client gave for an argument, in the document or in variables.
+        (
+            r#"{ workspace(id: 7.5) { name } }"#,
+            json!({}),
+            "BAD_USER_INPUT",
+        ),
+        (
+            r#"query Q($id: ID!) { workspace(id: $id) { name } }"#,
+            json!({"id": {"not": "an id"}}),
+            "BAD_USER_INPUT",
+        ),
+        (
+            r#"query Q($id: ID!) { workspace(id: $id) { name } }"#,
+            json!({}),
+            "BAD_USER_INPUT",
+        ),
+    ];
+    for (query, variables, expected) in cases {
+        // Twice: the second time the request may run on the fast-validating schema.
+        for _ in 0..2 {
+            let body = app.query_with(query, variables.clone()).await;
+            let (code, _, message) = single_error(&body);
+            assert_eq!(code, expected, "{query} {variables}: {message}");
+        }
     }
 }

@@ -42,7 +42,12 @@ async fn depth_is_limited_just_over_the_threshold() {
     let app = spawn_app_with(|config| config.limits.max_depth = 4).await;
     // Depth 4: workspace > messages > sent > total.
     let four = r#"{ workspace(id: "nope") { messages { sent(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { total } } } }"#;
-    assert_no_errors(&post(&app, four).await.body);
+    // Within the limit: executed (the unknown id is NOT_FOUND), not refused.
+    let body = post(&app, four).await.body;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
     let five = r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-01-01T00:00:00Z", to: "2025-01-02T00:00:00Z"}) { window { from } } } } }"#;
     let reply = post(&app, five).await;
     assert_too_complex(&app, &reply, "max_depth", 4, 5).await;
