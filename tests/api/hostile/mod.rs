@@ -9,8 +9,10 @@
 
 mod generate;
 mod http_flood;
+mod reported;
 mod server;
 mod tally;
+mod ws_flood;
 
 use chatstats::config::Scope;
 use reqwest::{Method, StatusCode};

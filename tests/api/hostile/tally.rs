@@ -14,6 +14,8 @@ pub struct Tally {
     pub codes: BTreeMap<String, u64>,
     /// WebSocket close codes received (`"none"`: the connection ended without a close frame).
     pub closes: BTreeMap<String, u64>,
+    /// One example request for each answer without a coded JSON error (`<406, uncoded>`).
+    pub examples: BTreeMap<String, String>,
     /// Milliseconds spent, by kind (for the table's mean per kind).
     pub millis: BTreeMap<String, u64>,
     /// What broke a rule, at most [`MAX_FAILURES`] kept (and all counted).
@@ -26,6 +28,12 @@ const MAX_FAILURES: usize = 20;
 impl Tally {
     pub fn kind(&mut self, kind: &str) {
         *self.kinds.entry(kind.to_owned()).or_default() += 1;
+    }
+
+    /// Count `code`, keeping `example` as its first example.
+    pub fn code_with_example(&mut self, code: &str, example: impl FnOnce() -> String) {
+        self.code(code);
+        self.examples.entry(code.to_owned()).or_insert_with(example);
     }
 
     pub fn spent(&mut self, kind: &str, millis: u64) {
@@ -67,6 +75,9 @@ impl Tally {
                 *into.entry(key).or_default() += n;
             }
         }
+        for (key, example) in other.examples {
+            self.examples.entry(key).or_insert(example);
+        }
         self.failure_count += other.failure_count;
         for failure in other.failures {
             if self.failures.len() < MAX_FAILURES {
@@ -100,6 +111,12 @@ impl Tally {
                     Some(ms) => writeln!(out, "  {key:<32} {n:>8}   mean {:>5} ms", ms / n.max(&1)),
                     None => writeln!(out, "  {key:<32} {n:>8}"),
                 };
+            }
+        }
+        if !self.examples.is_empty() {
+            let _ = writeln!(out, "an example of each answer without a coded JSON error:");
+            for (key, example) in &self.examples {
+                let _ = writeln!(out, "  {key}: {example}");
             }
         }
         let _ = writeln!(out, "rule violations: {}", self.failure_count);
