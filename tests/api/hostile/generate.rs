@@ -261,7 +261,6 @@ pub fn http_case(seed: u64, index: usize, documents: &[String]) -> HttpCase {
         rng.pick(documents).clone()
     };
     let variables = seed_variables();
-    let mut rng = rng;
     match kind {
         "truncated document" => {
             let cut = floor_char_boundary(&document, rng.below(document.len()));
@@ -494,7 +493,7 @@ pub fn http_case(seed: u64, index: usize, documents: &[String]) -> HttpCase {
                 0 => HttpCase::post(kind, body_with_raw_query(&query, &variables)),
                 1 => HttpCase::get(kind, &[("query", &query)]),
                 _ => HttpCase::query(kind, &document, &variables).header(
-                    *rng.pick(&[
+                    rng.pick::<&str>(&[
                         "x-chatstats-trace",
                         "accept",
                         "content-type",

@@ -49,7 +49,8 @@ async fn every_refusal_of_graphql_is_a_json_error_with_a_code() {
         r#"{{"query": "{{ __typename }}", "pad": "{}"}}"#,
         "x".repeat(3 << 20)
     );
-    let cases: [(Method, &[(&str, &str)], String); 3] = [
+    type Case<'a> = (Method, &'a [(&'a str, &'a str)], String);
+    let cases: [Case; 3] = [
         (
             Method::POST,
             &[("accept", "text/html")],
