@@ -19,6 +19,9 @@
 //! Fragments are measured once each (memoised), so a document whose spreads repeat fragments
 //! exponentially is measured in linear time; a fragment cycle (which validation rejects
 //! anyway) counts as empty.
+//!
+//! Also here, for the guard: input async-graphql's validation lets through but execution
+//! cannot use ([`missing_variable`], [`window_argument_error`]).
 
 use std::collections::HashMap;
 

@@ -6,6 +6,12 @@
 //!
 //! The generator is a seeded linear congruential generator, so every run sends the same
 //! requests and a failure names the case that caused it.
+//!
+//! The larger floods run against the real binary ([`server`]) with the rate limit off and
+//! print a table of what was sent and what came back ([`tally`]):
+//! [`http_flood`] (10,000 requests from [`generate`]: mutations of `schema/examples` and the
+//! README example, envelopes, headers, raw HTTP) and [`ws_flood`] (5,000 graphql-transport-ws
+//! messages). [`reported`] pins, ignored, what they found in files others are changing.
 
 mod generate;
 mod http_flood;
