@@ -19,6 +19,9 @@
 //! Fragments are measured once each (memoised), so a document whose spreads repeat fragments
 //! exponentially is measured in linear time; a fragment cycle (which validation rejects
 //! anyway) counts as empty.
+//!
+//! Also here, for the guard: input async-graphql's validation lets through but execution
+//! cannot use ([`missing_variable`], [`window_argument_error`]).
 
 use std::collections::HashMap;
 
@@ -520,6 +523,128 @@ pub fn window_cost(value: &ConstValue) -> u64 {
     (window.len() as u64).saturating_add(chunks.saturating_mul(CHUNK_COST))
 }
 
+/// The first variable `operation` requires (non-null, without a default) that `variables`
+/// leave out or give as null. async-graphql's validation does not check this, and execution
+/// would fail each field that reads it with "Variable x is not defined.", without a code.
+pub fn missing_variable(operation: &OperationDefinition, variables: &Variables) -> Option<String> {
+    operation
+        .variable_definitions
+        .iter()
+        .find_map(|definition| {
+            let definition = &definition.node;
+            let name = &definition.name.node;
+            let given = variables
+                .get(name)
+                .is_some_and(|value| *value != ConstValue::Null);
+            let required = !definition.var_type.node.nullable && definition.default_value.is_none();
+            (required && !given).then(|| {
+                format!(
+                    "variable `${name}` of type `{}` is required, and the request's `variables` \
+                 do not give it",
+                    definition.var_type.node
+                )
+            })
+        })
+}
+
+/// Why a `window` argument's value cannot become a `Window`, for the shapes async-graphql's
+/// validation lets through: it accepts any value for a custom scalar (`DateTime`, `TimeZone`)
+/// and any non-object for an input object, so `window: 5` or `from: 5` would fail only while
+/// the resolver reads its arguments, as an error without a code. `None` when the value has
+/// the shape; what its strings say is checked by the scalars and the engine, with codes.
+pub fn window_shape_error(value: &ConstValue) -> Option<String> {
+    let ConstValue::Object(fields) = value else {
+        return Some(format!(
+            "argument `window` must be an object such as {{from: \"2025-03-01T00:00:00Z\", \
+             to: \"2025-03-08T00:00:00Z\"}}, not {}",
+            brief(value)
+        ));
+    };
+    for (key, what) in [
+        (
+            "from",
+            "an RFC 3339 instant such as \"2025-03-01T00:00:00Z\"",
+        ),
+        ("to", "an RFC 3339 instant such as \"2025-03-08T00:00:00Z\""),
+        (
+            "timeZone",
+            "a time zone name or offset such as \"Europe/Madrid\" or \"+10:00\"",
+        ),
+    ] {
+        match fields.get(key) {
+            // Missing or null: validation reports a missing required field.
+            None | Some(ConstValue::Null) | Some(ConstValue::String(_)) => {}
+            Some(other) => {
+                return Some(format!(
+                    "argument `window`: `{key}` must be a string, {what}, not {}",
+                    brief(other)
+                ))
+            }
+        }
+    }
+    None
+}
+
+/// A value as GraphQL text, cut short: error messages echo at most this much of the input.
+fn brief(value: &ConstValue) -> String {
+    const MAX_CHARS: usize = 40;
+    let text = value.to_string();
+    if text.chars().count() <= MAX_CHARS {
+        text
+    } else {
+        format!("{}…", text.chars().take(MAX_CHARS).collect::<String>())
+    }
+}
+
+/// The first `window` argument of `operation`, or of any fragment of `document`, whose value
+/// (variables and their defaults resolved) fails [`window_shape_error`]; every `window`
+/// argument of the schema is a `Window!`. Walks each selection once, so it is linear in the
+/// document; its recursion is bounded by [`MAX_NESTING`], checked before parsing.
+pub fn window_argument_error(
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> Option<String> {
+    let mut values: HashMap<Name, ConstValue> = HashMap::new();
+    for definition in &operation.variable_definitions {
+        if let Some(default) = &definition.node.default_value {
+            values.insert(definition.node.name.node.clone(), default.node.clone());
+        }
+    }
+    for (name, value) in variables.iter() {
+        values.insert(name.clone(), value.clone());
+    }
+    fn walk(set: &SelectionSet, values: &HashMap<Name, ConstValue>) -> Option<String> {
+        set.items.iter().find_map(|item| match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                field
+                    .arguments
+                    .iter()
+                    .filter(|(name, _)| name.node.as_str() == "window")
+                    .find_map(|(_, value)| {
+                        // A variable not given is reported by async-graphql itself.
+                        let value = value
+                            .node
+                            .clone()
+                            .into_const_with(|name| values.get(&name).cloned().ok_or(()))
+                            .ok()?;
+                        window_shape_error(&value)
+                    })
+                    .or_else(|| walk(&field.selection_set.node, values))
+            }
+            Selection::InlineFragment(inline) => walk(&inline.node.selection_set.node, values),
+            Selection::FragmentSpread(_) => None,
+        })
+    }
+    walk(&operation.selection_set.node, &values).or_else(|| {
+        document
+            .fragments
+            .values()
+            .find_map(|fragment| walk(&fragment.node.selection_set.node, &values))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +729,94 @@ mod tests {
             1,
         );
         assert_eq!(channels.cost, 1 + 1 + (one.cost - 1) * LIST_FACTOR);
+    }
+
+    fn window_error(query: &str, variables: serde_json::Value) -> Option<String> {
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        let operation = select_operation(&document, None).expect("one operation");
+        window_argument_error(&document, operation, &Variables::from_json(variables))
+    }
+
+    #[test]
+    fn a_window_that_is_not_an_object_of_strings_is_named_before_execution() {
+        for (window, named) in [
+            ("5", "must be an object"),
+            (r#""2025-01-01T00:00:00Z""#, "must be an object"),
+            ("[1, 2]", "must be an object"),
+            (
+                r#"{from: 5, to: "2025-01-02T00:00:00Z"}"#,
+                "`from` must be a string",
+            ),
+            (
+                r#"{from: "2025-01-01T00:00:00Z", to: [1]}"#,
+                "`to` must be a string",
+            ),
+            (
+                r#"{from: "x", to: "y", timeZone: true}"#,
+                "`timeZone` must be a string",
+            ),
+            (
+                r#"{from: "x", to: "y", timeZone: {zz: 1}}"#,
+                "`timeZone` must be a string",
+            ),
+        ] {
+            for query in [
+                format!(
+                    r#"{{ workspace(id: "a") {{ messages {{ sent(window: {window}) {{ total }} }} }} }}"#
+                ),
+                format!(
+                    r#"{{ ...F }} fragment F on Query {{ workspaces {{ ... on Workspace {{ messages {{ sent(window: {window}) {{ total }} }} }} }} }}"#
+                ),
+            ] {
+                let error = window_error(&query, serde_json::json!({}))
+                    .unwrap_or_else(|| panic!("no error for {query}"));
+                assert!(error.contains(named), "{error} for {window}");
+            }
+        }
+        let long = format!(
+            r#"{{ workspace(id: "a") {{ messages {{ sent(window: [{}]) {{ total }} }} }} }}"#,
+            "1, ".repeat(1_000)
+        );
+        let error = window_error(&long, serde_json::json!({})).expect("an error");
+        assert!(error.len() < 200, "the value is echoed cut short: {error}");
+    }
+
+    #[test]
+    fn a_required_variable_left_out_or_null_is_named() {
+        let query = r#"query($from: DateTime!, $to: DateTime!, $zone: TimeZone, $g: Granularity! = DAY) {
+            workspace(id: "a") { messages { sent(window: {from: $from, to: $to, timeZone: $zone, granularity: $g}) { total } } } }"#;
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        let operation = select_operation(&document, None).expect("one operation");
+        let missing = |variables: serde_json::Value| {
+            missing_variable(operation, &Variables::from_json(variables))
+        };
+        let error = missing(serde_json::json!({"from": "a"})).expect("`to` is missing");
+        assert!(error.contains("`$to` of type `DateTime!`"), "{error}");
+        assert!(missing(serde_json::json!({"from": "a", "to": null})).is_some());
+        // Nullable and defaulted variables may be left out.
+        assert_eq!(missing(serde_json::json!({"from": "a", "to": "b"})), None);
+    }
+
+    #[test]
+    fn well_shaped_windows_and_variables_pass_the_shape_check() {
+        let query = format!(
+            r#"{{ workspace(id: "a") {{ messages {{ sent(window: {JANUARY}) {{ total }} }} }} }}"#
+        );
+        assert_eq!(window_error(&query, serde_json::json!({})), None);
+        // Strings the scalars refuse are theirs to report (coded), not the shape check's.
+        let nonsense = r#"{ workspace(id: "a") { messages { sent(window: {from: "x", to: "y", timeZone: "Mars/Olympus"}) { total } } } }"#;
+        assert_eq!(window_error(nonsense, serde_json::json!({})), None);
+        let with_variable = r#"query($w: Window!) { workspace(id: "a") { messages { sent(window: $w) { total } } } }"#;
+        assert_eq!(
+            window_error(
+                with_variable,
+                serde_json::json!({"w": {"from": "a", "to": "b"}})
+            ),
+            None
+        );
+        assert!(window_error(with_variable, serde_json::json!({"w": 5})).is_some());
+        // A variable not given is async-graphql's to report.
+        assert_eq!(window_error(with_variable, serde_json::json!({})), None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! What stands between a request and its execution: persisted queries and
 //! the safelist ([`crate::persisted`]), the document-size, depth, alias, root-field and cost
-//! limits ([`crate::limits`]), and the `read` scope for queries. The HTTP handler calls
+//! limits ([`crate::limits`]), the `read` scope for queries, and input async-graphql's
+//! validation lets through but execution cannot use (`BAD_USER_INPUT`): a required variable
+//! left out ([`crate::limits::missing_variable`]), a `window` of the wrong shape (`window: 5`,
+//! `from: 5`: [`crate::limits::window_shape_error`]). The HTTP handler calls
 //! [`Guard::admit`] before executing; on the WebSocket schema it is installed as an extension
 //! and runs in `prepare_request`. Every transport gets the same rules, and the parsed document
 //! is handed on, so a query is parsed once.
@@ -20,7 +23,9 @@ use crate::auth::{forbidden, Caller};
 use crate::config::Scope;
 use crate::error::code;
 use crate::graphql::document_cache::{DocumentCache, RequestKey};
-use crate::limits::{select_operation, LimitExceeded, QueryLimits};
+use crate::limits::{
+    missing_variable, select_operation, window_argument_error, LimitExceeded, QueryLimits,
+};
 use crate::persisted::PersistedQueries;
 
 /// Request data that marks a GraphQL-over-HTTP GET, which must not run a mutation (checked
@@ -131,6 +136,22 @@ impl Guard {
         let known =
             RequestKey::of(request).map(|key| self.documents.is_within_limits(key, workspaces));
         if !matches!(known, Some((true, _))) {
+            // Input async-graphql's validation lets through but execution cannot use: refused
+            // here, coded, rather than failing field by field without a code.
+            let message = select_operation(&document, request.operation_name.as_deref()).and_then(
+                |operation| {
+                    missing_variable(operation, &request.variables)
+                        .or_else(|| window_argument_error(&document, operation, &request.variables))
+                },
+            );
+            if let Some(message) = message {
+                let mut error = ServerError::new(message, None);
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", code::BAD_USER_INPUT);
+                return Err(error);
+            }
             self.limits
                 .check(
                     &document,

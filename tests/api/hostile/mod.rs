@@ -6,6 +6,19 @@
 //!
 //! The generator is a seeded linear congruential generator, so every run sends the same
 //! requests and a failure names the case that caused it.
+//!
+//! The larger floods run against the real binary ([`server`]) with the rate limit off and
+//! print a table of what was sent and what came back ([`tally`]):
+//! [`http_flood`] (10,000 requests from [`generate`]: mutations of `schema/examples` and the
+//! README example, envelopes, headers, raw HTTP) and [`ws_flood`] (5,000 graphql-transport-ws
+//! messages). [`reported`] pins, ignored, what they found in files others are changing.
+
+mod generate;
+mod http_flood;
+mod reported;
+mod server;
+mod tally;
+mod ws_flood;
 
 use chatstats::config::Scope;
 use reqwest::{Method, StatusCode};
@@ -638,4 +651,58 @@ async fn hostile_keys_are_refused_with_401_and_never_echoed() {
         assert!(!text.contains(key) && !text.contains("acme"), "{text}");
     }
     assert_still_answers(&app, &[("x-api-key", key)]).await;
+}
+
+/// Found by the generated flood: async-graphql's validation accepts any value for a custom
+/// scalar and any non-object for an input object, and does not check that required variables
+/// are given, so these failed only during execution, as `INTERNAL_SERVER_ERROR` (with `data`).
+/// The guard now refuses them before execution as `BAD_USER_INPUT`.
+#[tokio::test]
+async fn wrong_window_shapes_and_missing_variables_are_bad_user_input_before_execution() {
+    let app = spawn_app_with(|config| config.limits.requests_per_minute = 1_000_000).await;
+    let to = r#"to: "2025-03-08T00:00:00Z""#;
+    let cases = [
+        (window_query("5"), json!({}), "must be an object"),
+        (window_query("[1, 2]"), json!({}), "must be an object"),
+        (window_query(&format!("{{from: 5, {to}}}")), json!({}), "`from` must be a string"),
+        (window_query(&format!("{{from: true, {to}}}")), json!({}), "`from` must be a string"),
+        (
+            window_query(&format!(r#"{{from: "2025-03-01T00:00:00Z", {to}, timeZone: 5}}"#)),
+            json!({}),
+            "`timeZone` must be a string",
+        ),
+        (SERIES.to_owned(), json!({"w": 5}), "must be an object"),
+        (
+            r#"query($from: DateTime!, $to: DateTime!) { workspace(id: "acme") { messages { sent(window: {from: $from, to: $to}) { total } } } }"#.to_owned(),
+            json!({"from": "2025-03-01T00:00:00Z"}),
+            "`$to` of type `DateTime!` is required",
+        ),
+    ];
+    for (query, variables, message) in cases {
+        for reply in [
+            app.post(&json!({"query": query, "variables": variables}), &[])
+                .await,
+            app.get(
+                &[
+                    ("query", query.as_str()),
+                    ("variables", &variables.to_string()),
+                ],
+                &[],
+            )
+            .await,
+        ] {
+            assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text);
+            assert_eq!(reply.code(), "BAD_USER_INPUT", "{query}: {}", reply.text);
+            let error = reply.body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(error.contains(message), "{query}: {error}");
+            assert!(
+                reply.body.get("data").is_none(),
+                "refused before execution: {}",
+                reply.text
+            );
+        }
+    }
+    assert_still_answers(&app, &[]).await;
 }
