@@ -530,10 +530,9 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let cache = Arc::new(ChunkCache::with_metrics(&config(1 << 20), metrics.clone()));
         let panicking: Fetch = async { panic!("a bug in a provider's mapping") }.boxed();
-        let error = cache
-            .get(key(1), false, panicking)
-            .await
-            .expect_err("the fetch panicked");
+        let Err(error) = cache.get(key(1), false, panicking).await else {
+            panic!("the fetch panicked, yet the get succeeded");
+        };
         assert!(
             matches!(error.kind, UpstreamErrorKind::Unavailable(_)),
             "{error:?}"
