@@ -251,6 +251,8 @@ async fn graphql_get_or_websocket(
             cache: state.cache.clone(),
             access: state.access.clone(),
             live: state.live.clone(),
+            #[cfg(feature = "fault-injection")]
+            panics: false,
         };
         return ws::upgrade(socket, caller, peer, request).await;
     }
@@ -742,8 +744,13 @@ pub mod fault {
     /// `x-chatstats-fault: panic` makes the handler panic, as a broken invariant would.
     pub const HEADER: &str = "x-chatstats-fault";
 
+    /// True when the request asks for a panic.
+    pub fn asks_panic(headers: &HeaderMap) -> bool {
+        headers.get(HEADER).is_some_and(|v| v.as_bytes() == b"panic")
+    }
+
     pub(super) fn inject(headers: &HeaderMap) {
-        if headers.get(HEADER).is_some_and(|v| v.as_bytes() == b"panic") {
+        if asks_panic(headers) {
             // Built at run time from the request, as a real panic message can be: the panic
             // hook must not log it (the tests send a key here and look for it in the logs).
             let key = headers

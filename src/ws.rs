@@ -19,6 +19,9 @@
 //!   by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
 //!   quota of the client, like the request rate, not a property of the document) as an error
 //!   on that operation only; the connection stays usable.
+//! - **Panics.** A panic while an operation runs (a bug) ends that operation with an
+//!   `INTERNAL_SERVER_ERROR` error, counted in `chatstats_panics_total`; the connection and
+//!   its other operations go on.
 //! - **Shutdown.** [`Live::close`] tells every connection to send a close frame (1001, going
 //!   away) and stop; the subscriptions' streams are dropped with the connection.
 
@@ -131,6 +134,9 @@ pub struct Socket {
     pub cache: Arc<ChunkCache>,
     pub access: Arc<Access>,
     pub live: Arc<Live>,
+    /// Test-only: every operation panics (the upgrade asked with `x-chatstats-fault: panic`).
+    #[cfg(feature = "fault-injection")]
+    pub panics: bool,
 }
 
 /// Answer a WebSocket upgrade on `/graphql`. `caller`: from a key in the upgrade's headers.
@@ -153,6 +159,11 @@ pub async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     let peer = peer.map(|p| p.ip());
+    #[cfg(feature = "fault-injection")]
+    let socket = Socket {
+        panics: crate::http::fault::asks_panic(&parts.headers),
+        ..socket
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |ws| serve(ws, protocol, socket, caller, peer))
@@ -185,6 +196,8 @@ async fn serve(
         access: socket.access.clone(),
         caller: caller.clone(),
         peer,
+        #[cfg(feature = "fault-injection")]
+        panics: socket.panics,
     };
     let access = socket.access;
     let on_init =
@@ -284,6 +297,8 @@ struct SocketExecutor {
     access: Arc<Access>,
     caller: Arc<OnceLock<Caller>>,
     peer: Option<IpAddr>,
+    #[cfg(feature = "fault-injection")]
+    panics: bool,
 }
 
 impl SocketExecutor {
@@ -351,12 +366,35 @@ impl Executor for SocketExecutor {
             Err(error) => return refused(error),
         };
         let request = self.prepare(request, caller);
-        self.schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+        let responses = self
+            .schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default());
+        #[cfg(feature = "fault-injection")]
+        let responses = if self.panics {
+            futures::stream::once(async { panic!("injected fault in a WebSocket operation") })
+                .boxed()
+        } else {
+            responses
+        };
+        let metrics = self.live.metrics.clone();
+        // A panic would otherwise unwind through the connection's task and drop the socket
+        // with every operation on it; it ends this operation only (the stream stops after it).
+        std::panic::AssertUnwindSafe(responses)
+            .catch_unwind()
             .map(move |response| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                response
+                response.unwrap_or_else(|_payload| {
+                    metrics.panic_caught();
+                    let error = async_graphql::Error::new(
+                        "internal error: the server failed while running this operation; \
+                         it has been logged",
+                    )
+                    .extend_with(|_, ext| ext.set("code", code::INTERNAL_SERVER_ERROR));
+                    Response::from_errors(vec![
+                        error.into_server_error(async_graphql::Pos::default())
+                    ])
+                })
             })
             .boxed()
     }

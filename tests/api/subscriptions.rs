@@ -377,3 +377,29 @@ async fn every_operation_over_a_websocket_spends_the_request_rate_and_the_socket
     assert_eq!(reply.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
     socket.close().await;
 }
+
+#[tokio::test]
+async fn a_panic_in_a_websocket_operation_ends_that_operation_with_a_coded_error_not_the_socket() {
+    let app = spawn_app_with(|_| {}).await;
+    // The test-only fault: every operation on this connection panics.
+    let fault = chatstats::http::fault::HEADER;
+    let mut socket = Socket::connect(&app, &[(fault, "panic")], json!({})).await;
+    for id in ["1", "2"] {
+        socket.subscribe(id, &live_query()).await;
+        let payload = socket.next_payload(id).await;
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+            "{payload}"
+        );
+        assert_eq!(
+            socket.next().await,
+            End::Message(json!({"id": id, "type": "complete"}))
+        );
+    }
+    socket.send(json!({"type": "ping"})).await;
+    assert_eq!(socket.next().await, End::Message(json!({"type": "pong"})));
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "chatstats_panics_total", ""), Some(2.0));
+    assert_eq!(sample(&metrics, "chatstats_subscriptions_active", ""), Some(0.0));
+    socket.close().await;
+}
