@@ -22,7 +22,9 @@ const CHURN_PEERS: u64 = 1_000_000;
 
 fn peer(i: u64) -> RateKey {
     // IPv6, so a million peers are a million distinct addresses.
-    RateKey::Peer(Some(IpAddr::V6(Ipv6Addr::from(u128::from(i) | (0xfd << 120)))))
+    RateKey::Peer(Some(IpAddr::V6(Ipv6Addr::from(
+        u128::from(i) | (0xfd << 120),
+    ))))
 }
 
 /// This process's resident set, in MiB (`VmRSS`), when /proc tells it.
@@ -67,7 +69,10 @@ fn main() -> ExitCode {
         }
         let again = per_check(started.elapsed(), REPEATED_CHECKS);
         if refused != REPEATED_CHECKS {
-            eprintln!("{} repeated requests were admitted", REPEATED_CHECKS - refused);
+            eprintln!(
+                "{} repeated requests were admitted",
+                REPEATED_CHECKS - refused
+            );
             return ExitCode::FAILURE;
         }
         repeated.push(again);

@@ -402,7 +402,10 @@ async fn graphql_post(
             return reject(
                 rejection.status(),
                 media,
-                &format!("the request body could not be read: {}", rejection.body_text()),
+                &format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
             )
         }
     };
@@ -746,7 +749,9 @@ pub mod fault {
 
     /// True when the request asks for a panic.
     pub fn asks_panic(headers: &HeaderMap) -> bool {
-        headers.get(HEADER).is_some_and(|v| v.as_bytes() == b"panic")
+        headers
+            .get(HEADER)
+            .is_some_and(|v| v.as_bytes() == b"panic")
     }
 
     pub(super) fn inject(headers: &HeaderMap) {

@@ -313,11 +313,12 @@ impl SocketExecutor {
             Ok(()) => Ok(key),
             Err(wait) => {
                 let seconds = retry_after_secs(wait);
-                let error = async_graphql::Error::new(rate_limited_message(seconds))
-                    .extend_with(|_, ext| {
+                let error = async_graphql::Error::new(rate_limited_message(seconds)).extend_with(
+                    |_, ext| {
                         ext.set("code", code::RATE_LIMITED);
                         ext.set("retryAfter", seconds);
-                    });
+                    },
+                );
                 Err(error.into_server_error(async_graphql::Pos::default()))
             }
         }

@@ -235,7 +235,12 @@ async fn an_oversized_body_gets_a_coded_json_413_that_names_the_limit() {
         .await
         .expect("answers");
     let reply = crate::helpers::Reply::read(reply).await;
-    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
     assert!(
         reply
             .header("content-type")
@@ -268,7 +273,12 @@ async fn a_panic_while_answering_is_a_counted_500_with_a_coded_error_and_the_ser
     let reply = app
         .post(&json!({"query": "{ __typename }"}), &[(FAULT, "panic")])
         .await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.text
+    );
     assert_eq!(reply.code(), "INTERNAL_SERVER_ERROR", "{}", reply.text);
     assert!(reply.body.get("data").is_none(), "{}", reply.text);
     let metrics = app.metrics().await;
@@ -298,14 +308,10 @@ async fn a_panic_while_answering_is_a_counted_500_with_a_coded_error_and_the_ser
 
 /// stderr lines of `binary` once one matches `what`, within 20 s.
 async fn stderr_once(binary: &crate::helpers::Binary, what: fn(&str) -> bool) -> Vec<String> {
-    crate::helpers::eventually(
-        std::time::Duration::from_secs(20),
-        "a log line",
-        || async {
-            let lines = binary.stderr_lines();
-            lines.iter().any(|l| what(l)).then_some(lines)
-        },
-    )
+    crate::helpers::eventually(std::time::Duration::from_secs(20), "a log line", || async {
+        let lines = binary.stderr_lines();
+        lines.iter().any(|l| what(l)).then_some(lines)
+    })
     .await
 }
 
@@ -380,5 +386,8 @@ async fn logs_written_to_a_pipe_have_no_colour_escapes() {
         .iter()
         .find(|l| l.contains("graphql request"))
         .expect("the request line");
-    assert!(request.contains(" INFO chatstats::request: graphql request"), "{request}");
+    assert!(
+        request.contains(" INFO chatstats::request: graphql request"),
+        "{request}"
+    );
 }

@@ -371,9 +371,7 @@ async fn every_operation_over_a_websocket_spends_the_request_rate_and_the_socket
     socket.send(json!({"type": "ping"})).await;
     assert_eq!(socket.next().await, End::Message(json!({"type": "pong"})));
     // One bucket for the client's HTTP requests and its socket operations.
-    let reply = app
-        .post(&json!({"query": "{ __typename }"}), &[])
-        .await;
+    let reply = app.post(&json!({"query": "{ __typename }"}), &[]).await;
     assert_eq!(reply.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
     socket.close().await;
 }
@@ -400,6 +398,9 @@ async fn a_panic_in_a_websocket_operation_ends_that_operation_with_a_coded_error
     assert_eq!(socket.next().await, End::Message(json!({"type": "pong"})));
     let metrics = app.metrics().await;
     assert_eq!(sample(&metrics, "chatstats_panics_total", ""), Some(2.0));
-    assert_eq!(sample(&metrics, "chatstats_subscriptions_active", ""), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "chatstats_subscriptions_active", ""),
+        Some(0.0)
+    );
     socket.close().await;
 }
