@@ -14,9 +14,8 @@
 //!   rate (`[limits] requests_per_minute`, the same bucket as its HTTP requests; the upgrade
 //!   itself is one request): over it, that operation is answered with `RATE_LIMITED` and
 //!   `extensions.retryAfter`, and the connection stays usable. Every operation running over a
-//!   socket holds one of its client's
-//!   `[limits] max_subscriptions_per_client` slots (counted across the client's connections;
-//!   by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
+//!   socket also holds one of its client's `[limits] max_subscriptions_per_client` slots
+//!   (counted across the client's connections; by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
 //!   quota of the client, like the request rate, not a property of the document) as an error
 //!   on that operation only; the connection stays usable.
 //! - **Panics.** A panic while an operation runs (a bug) ends that operation with an
