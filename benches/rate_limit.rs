@@ -7,6 +7,7 @@
 //! repeated ones), the keys the limiter holds, and the process's RSS; then a churn run in which
 //! every request comes from a new peer. Every loop is bounded in count.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv6Addr};
 use std::process::ExitCode;
@@ -43,11 +44,28 @@ fn mib(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"))
 }
 
+/// The same access pattern on a plain `HashMap` of a counter per key: what any per-key state
+/// costs once the keys outgrow the CPU caches, to compare the limiter with.
+fn hash_map_lookup(peers: u64) -> f64 {
+    let mut counts: HashMap<RateKey, u64, foldhash::fast::RandomState> = HashMap::default();
+    for i in 0..peers {
+        counts.insert(peer(i), 0);
+    }
+    let started = Instant::now();
+    for n in 0..REPEATED_CHECKS {
+        if let Some(count) = counts.get_mut(black_box(&peer(n % peers))) {
+            *count += 1;
+        }
+    }
+    black_box(&counts);
+    per_check(started.elapsed(), REPEATED_CHECKS)
+}
+
 fn main() -> ExitCode {
     println!(
-        "| peers | first request ns/check | repeated ns/check | keys held | RSS MiB before → after |"
+        "| peers | first request ns/check | repeated ns/check | plain HashMap ns/lookup (baseline) | keys held | RSS MiB before → after |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let mut repeated = Vec::new();
     for peers in [1_000u64, 10_000, 100_000] {
         // One request a minute: each peer's first request empties its bucket, so no key can
@@ -76,8 +94,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         repeated.push(again);
+        let baseline = hash_map_lookup(peers);
         println!(
-            "| {peers} | {first:.0} | {again:.0} | {} | {} → {} |",
+            "| {peers} | {first:.0} | {again:.0} | {baseline:.0} | {} | {} → {} |",
             limiter.keys(),
             mib(before),
             mib(rss_mib())
