@@ -268,8 +268,20 @@ impl ChunkCache {
                 .remove(&task_key);
             result.map(|chunk| (chunk, true))
         });
+        let cache = Arc::clone(self);
+        let stopped_key = key.clone();
         let shared = async move {
-            task.await.unwrap_or_else(|_| {
+            task.await.unwrap_or_else(|stopped| {
+                // The task did not finish (a panic in the fetch), so it did not deregister
+                // itself: its finished flight would answer this error to the key forever.
+                cache
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&stopped_key);
+                if stopped.is_panic() {
+                    cache.metrics.panic_caught();
+                }
                 Err(UpstreamError::new(
                     provider,
                     UpstreamErrorKind::Unavailable("the fetch task stopped unexpectedly".into()),
@@ -508,5 +520,28 @@ mod tests {
         assert!(cache.get_derived(&key(3)).await.is_none());
         // Weighed in the same byte budget as the chunks.
         assert!(cache.weighted_bytes().await >= 8);
+    }
+
+    /// A fetch runs in its own task; a panic there must fail its callers with a coded error,
+    /// be counted, and leave the key free for the next fetch rather than answer the same
+    /// error forever.
+    #[tokio::test]
+    async fn a_fetch_that_panics_fails_its_callers_once_and_the_next_get_fetches_again() {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(ChunkCache::with_metrics(&config(1 << 20), metrics.clone()));
+        let panicking: Fetch = async { panic!("a bug in a provider's mapping") }.boxed();
+        let Err(error) = cache.get(key(1), false, panicking).await else {
+            panic!("the fetch panicked, yet the get succeeded");
+        };
+        assert!(
+            matches!(error.kind, UpstreamErrorKind::Unavailable(_)),
+            "{error:?}"
+        );
+        assert_eq!(metrics.panics_caught(), 1);
+        let (_, origin) = cache
+            .get(key(1), false, chunk_of(10))
+            .await
+            .expect("the next fetch runs");
+        assert!(matches!(origin, Origin::Upstream { .. }), "{origin:?}");
     }
 }

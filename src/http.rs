@@ -13,19 +13,26 @@
 //! per-client rate limit (429 `RATE_LIMITED`); the [`Caller`] it yields goes into the GraphQL
 //! request data and into the response's extensions (for the request log). CORS, when
 //! `[server] cors_origins` is set, is a tower-http layer around every route.
+//!
+//! A body over [`MAX_BODY_BYTES`] is refused with 413 and a coded GraphQL error. A panic while
+//! answering (a bug) is caught by tower-http's `CatchPanicLayer`: the client gets HTTP 500
+//! with an `INTERNAL_SERVER_ERROR` error, `chatstats_panics_total` counts it, the panic hook
+//! ([`crate::telemetry::init`]) logs one line, and the request log line shows the 500.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::{json, Map, Value};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::answers::{self, Answer, AnswerCache, AnswerKey};
@@ -38,6 +45,7 @@ use crate::graphql::guard::{Guard, ReadOnlyRequest};
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
 use crate::prometheus::Metrics;
+use crate::rate_limit::{rate_limited_message, RateKey};
 use crate::telemetry::{self, RequestSummary};
 use crate::ws::{self, Live};
 
@@ -74,6 +82,10 @@ pub struct HttpState {
 /// The request header that asks for `extensions.upstream`.
 pub const TRACE_HEADER: &str = "x-chatstats-trace";
 
+/// The largest `/graphql` request body read (axum's default, made explicit so that the
+/// refusal can name it). Documents are limited further by `[limits] max_document_bytes`.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// All routes; GraphiQL at `/` only when `graphiql` is on.
 pub fn router(state: HttpState, graphiql: bool) -> Router {
     let cors = cors_layer(&state.access.cors_origins);
@@ -83,14 +95,18 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
     } else {
         router
     };
-    // The request log wraps the gate, so refused requests are logged and counted too.
+    // The request log wraps the gate, so refused requests are logged and counted too; it
+    // wraps the panic catcher, so a request that panicked is logged with its 500.
     let graphql = get(graphql_get_or_websocket)
         .post(graphql_post)
         .route_layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(catch_panic(state.metrics.clone()))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             telemetry::observe_graphql,
         ));
+    let catch_panic_anywhere = catch_panic(state.metrics.clone());
     let router = router
         .route("/graphql", graphql)
         .route("/metrics", get(metrics_text))
@@ -102,11 +118,37 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
                 axum::Json(json!({"error": "not found"})),
             )
         })
-        .with_state(state);
+        .with_state(state)
+        .layer(catch_panic_anywhere);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// Turns a panic while answering into HTTP 500 with an `INTERNAL_SERVER_ERROR` error, counted
+/// in `chatstats_panics_total`. The payload is dropped unread: its text can carry request data
+/// (the panic hook logs where it happened).
+fn catch_panic(
+    metrics: Arc<Metrics>,
+) -> CatchPanicLayer<impl Fn(Box<dyn std::any::Any + Send + 'static>) -> Response + Clone> {
+    CatchPanicLayer::custom(move |_payload: Box<dyn std::any::Any + Send + 'static>| {
+        metrics.panic_caught();
+        let body = json!({"errors": [{
+            "message": "internal error: the server failed while answering this request; \
+                        it has been logged",
+            "extensions": {"code": code::INTERNAL_SERVER_ERROR},
+        }]});
+        let mut response = with_media(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            APPLICATION_JSON,
+            body.to_string(),
+        );
+        response
+            .extensions_mut()
+            .insert(RequestSummary::rejected(code::INTERNAL_SERVER_ERROR));
+        response
+    })
 }
 
 /// CORS for `origins` (`["*"]`: any); none when the list is empty (same-origin use only).
@@ -149,7 +191,7 @@ async fn gate(
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+        .map(|info| info.0.ip());
     let access = &state.access;
     let caller = match access.clients.authenticate(request.headers()) {
         Ok(caller) => Some(caller),
@@ -162,17 +204,14 @@ async fn gate(
         }
         Err(error) => {
             // Failed attempts spend the peer's bucket, so keys cannot be guessed at speed.
-            if let Err(wait) = access.rate.check(&format!("ip:{peer}"), Instant::now()) {
+            if let Err(wait) = access.rate.check(&RateKey::Peer(peer)) {
                 return rate_limited(media, wait);
             }
             return unauthenticated(media, error);
         }
     };
-    let key = match caller.as_ref().and_then(Caller::client_name) {
-        Some(name) => format!("client:{name}"),
-        None => format!("ip:{peer}"),
-    };
-    if let Err(wait) = access.rate.check(&key, Instant::now()) {
+    let key = RateKey::of(caller.as_ref().and_then(Caller::client_name), peer);
+    if let Err(wait) = access.rate.check(&key) {
         return rate_limited(media, wait);
     }
     let Some(caller) = caller else {
@@ -212,6 +251,8 @@ async fn graphql_get_or_websocket(
             cache: state.cache.clone(),
             access: state.access.clone(),
             live: state.live.clone(),
+            #[cfg(feature = "fault-injection")]
+            panics: false,
         };
         return ws::upgrade(socket, caller, peer, request).await;
     }
@@ -246,10 +287,7 @@ fn unauthenticated(media: &'static str, error: AuthError) -> Response {
 fn rate_limited(media: &'static str, wait: Duration) -> Response {
     let seconds = crate::rate_limit::retry_after_secs(wait);
     let body = json!({"errors": [{
-        "message": format!(
-            "too many requests: this client's limit ([limits] requests_per_minute) is spent; \
-             retry after {seconds} s"
-        ),
+        "message": rate_limited_message(seconds),
         "extensions": {"code": code::RATE_LIMITED, "retryAfter": seconds},
     }]});
     let mut response = with_media(StatusCode::TOO_MANY_REQUESTS, media, body.to_string());
@@ -313,6 +351,22 @@ fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
     response
 }
 
+/// A body over [`MAX_BODY_BYTES`]: 413, with the limit in the message and `extensions.limit`.
+fn too_large(media: &'static str) -> Response {
+    let body = json!({"errors": [{
+        "message": format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes, the limit of a /graphql \
+             request; send a smaller document or fewer variables"
+        ),
+        "extensions": {"code": code::BAD_USER_INPUT, "limit": MAX_BODY_BYTES},
+    }]});
+    let mut response = with_media(StatusCode::PAYLOAD_TOO_LARGE, media, body.to_string());
+    response
+        .extensions_mut()
+        .insert(RequestSummary::rejected(code::BAD_USER_INPUT));
+    response
+}
+
 fn with_media(status: StatusCode, media: &'static str, body: impl IntoResponse) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
@@ -334,10 +388,26 @@ async fn graphql_post(
     State(state): State<HttpState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return too_large(media)
+        }
+        Err(rejection) => {
+            return reject(
+                rejection.status(),
+                media,
+                &format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+            )
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -501,6 +571,8 @@ async fn execute(
     caller: Caller,
     media: &'static str,
 ) -> Response {
+    #[cfg(feature = "fault-injection")]
+    fault::inject(headers);
     let operation = telemetry::operation_name(&request, &state.documents);
     let scope = Arc::new(RequestScope::new());
     let fetcher = Fetcher {
@@ -656,4 +728,35 @@ fn encoded(
     let mut response = with_media(status, media, body);
     response.extensions_mut().insert(summary);
     response
+}
+
+/// Test-only faults in the request path. Compiled only with the `fault-injection` feature,
+/// which `cargo test` and `cargo bench` turn on (the crate's dev-dependency on itself) and
+/// `cargo build`, `cargo run` and `cargo install` leave off: no binary a deployment builds
+/// has this code.
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    use axum::http::HeaderMap;
+
+    /// `x-chatstats-fault: panic` makes the handler panic, as a broken invariant would.
+    pub const HEADER: &str = "x-chatstats-fault";
+
+    /// True when the request asks for a panic.
+    pub fn asks_panic(headers: &HeaderMap) -> bool {
+        headers
+            .get(HEADER)
+            .is_some_and(|v| v.as_bytes() == b"panic")
+    }
+
+    pub(super) fn inject(headers: &HeaderMap) {
+        if asks_panic(headers) {
+            // Built at run time from the request, as a real panic message can be: the panic
+            // hook must not log it (the tests send a key here and look for it in the logs).
+            let key = headers
+                .get(crate::auth::API_KEY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            panic!("injected fault (request key {key})");
+        }
+    }
 }

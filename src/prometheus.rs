@@ -240,6 +240,8 @@ pub struct Metrics {
     operations: OperationLabels,
     /// Operations running over graphql-transport-ws connections (see [`crate::ws`]).
     subscriptions: std::sync::atomic::AtomicU64,
+    /// Panics caught: in a request (answered 500) or in a task it waited on.
+    panics: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -323,6 +325,7 @@ impl Metrics {
             circuits: Mutex::new(Vec::new()),
             operations: OperationLabels::default(),
             subscriptions: std::sync::atomic::AtomicU64::new(0),
+            panics: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -485,7 +488,26 @@ impl Metrics {
             header(&mut out, name, help, "gauge");
             let _ = writeln!(out, "{name} {value}");
         }
+        header(
+            &mut out,
+            "chatstats_panics_total",
+            "Panics caught: in a request (answered HTTP 500, INTERNAL_SERVER_ERROR) or in an \
+             upstream fetch a request waited on.",
+            "counter",
+        );
+        let _ = writeln!(out, "chatstats_panics_total {}", self.panics_caught());
         out
+    }
+
+    /// One panic caught (see `chatstats_panics_total`).
+    pub fn panic_caught(&self) {
+        self.panics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Panics caught so far.
+    pub fn panics_caught(&self) -> u64 {
+        self.panics.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -1,97 +1,148 @@
 //! The per-client request rate limit (`[limits] requests_per_minute`, SPEC §8).
 //!
-//! One token bucket per key (the client's name, or the peer IP under open access): it holds
-//! at most `requests_per_minute` tokens, refills continuously at `requests_per_minute / 60`
-//! per second, and each request takes one. A full bucket lets a client burst a minute's worth
-//! of requests at once; a client that keeps to its rate is never refused.
+//! One token bucket per key ([`RateKey`]: the client's name, or the peer IP under open access
+//! and for failed authentications): it holds at most `requests_per_minute` tokens, refills
+//! continuously at `requests_per_minute / 60` per second, and each request takes one. A full
+//! bucket lets a client burst a minute's worth of requests at once; a client that keeps to its
+//! rate is never refused. Every `/graphql` request counts, and so does every operation sent
+//! over a WebSocket (see [`crate::ws`]).
 //!
-//! Entry point: [`RateLimiter::check`]. The clock is a parameter so the arithmetic is tested
-//! without sleeping.
+//! Entry point: [`RateLimiter::check`]. The buckets are `governor`'s keyed GCRA limiter (the
+//! same arithmetic as a token bucket, one atomic word per key in a sharded map), kept behind
+//! this small type so that a store shared by replicas can replace it without touching callers.
+//!
+//! **Memory.** A key whose bucket is full again is indistinguishable from a key never seen, so
+//! it can be forgotten: [`RateLimiter::check`] sweeps such keys out once as many checks have
+//! passed since the last sweep as there were keys left after it (at least
+//! [`MIN_CHECKS_BETWEEN_SWEEPS`]). Each sweep costs one pass over the keys and is paid for by
+//! at least as many checks, so a check costs O(1) amortized however many peers there are,
+//! and the map holds at most twice the keys active within the last minute (plus one token's
+//! interval, which governor keeps as a margin), plus [`MIN_CHECKS_BETWEEN_SWEEPS`].
+//!
+//! The clock is a parameter ([`RateLimiter::with_clock`]) so the arithmetic is tested without
+//! sleeping.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
-/// Buckets kept before idle ones are dropped; bounds memory when keys are peer IPs.
-const MAX_KEYS: usize = 10_000;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::Quota;
 
-/// One key's bucket.
-#[derive(Debug, Clone, Copy)]
-pub struct TokenBucket {
-    tokens: f64,
-    updated: Instant,
+/// The fewest checks between two sweeps of idle keys: below this many keys a sweep would cost
+/// more than the memory it gives back.
+pub const MIN_CHECKS_BETWEEN_SWEEPS: usize = 4096;
+
+/// Whose bucket a request spends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// An authenticated client, by its `[[clients]] name` (never its key).
+    Client(Box<str>),
+    /// A peer address: under open access, and for failed authentications. `None` when the
+    /// connection's address is unknown (never the case behind `axum::serve`).
+    Peer(Option<IpAddr>),
 }
 
-impl TokenBucket {
-    /// A full bucket.
-    pub fn full(capacity: f64, now: Instant) -> TokenBucket {
-        TokenBucket {
-            tokens: capacity,
-            updated: now,
+impl RateKey {
+    /// The bucket of `client` when there is one, else the peer's.
+    pub fn of(client: Option<&str>, peer: Option<IpAddr>) -> RateKey {
+        match client {
+            Some(name) => RateKey::Client(name.into()),
+            None => RateKey::Peer(peer),
         }
-    }
-
-    /// Take one token at `now`; when none is left, how long until one is.
-    /// Take one token at `now` from a bucket of `per_minute` tokens that refills `per_minute`
-    /// tokens a minute; when none is left, how long until one is.
-    pub fn take(&mut self, per_minute: f64, now: Instant) -> Result<(), Duration> {
-        self.refill(per_minute, now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            // Rates stay per minute: `60 / per_minute` is exact for whole numbers where
-            // `1 / (per_minute / 60)` often is not.
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) * 60.0 / per_minute,
-            ))
-        }
-    }
-
-    fn refill(&mut self, per_minute: f64, now: Instant) {
-        // A clock that went backwards (`Instant` cannot, but a test could pass one) refills
-        // nothing rather than panicking.
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_minute / 60.0).min(per_minute);
-        self.updated = self.updated.max(now);
-    }
-
-    fn is_full(&mut self, per_minute: f64, now: Instant) -> bool {
-        self.refill(per_minute, now);
-        self.tokens >= per_minute
     }
 }
 
-/// The buckets of every key, behind a `std::sync::Mutex`: the critical section is a few
-/// arithmetic operations and never awaits, so an async lock would only add cost.
-pub struct RateLimiter {
-    per_minute: f64,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+impl fmt::Display for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateKey::Client(name) => write!(f, "client:{name}"),
+            RateKey::Peer(Some(ip)) => write!(f, "ip:{ip}"),
+            RateKey::Peer(None) => f.write_str("ip:unknown"),
+        }
+    }
+}
+
+type Buckets<C> = governor::RateLimiter<
+    RateKey,
+    DashMapStateStore<RateKey, foldhash::fast::RandomState>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
+
+/// The buckets of every key.
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    buckets: Buckets<C>,
+    /// Checks since the last sweep of idle keys.
+    checks_since_sweep: AtomicUsize,
+    /// Checks to allow before the next sweep: the keys left by the last one, at least
+    /// [`MIN_CHECKS_BETWEEN_SWEEPS`].
+    checks_between_sweeps: AtomicUsize,
+    /// One sweep at a time; a check that finds one running goes on without waiting.
+    sweeping: AtomicBool,
 }
 
 impl RateLimiter {
+    /// `requests_per_minute` per key (0 counts as 1), on the monotonic clock.
     pub fn per_minute(requests_per_minute: u32) -> RateLimiter {
+        RateLimiter::with_clock(requests_per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RateLimiter<C> {
+    /// `requests_per_minute` per key (0 counts as 1), on `clock`.
+    pub fn with_clock(requests_per_minute: u32, clock: C) -> RateLimiter<C> {
+        let per_minute = NonZeroU32::new(requests_per_minute).unwrap_or(NonZeroU32::MIN);
         RateLimiter {
-            per_minute: f64::from(requests_per_minute.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: governor::RateLimiter::dashmap_with_clock_and_hasher(
+                Quota::per_minute(per_minute),
+                clock,
+                foldhash::fast::RandomState::default(),
+            ),
+            checks_since_sweep: AtomicUsize::new(0),
+            checks_between_sweeps: AtomicUsize::new(MIN_CHECKS_BETWEEN_SWEEPS),
+            sweeping: AtomicBool::new(false),
         }
     }
 
-    /// Count one request of `key` at `now`: `Err(retry_after)` when over the limit.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self
+    /// Count one request of `key`: `Err(retry_after)` when over the limit.
+    pub fn check(&self, key: &RateKey) -> Result<(), Duration> {
+        let result = self
             .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
-            // A full bucket is the same as no bucket, so dropping them loses nothing.
-            let per_minute = self.per_minute;
-            buckets.retain(|_, bucket| !bucket.is_full(per_minute, now));
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(self.buckets.clock().now()));
+        let checks = self.checks_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
+        if checks >= self.checks_between_sweeps.load(Ordering::Relaxed) {
+            self.sweep();
         }
-        buckets
-            .entry(key.to_owned())
-            .or_insert_with(|| TokenBucket::full(self.per_minute, now))
-            .take(self.per_minute, now)
+        result
+    }
+
+    /// Keys holding a bucket now (idle ones included until the next sweep).
+    pub fn keys(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Forget every key whose bucket is full again, and give the memory back.
+    fn sweep(&self) {
+        if self
+            .sweeping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.checks_since_sweep.store(0, Ordering::Relaxed);
+        self.buckets.retain_recent();
+        self.buckets.shrink_to_fit();
+        let left = self.buckets.len();
+        self.checks_between_sweeps
+            .store(left.max(MIN_CHECKS_BETWEEN_SWEEPS), Ordering::Relaxed);
+        self.sweeping.store(false, Ordering::Release);
     }
 }
 
@@ -100,44 +151,63 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// The message of a `RATE_LIMITED` error for a client that should wait `seconds`.
+pub fn rate_limited_message(seconds: u64) -> String {
+    format!(
+        "too many requests: this client's limit ([limits] requests_per_minute) is spent; \
+         retry after {seconds} s"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn limiter(per_minute: u32) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (RateLimiter::with_clock(per_minute, clock.clone()), clock)
+    }
+
+    fn client(name: &str) -> RateKey {
+        RateKey::Client(name.into())
+    }
 
     #[test]
     fn a_full_bucket_allows_a_minute_of_requests_then_refuses() {
-        let limiter = RateLimiter::per_minute(3);
-        let t0 = Instant::now();
+        let (limiter, _) = limiter(3);
         for _ in 0..3 {
-            assert_eq!(limiter.check("a", t0), Ok(()));
+            assert_eq!(limiter.check(&client("a")), Ok(()));
         }
-        let wait = limiter.check("a", t0).expect_err("over the limit");
+        let wait = limiter.check(&client("a")).expect_err("over the limit");
         // 3 per minute: one token every 20 s.
         assert_eq!(retry_after_secs(wait), 20);
         // Another key has its own bucket.
-        assert_eq!(limiter.check("b", t0), Ok(()));
+        assert_eq!(limiter.check(&client("b")), Ok(()));
+        // A client and a peer never share one.
+        let peer = RateKey::Peer(Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(limiter.check(&peer), Ok(()));
     }
 
     #[test]
     fn tokens_come_back_at_the_configured_rate() {
-        let limiter = RateLimiter::per_minute(60);
-        let t0 = Instant::now();
+        let (limiter, clock) = limiter(60);
         for _ in 0..60 {
-            limiter.check("a", t0).expect("within the burst");
+            limiter.check(&client("a")).expect("within the burst");
         }
-        assert!(limiter.check("a", t0).is_err());
-        let half = limiter
-            .check("a", t0 + Duration::from_millis(500))
-            .expect_err("half a token");
+        assert!(limiter.check(&client("a")).is_err());
+        clock.advance(Duration::from_millis(500));
+        let half = limiter.check(&client("a")).expect_err("half a token");
         assert_eq!(half, Duration::from_millis(500));
-        assert_eq!(limiter.check("a", t0 + Duration::from_secs(1)), Ok(()));
-        assert!(limiter.check("a", t0 + Duration::from_secs(1)).is_err());
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(limiter.check(&client("a")), Ok(()));
+        assert!(limiter.check(&client("a")).is_err());
         // Refill stops at the capacity: an hour idle is still one minute's burst.
-        let later = t0 + Duration::from_secs(3600);
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..60 {
-            limiter.check("a", later).expect("refilled");
+            limiter.check(&client("a")).expect("refilled");
         }
-        assert!(limiter.check("a", later).is_err());
+        assert!(limiter.check(&client("a")).is_err());
     }
 
     #[test]
@@ -148,18 +218,54 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
     }
 
+    fn peer(i: u32) -> RateKey {
+        RateKey::Peer(Some(IpAddr::from(i.to_be_bytes())))
+    }
+
     #[test]
-    fn idle_buckets_are_dropped_when_there_are_too_many_keys() {
-        let limiter = RateLimiter::per_minute(1);
-        let t0 = Instant::now();
-        for i in 0..MAX_KEYS {
-            limiter.check(&i.to_string(), t0).expect("first request");
+    fn idle_keys_are_forgotten_and_active_ones_kept() {
+        let (limiter, clock) = limiter(1);
+        for i in 0..10_000 {
+            limiter.check(&peer(i)).expect("first request");
         }
-        // A minute later every bucket is full again and can be forgotten.
-        limiter
-            .check("new", t0 + Duration::from_secs(60))
-            .expect("first request");
-        let buckets = limiter.buckets.lock().expect("lock");
-        assert_eq!(buckets.len(), 1);
+        // Every bucket was spent within the minute: nothing can be forgotten yet, and the
+        // limit still holds for each of them.
+        assert!(limiter.keys() >= 10_000 - MIN_CHECKS_BETWEEN_SWEEPS);
+        assert!(limiter.check(&peer(7)).is_err());
+        // Two minutes later every bucket is full again (governor keeps a key one token's
+        // interval longer, 60 s at this rate): the next sweep forgets them.
+        clock.advance(Duration::from_secs(121));
+        for i in 0..MIN_CHECKS_BETWEEN_SWEEPS as u32 * 3 {
+            limiter.check(&client(&format!("c{}", i % 10))).ok();
+        }
+        assert!(
+            limiter.keys() <= 10,
+            "{} keys left, 10 active",
+            limiter.keys()
+        );
+    }
+
+    #[test]
+    fn many_distinct_peers_keep_the_key_count_bounded() {
+        // One request a minute: a peer's one request empties its bucket, which is kept until
+        // it is full again, 60 s later, plus governor's margin of one token's interval (60 s).
+        let (limiter, clock) = limiter(1);
+        // 100,000 peers, one request each, 1,000 every 6 s: at any time the last 120 s of
+        // peers (21,000) are active.
+        let active = 21_000;
+        for i in 0..100_000 {
+            if i % 1000 == 0 {
+                clock.advance(Duration::from_secs(6));
+            }
+            limiter.check(&peer(i)).expect("a first request");
+            assert!(
+                limiter.keys() <= 2 * active + MIN_CHECKS_BETWEEN_SWEEPS,
+                "{} keys after {i} peers",
+                limiter.keys()
+            );
+        }
+        // The active ones are still limited: their buckets were not forgotten.
+        assert!(limiter.keys() >= active - 2000, "{}", limiter.keys());
+        assert!(limiter.check(&peer(99_999)).is_err(), "still limited");
     }
 }

@@ -12,13 +12,18 @@ use axum::response::Response;
 use crate::planner::RequestScope;
 use crate::prometheus::Metrics;
 
-/// Install the global `tracing` subscriber: human-readable by default, JSON lines when
-/// `CHATSTATS_LOG_FORMAT=json`; level from `RUST_LOG` (default `info`).
+/// Install the global `tracing` subscriber and the panic hook: human-readable by default,
+/// JSON lines when `CHATSTATS_LOG_FORMAT=json`; level from `RUST_LOG` (default `info`).
+/// Colours only when stderr, where the logs go, is a terminal (and `NO_COLOR` is not set): a
+/// file or a pipe gets plain text.
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let json = std::env::var("CHATSTATS_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // `try_init` so that a second call (tests) is harmless.
@@ -27,6 +32,32 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The panic hook: ONE log line (target `chatstats::panic`, level `error`) with where it
+/// happened, in the configured format, instead of the default multi-line text on stderr.
+/// The message is kept only when it is a literal of our source (`panic!("...")`); one built at
+/// run time (`expect` on a value, `unwrap` on an error) may carry request data or a credential,
+/// so it is left out: the location finds the line that panicked.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let message = info
+        .payload()
+        .downcast_ref::<&'static str>()
+        .copied()
+        .unwrap_or("(left out: built at run time)");
+    let thread = std::thread::current();
+    tracing::error!(
+        target: "chatstats::panic",
+        location = %location,
+        thread = thread.name().unwrap_or("unnamed"),
+        panic_message = message,
+        "panic"
+    );
 }
 
 /// What one GraphQL request did, attached by the handler to its response (as an extension,

@@ -10,17 +10,23 @@
 //!   key). A connection without a valid key is closed (code 1002 with the reason) unless
 //!   access is open. Every operation gets the [`Caller`] in its *request* data (the guard and
 //!   the resolvers read it there), and its own [`Fetcher`].
-//! - **Limits.** Every operation running over a socket holds one of its client's
-//!   `[limits] max_subscriptions_per_client` slots (counted across the client's connections;
-//!   by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
+//! - **Limits.** Every operation sent over a socket spends a token of its client's request
+//!   rate (`[limits] requests_per_minute`, the same bucket as its HTTP requests; the upgrade
+//!   itself is one request): over it, that operation is answered with `RATE_LIMITED` and
+//!   `extensions.retryAfter`, and the connection stays usable. Every operation running over a
+//!   socket also holds one of its client's `[limits] max_subscriptions_per_client` slots
+//!   (counted across the client's connections; by peer IP under open access) until it ends. One more is refused with `RATE_LIMITED` (a
 //!   quota of the client, like the request rate, not a property of the document) as an error
 //!   on that operation only; the connection stays usable.
+//! - **Panics.** A panic while an operation runs (a bug) ends that operation with an
+//!   `INTERNAL_SERVER_ERROR` error, counted in `chatstats_panics_total`; the connection and
+//!   its other operations go on.
 //! - **Shutdown.** [`Live::close`] tells every connection to send a close frame (1001, going
 //!   away) and stop; the subscriptions' streams are dropped with the connection.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -40,6 +46,7 @@ use crate::error::code;
 use crate::graphql::ChatstatsSchema;
 use crate::planner::{Fetcher, RequestScope};
 use crate::prometheus::Metrics;
+use crate::rate_limit::{rate_limited_message, retry_after_secs, RateKey};
 
 /// The close code sent to every connection when the server shuts down (RFC 6455: going away).
 pub const GOING_AWAY: u16 = 1001;
@@ -126,6 +133,9 @@ pub struct Socket {
     pub cache: Arc<ChunkCache>,
     pub access: Arc<Access>,
     pub live: Arc<Live>,
+    /// Test-only: every operation panics (the upgrade asked with `x-chatstats-fault: panic`).
+    #[cfg(feature = "fault-injection")]
+    pub panics: bool,
 }
 
 /// Answer a WebSocket upgrade on `/graphql`. `caller`: from a key in the upgrade's headers.
@@ -147,7 +157,12 @@ pub async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string());
+    let peer = peer.map(|p| p.ip());
+    #[cfg(feature = "fault-injection")]
+    let socket = Socket {
+        panics: crate::http::fault::asks_panic(&parts.headers),
+        ..socket
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |ws| serve(ws, protocol, socket, caller, peer))
@@ -169,7 +184,7 @@ async fn serve(
     protocol: WebSocketProtocols,
     socket: Socket,
     header_caller: Option<Caller>,
-    peer: String,
+    peer: Option<IpAddr>,
 ) {
     let mut closing = socket.live.closing.subscribe();
     let caller = Arc::new(OnceLock::new());
@@ -177,8 +192,11 @@ async fn serve(
         schema: socket.schema,
         cache: socket.cache,
         live: socket.live,
+        access: socket.access.clone(),
         caller: caller.clone(),
         peer,
+        #[cfg(feature = "fault-injection")]
+        panics: socket.panics,
     };
     let access = socket.access;
     let on_init =
@@ -274,13 +292,35 @@ struct SocketExecutor {
     schema: ChatstatsSchema,
     cache: Arc<ChunkCache>,
     live: Arc<Live>,
+    /// The request rate limit, which every operation spends.
+    access: Arc<Access>,
     caller: Arc<OnceLock<Caller>>,
-    peer: String,
+    peer: Option<IpAddr>,
+    #[cfg(feature = "fault-injection")]
+    panics: bool,
 }
 
 impl SocketExecutor {
     fn caller(&self) -> Caller {
         self.caller.get().cloned().unwrap_or_else(Caller::nobody)
+    }
+
+    /// Spend one token of the caller's request rate: its bucket's key, or `RATE_LIMITED`.
+    fn count(&self, caller: &Caller) -> Result<RateKey, ServerError> {
+        let key = RateKey::of(caller.client_name(), self.peer);
+        match self.access.rate.check(&key) {
+            Ok(()) => Ok(key),
+            Err(wait) => {
+                let seconds = retry_after_secs(wait);
+                let error = async_graphql::Error::new(rate_limited_message(seconds)).extend_with(
+                    |_, ext| {
+                        ext.set("code", code::RATE_LIMITED);
+                        ext.set("retryAfter", seconds);
+                    },
+                );
+                Err(error.into_server_error(async_graphql::Pos::default()))
+            }
+        }
     }
 
     /// The caller and a fresh request scope, in the request's own data.
@@ -295,9 +335,16 @@ impl SocketExecutor {
 
 impl Executor for SocketExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
-        let request = self.prepare(request, self.caller());
+        let caller = self.caller();
+        let counted = self.count(&caller);
+        let request = self.prepare(request, caller);
         let schema = self.schema.clone();
-        async move { schema.execute(request).await }
+        async move {
+            match counted {
+                Ok(_) => schema.execute(request).await,
+                Err(error) => Response::from_errors(vec![error]),
+            }
+        }
     }
 
     fn execute_stream(
@@ -306,26 +353,48 @@ impl Executor for SocketExecutor {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         let caller = self.caller();
-        let client = match caller.client_name() {
-            Some(name) => format!("client:{name}"),
-            None => format!("ip:{}", self.peer),
-        };
-        let slot = match self.live.take(client) {
-            Ok(slot) => slot,
-            Err(error) => {
-                return futures::stream::once(futures::future::ready(Response::from_errors(vec![
-                    error,
-                ])))
+        let refused = |error| {
+            futures::stream::once(futures::future::ready(Response::from_errors(vec![error])))
                 .boxed()
-            }
+        };
+        let key = match self.count(&caller) {
+            Ok(key) => key,
+            Err(error) => return refused(error),
+        };
+        let slot = match self.live.take(key.to_string()) {
+            Ok(slot) => slot,
+            Err(error) => return refused(error),
         };
         let request = self.prepare(request, caller);
-        self.schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+        let responses = self
+            .schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default());
+        #[cfg(feature = "fault-injection")]
+        let responses = if self.panics {
+            futures::stream::once(async { panic!("injected fault in a WebSocket operation") })
+                .boxed()
+        } else {
+            responses
+        };
+        let metrics = self.live.metrics.clone();
+        // A panic would otherwise unwind through the connection's task and drop the socket
+        // with every operation on it; it ends this operation only (the stream stops after it).
+        std::panic::AssertUnwindSafe(responses)
+            .catch_unwind()
             .map(move |response| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                response
+                response.unwrap_or_else(|_payload| {
+                    metrics.panic_caught();
+                    let error = async_graphql::Error::new(
+                        "internal error: the server failed while running this operation; \
+                         it has been logged",
+                    )
+                    .extend_with(|_, ext| ext.set("code", code::INTERNAL_SERVER_ERROR));
+                    Response::from_errors(vec![
+                        error.into_server_error(async_graphql::Pos::default())
+                    ])
+                })
             })
             .boxed()
     }

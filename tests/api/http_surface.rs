@@ -217,3 +217,177 @@ async fn malformed_requests_get_4xx_or_coded_errors_and_never_a_5xx() {
     // Still answering afterwards.
     assert_no_errors(&app.query("{ workspaces { id } }").await);
 }
+
+#[tokio::test]
+async fn an_oversized_body_gets_a_coded_json_413_that_names_the_limit() {
+    let app = spawn_app().await;
+    let limit = chatstats::http::MAX_BODY_BYTES;
+    // Valid JSON one byte over the limit: only its size is wrong.
+    let padding = " ".repeat(limit + 1 - r#"{"query": "{ __typename }"}"#.len());
+    let body = format!(r#"{{"query": "{{ __typename }}"{padding}}}"#);
+    assert_eq!(body.len(), limit + 1);
+    let reply = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answers");
+    let reply = crate::helpers::Reply::read(reply).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(reply.code(), "BAD_USER_INPUT", "{}", reply.text);
+    let error = &reply.body["errors"][0];
+    assert_eq!(error["extensions"]["limit"], json!(limit));
+    let message = error["message"].as_str().expect("a message");
+    assert!(message.contains(&limit.to_string()), "{message}");
+    // Exactly at the limit, the same request runs.
+    let padding = " ".repeat(limit - r#"{"query": "{ __typename }"}"#.len());
+    let (status, text) = raw_post(
+        &app,
+        "application/json",
+        format!(r#"{{"query": "{{ __typename }}"{padding}}}"#).into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// The request header of the test-only fault (`chatstats::http::fault`).
+const FAULT: &str = chatstats::http::fault::HEADER;
+
+#[tokio::test]
+async fn a_panic_while_answering_is_a_counted_500_with_a_coded_error_and_the_server_goes_on() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(&json!({"query": "{ __typename }"}), &[(FAULT, "panic")])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.code(), "INTERNAL_SERVER_ERROR", "{}", reply.text);
+    assert!(reply.body.get("data").is_none(), "{}", reply.text);
+    let metrics = app.metrics().await;
+    assert_eq!(
+        crate::helpers::sample(&metrics, "chatstats_panics_total", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        crate::helpers::sample(
+            &metrics,
+            "chatstats_graphql_requests_total",
+            r#"operation="anonymous",status="500""#
+        ),
+        Some(1.0),
+        "the request log counts the 500"
+    );
+    assert_eq!(
+        crate::helpers::sample(
+            &metrics,
+            "chatstats_graphql_errors_total",
+            r#"code="INTERNAL_SERVER_ERROR""#
+        ),
+        Some(1.0)
+    );
+    assert_no_errors(&app.query("{ workspaces { id } }").await);
+}
+
+/// stderr lines of `binary` once one matches `what`, within 20 s.
+async fn stderr_once(binary: &crate::helpers::Binary, what: fn(&str) -> bool) -> Vec<String> {
+    crate::helpers::eventually(std::time::Duration::from_secs(20), "a log line", || async {
+        let lines = binary.stderr_lines();
+        lines.iter().any(|l| what(l)).then_some(lines)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_binary_logs_a_panic_in_one_line_without_its_message() {
+    let key = "k-0123456789-secret";
+    let binary = crate::helpers::Binary::start(None, &[("CHATSTATS_LOG_FORMAT", "json")]);
+    let http = reqwest::Client::new();
+    let response = http
+        .post(binary.url("/graphql"))
+        .header(FAULT, "panic")
+        .header("x-api-key", key)
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = response.text().await.expect("body");
+    assert!(!text.contains(key), "{text}");
+    let lines = stderr_once(&binary, |l| l.contains("\"graphql request\"")).await;
+    let panics: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "chatstats::panic")
+        .collect();
+    assert_eq!(panics.len(), 1, "{lines:#?}");
+    let fields = &panics[0]["fields"];
+    assert_eq!(panics[0]["level"], "ERROR");
+    assert!(
+        fields["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("src/http.rs:")),
+        "{fields}"
+    );
+    for line in &lines {
+        assert!(!line.contains(key), "the key is logged: {line}");
+        // Every line is the JSON the log format promises: not the default hook's text.
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "{line}");
+    }
+    let metrics = http
+        .get(binary.url("/metrics"))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        crate::helpers::sample(&metrics, "chatstats_panics_total", ""),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_have_no_colour_escapes() {
+    // An empty NO_COLOR does not ask for plain text: only the pipe does.
+    let binary = crate::helpers::Binary::start(None, &[("NO_COLOR", "")]);
+    let status = reqwest::Client::new()
+        .post(binary.url("/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .expect("answers")
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let lines = stderr_once(&binary, |l| l.contains("graphql request")).await;
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "an escape in {line:?}");
+    }
+    let request = lines
+        .iter()
+        .find(|l| l.contains("graphql request"))
+        .expect("the request line");
+    assert!(
+        request.contains(" INFO chatstats::request: graphql request"),
+        "{request}"
+    );
+}

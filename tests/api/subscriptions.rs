@@ -338,3 +338,69 @@ async fn sigterm_closes_live_subscriptions_with_1001_and_the_process_exits_0() {
     let status = binary.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn every_operation_over_a_websocket_spends_the_request_rate_and_the_socket_outlives_a_refusal(
+) {
+    // Open access: the peer address's bucket, 4 a minute. The upgrade is one request.
+    let app = spawn_app_with(|config| config.limits.requests_per_minute = 4).await;
+    let mut socket = Socket::connect(&app, &[], json!({})).await;
+    for id in ["1", "2", "3"] {
+        socket.subscribe(id, "{ __typename }").await;
+        let payload = socket.next_payload(id).await;
+        assert_eq!(payload["data"]["__typename"], "Query", "{payload}");
+        assert_eq!(
+            socket.next().await,
+            End::Message(json!({"id": id, "type": "complete"}))
+        );
+    }
+    socket.subscribe("4", &live_query()).await;
+    let refused = socket.next_payload("4").await;
+    let error = &refused["errors"][0];
+    assert_eq!(error["extensions"]["code"], "RATE_LIMITED", "{refused}");
+    // 4 a minute: the next token comes within 15 s.
+    let retry = error["extensions"]["retryAfter"]
+        .as_u64()
+        .expect("retryAfter");
+    assert!((1..=15).contains(&retry), "{retry}");
+    assert_eq!(
+        socket.next().await,
+        End::Message(json!({"id": "4", "type": "complete"}))
+    );
+    // The connection is still usable.
+    socket.send(json!({"type": "ping"})).await;
+    assert_eq!(socket.next().await, End::Message(json!({"type": "pong"})));
+    // One bucket for the client's HTTP requests and its socket operations.
+    let reply = app.post(&json!({"query": "{ __typename }"}), &[]).await;
+    assert_eq!(reply.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
+    socket.close().await;
+}
+
+#[tokio::test]
+async fn a_panic_in_a_websocket_operation_ends_that_operation_with_a_coded_error_not_the_socket() {
+    let app = spawn_app_with(|_| {}).await;
+    // The test-only fault: every operation on this connection panics.
+    let fault = chatstats::http::fault::HEADER;
+    let mut socket = Socket::connect(&app, &[(fault, "panic")], json!({})).await;
+    for id in ["1", "2"] {
+        socket.subscribe(id, &live_query()).await;
+        let payload = socket.next_payload(id).await;
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+            "{payload}"
+        );
+        assert_eq!(
+            socket.next().await,
+            End::Message(json!({"id": id, "type": "complete"}))
+        );
+    }
+    socket.send(json!({"type": "ping"})).await;
+    assert_eq!(socket.next().await, End::Message(json!({"type": "pong"})));
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "chatstats_panics_total", ""), Some(2.0));
+    assert_eq!(
+        sample(&metrics, "chatstats_subscriptions_active", ""),
+        Some(0.0)
+    );
+    socket.close().await;
+}
