@@ -5,7 +5,10 @@
 //!
 //! The memo lives in a [`RequestScope`] built per GraphQL request, never in the schema: a
 //! schema-global loader would batch across requests and tenants and hold results past their
-//! request. The scope also records the trace reported in `extensions.upstream`.
+//! request. The scope also records the trace reported in `extensions.upstream`. A read its
+//! client governs outside the chunk cache (the Xenioo snapshot) goes through
+//! [`Fetcher::once`]: once per request too, and traced by its caller. The scope counts the
+//! reads in flight, so what must show their outcome waits for them ([`RequestScope::settled`]).
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -381,30 +381,50 @@ async fn xenioos_own_429_is_told_apart_from_chatstats_interval() {
 
 #[tokio::test]
 async fn sources_show_a_provider_unhealthy_in_the_answer_that_carries_its_error() {
-    // Sources asked before, after and beside the failing field, in the same workspace and
-    // under another root field: each shows the health after this request's calls.
+    // Sources asked before, after and beside the failing fields, in the same workspace and
+    // under other root fields: each shows the health after this request's calls, whether the
+    // call is Xenioo's snapshot or a chunk (Help Scout, retried first).
     let app = spawn_app().await;
-    app.fault(json!({"provider": "xenioo", "status": 503, "latency_ms": 100}))
-        .await;
+    for provider in ["xenioo", "help_scout"] {
+        app.fault(json!({"provider": provider, "status": 503, "latency_ms": 100}))
+            .await;
+    }
     let sources = "sources { provider healthy lastError }";
     let query = format!(
         r#"{{ before: workspace(id: "acme") {{ {sources} bots {{ name }} {sources} }}
-            other: workspace(id: "acme") {{ {sources} }} }}"#
+            other: workspace(id: "acme") {{ {sources} }}
+            chat: workspace(id: "acme") {{ channel(id: "help_scout:chat") {{ conversations(window: {{from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}}) {{ total }} }} }} }}"#
     );
     let body = app.query(&query).await;
-    let errs = errors(&body);
-    assert_eq!(errs.len(), 1, "{body}");
-    assert_eq!(errs[0].0, "UPSTREAM_UNAVAILABLE");
-    assert_eq!(errs[0].1.as_deref(), Some("XENIOO"));
+    let mut failed: Vec<Option<String>> = errors(&body)
+        .into_iter()
+        .map(|(code, provider, _)| {
+            assert_eq!(code, "UPSTREAM_UNAVAILABLE", "{body}");
+            provider
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![Some("HELP_SCOUT".to_string()), Some("XENIOO".to_string())],
+        "{body}"
+    );
     for root in ["before", "other"] {
-        let source = xenioo_in(&body["data"][root]["sources"]);
-        assert_eq!(source["healthy"], json!(false), "{root}: {source}");
-        assert!(
-            source["lastError"]
-                .as_str()
-                .is_some_and(|e| e.contains("HTTP 503")),
-            "{root}: {source}"
-        );
+        for provider in ["XENIOO", "HELP_SCOUT"] {
+            let source = body["data"][root]["sources"]
+                .as_array()
+                .expect("sources")
+                .iter()
+                .find(|s| s["provider"] == json!(provider))
+                .unwrap_or_else(|| panic!("{provider} in {body}"));
+            assert_eq!(source["healthy"], json!(false), "{root}: {source}");
+            assert!(
+                source["lastError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("HTTP 503")),
+                "{root}: {source}"
+            );
+        }
     }
     assert_eq!(app.calls_to("xenioo").await.len(), 1);
 }
