@@ -47,7 +47,8 @@ pub struct TraceCall {
     pub endpoint: &'static str,
     /// `upstream` (a call was made), `hit` (fresh cache entry), `coalesced` (joined another
     /// query's in-flight call), `stale` (a refresh failed; an older entry was served),
-    /// `error` (the call failed and nothing was cached).
+    /// `error` (the call failed and nothing was cached), `throttled` (the Xenioo gate refused:
+    /// no call, no snapshot to serve).
     pub outcome: &'static str,
     /// When the call started, in milliseconds after the request began (calls that overlap
     /// in time ran concurrently).
