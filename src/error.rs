@@ -47,6 +47,14 @@ pub enum UpstreamErrorKind {
     /// The upstream rate-limited us (429) or our own quota for it is spent.
     #[error("is throttling requests; retry after {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    /// chatstats holds the account's next call back itself: the provider allows one call per
+    /// interval (Xenioo) and the latest call, which failed after it may have reached the
+    /// provider, spent it. The provider refused nothing; `UPSTREAM_THROTTLED` all the same.
+    #[error("is not called yet: chatstats waits for this account's next allowed call ({reason}); retry after {retry_after_secs} s")]
+    WaitingForNextCall {
+        reason: String,
+        retry_after_secs: u64,
+    },
     /// The upstream refused the request (4xx): credentials, plan, unknown account.
     #[error("rejected the request (HTTP {status}: {reason}); check the workspace's credentials and plan")]
     Rejected { status: u16, reason: String },
@@ -84,7 +92,9 @@ impl UpstreamError {
             UpstreamErrorKind::Unavailable(_) | UpstreamErrorKind::CircuitOpen { .. } => {
                 code::UPSTREAM_UNAVAILABLE
             }
-            UpstreamErrorKind::Throttled { .. } => code::UPSTREAM_THROTTLED,
+            UpstreamErrorKind::Throttled { .. } | UpstreamErrorKind::WaitingForNextCall { .. } => {
+                code::UPSTREAM_THROTTLED
+            }
             UpstreamErrorKind::Rejected { .. } => code::UPSTREAM_REJECTED,
             UpstreamErrorKind::Invalid(_) => code::UPSTREAM_INVALID,
             UpstreamErrorKind::OutOfRetention(_) => code::OUT_OF_RETENTION,
@@ -165,6 +175,9 @@ impl From<ApiError> for async_graphql::Error {
                 ext.set("provider", upstream.provider.graphql_name());
                 if let UpstreamErrorKind::Throttled { retry_after_secs }
                 | UpstreamErrorKind::CircuitOpen {
+                    retry_after_secs, ..
+                }
+                | UpstreamErrorKind::WaitingForNextCall {
                     retry_after_secs, ..
                 } = upstream.kind
                 {

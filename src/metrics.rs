@@ -21,7 +21,7 @@ use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
 use crate::providers::message2give::{
     self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
 };
-use crate::providers::xenioo::{self, BotMetric, SnapshotRead};
+use crate::providers::xenioo::{self, BotMetric, Served, SnapshotRead};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
 use crate::workspace::Workspace;
@@ -388,24 +388,54 @@ pub async fn chat_tonic_operators(
 }
 
 /// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
-/// interval and serves its last snapshot, stale when a refresh failed. The request's scope
-/// learns how long the snapshot holds, or that the read failed or was stale, as it would
-/// from a chunk.
+/// interval and serves its last snapshot, stale when a refresh failed. Read once per request
+/// (every Xenioo field of an answer shows the same snapshot) and traced like a chunk: how the
+/// client served it (`upstream`, `coalesced`, `hit`, `stale`, `error`, or `throttled` when
+/// the gate refused without a call). The request's scope learns how long the snapshot holds,
+/// or that the read failed or was stale, as it would from a chunk.
 pub async fn xenioo_snapshot(
     workspace: &Arc<Workspace>,
     fetcher: &Fetcher,
 ) -> Result<SnapshotRead, UpstreamError> {
-    let read = workspace
-        .xenioo
-        .as_ref()
-        .expect("configured")
-        .snapshot()
-        .await;
-    match &read {
-        Ok(read) if !read.stale => fetcher.scope.used(read.fresh_until),
-        _ => fetcher.scope.failed(),
-    }
-    read
+    let key = CacheKey {
+        account: workspace.account(Provider::Xenioo).clone(),
+        endpoint: xenioo::ENDPOINT,
+        request: String::new(),
+    };
+    let (workspace, scope, traced) = (workspace.clone(), fetcher.scope.clone(), key.clone());
+    let read = fetcher.once(key, move || async move {
+        let (read, served) = workspace
+            .xenioo
+            .as_ref()
+            .expect("configured")
+            .snapshot_served()
+            .await;
+        let stale = matches!(&read, Ok(read) if read.stale);
+        let (outcome, latency, called) = match (&read, served) {
+            (Ok(_), Served::Called { latency }) if !stale => ("upstream", Some(latency), true),
+            (Ok(_), Served::Called { latency }) => ("stale", Some(latency), true),
+            (Err(_), Served::Called { latency }) => ("error", Some(latency), true),
+            (Ok(_), Served::Joined) if !stale => ("coalesced", None, true),
+            (Ok(_), Served::Joined) => ("stale", None, true),
+            (Err(_), Served::Joined) => ("error", None, true),
+            // Inside the interval: no call, whatever the gate holds.
+            (Ok(_), Served::Held) if !stale => ("hit", None, false),
+            (Ok(_), Served::Held) => ("stale", None, false),
+            (Err(_), Served::Held) => ("throttled", None, false),
+        };
+        scope.record_read(&traced, outcome, latency, called);
+        match &read {
+            Ok(read) if !read.stale => scope.used(read.fresh_until),
+            _ => scope.failed(),
+        }
+        read
+    });
+    read.await.unwrap_or_else(|| {
+        Err(UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::Invalid("internal: the snapshot was read as another type".into()),
+        ))
+    })
 }
 
 /// True when the message2give months cover `window` end to end with no gap or overlap. Each

@@ -5,13 +5,16 @@
 //!
 //! The memo lives in a [`RequestScope`] built per GraphQL request, never in the schema: a
 //! schema-global loader would batch across requests and tenants and hold results past their
-//! request. The scope also records the trace reported in `extensions.upstream`.
+//! request. The scope also records the trace reported in `extensions.upstream`. A read its
+//! client governs outside the chunk cache (the Xenioo snapshot) goes through
+//! [`Fetcher::once`]: once per request too, and traced by its caller. The scope counts the
+//! reads in flight, so what must show their outcome waits for them ([`RequestScope::settled`]).
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -44,7 +47,8 @@ pub struct TraceCall {
     pub endpoint: &'static str,
     /// `upstream` (a call was made), `hit` (fresh cache entry), `coalesced` (joined another
     /// query's in-flight call), `stale` (a refresh failed; an older entry was served),
-    /// `error` (the call failed and nothing was cached).
+    /// `error` (the call failed and nothing was cached), `throttled` (the Xenioo gate refused:
+    /// no call, no snapshot to serve).
     pub outcome: &'static str,
     /// When the call started, in milliseconds after the request began (calls that overlap
     /// in time ran concurrently).
@@ -52,6 +56,9 @@ pub struct TraceCall {
     pub started_ms: Option<f64>,
     #[serde(rename = "latencyMs", skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// The read made (or joined) a call, so it counts in `upstreamCalls`.
+    #[serde(skip)]
+    pub called: bool,
 }
 
 type Memo = Shared<BoxFuture<'static, Result<Fetched<dyn Any + Send + Sync>, UpstreamError>>>;
@@ -74,6 +81,28 @@ pub struct RequestScope {
     /// What else the answer showed that can change without a chunk changing (see
     /// [`RequestScope::still_true_while`]).
     conditions: Mutex<Vec<Condition>>,
+    /// Reads outside the chunk cache, each made at most once per request (see
+    /// [`Fetcher::once`]).
+    once: Mutex<HashMap<CacheKey, OnceRead, foldhash::fast::RandomState>>,
+    /// Reads ([`Fetcher::get`], [`Fetcher::once`]) that a resolver is waiting on, and how many
+    /// have started: what [`RequestScope::settled`] watches.
+    reads_in_flight: AtomicUsize,
+    reads_started: AtomicU64,
+    reads_settled: tokio::sync::Notify,
+}
+
+type OnceRead = Shared<BoxFuture<'static, Arc<dyn Any + Send + Sync>>>;
+
+/// One read a resolver is waiting on; dropping it (the read ended, or its resolver gave up)
+/// ends it.
+struct ReadInFlight<'a>(&'a RequestScope);
+
+impl Drop for ReadInFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.reads_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reads_settled.notify_waiters();
+        }
+    }
 }
 
 /// A check that what an answer showed is still so (e.g. a provider's health).
@@ -90,6 +119,42 @@ impl RequestScope {
             fresh_until: Mutex::new(None),
             failed: AtomicBool::new(false),
             conditions: Mutex::new(Vec::new()),
+            once: Mutex::new(HashMap::default()),
+            reads_in_flight: AtomicUsize::new(0),
+            reads_started: AtomicU64::new(0),
+            reads_settled: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn read_started(&self) -> ReadInFlight<'_> {
+        self.reads_started.fetch_add(1, Ordering::AcqRel);
+        self.reads_in_flight.fetch_add(1, Ordering::AcqRel);
+        ReadInFlight(self)
+    }
+
+    /// Resolves once this request's reads have settled: none is in flight, and none started
+    /// while the request's other fields last ran. For what must show the outcome of the
+    /// request's calls (`Workspace.sources`, the providers' health): its siblings run up to
+    /// their next wait first (so they start their reads), then it waits for every read to
+    /// end, and again if any started meanwhile (a field whose data came in asks for more).
+    pub async fn settled(&self) {
+        loop {
+            let started = self.reads_started.load(Ordering::Acquire);
+            // Let the fields resolved alongside run up to their next wait.
+            tokio::task::yield_now().await;
+            loop {
+                let settled = self.reads_settled.notified();
+                tokio::pin!(settled);
+                // Registered before the check, so a read ending in between still wakes us.
+                settled.as_mut().enable();
+                if self.reads_in_flight.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                settled.await;
+            }
+            if self.reads_started.load(Ordering::Acquire) == started {
+                return;
+            }
         }
     }
 
@@ -117,6 +182,10 @@ impl RequestScope {
         self.conditions
             .lock()
             .expect("conditions lock is never poisoned")
+            .clear();
+        self.once
+            .lock()
+            .expect("once lock is never poisoned")
             .clear();
     }
 
@@ -203,7 +272,7 @@ impl RequestScope {
             .clone();
         let count = |outcome: &str| calls.iter().filter(|c| c.outcome == outcome).count();
         serde_json::json!({
-            "upstreamCalls": count("upstream") + count("error") + count("stale"),
+            "upstreamCalls": calls.iter().filter(|c| c.called).count(),
             "cacheHits": count("hit"),
             "staleHits": count("stale"),
             "coalesced": count("coalesced"),
@@ -214,13 +283,8 @@ impl RequestScope {
     /// (upstream calls, cache hits) of this request so far, for the request log line.
     pub fn upstream_counts(&self) -> (usize, usize) {
         let calls = self.trace.lock().expect("trace lock is never poisoned");
-        let count = |outcomes: &[&str]| {
-            calls
-                .iter()
-                .filter(|c| outcomes.contains(&c.outcome))
-                .count()
-        };
-        (count(&["upstream", "error", "stale"]), count(&["hit"]))
+        let called = calls.iter().filter(|c| c.called).count();
+        (called, calls.iter().filter(|c| c.outcome == "hit").count())
     }
 
     /// Record the chunks behind a derived value as cache hits, each once per request (as the
@@ -248,7 +312,21 @@ impl RequestScope {
     }
 
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
-        if matches!(outcome, "error" | "stale") {
+        let called = matches!(outcome, "upstream" | "error" | "stale");
+        self.record_read(key, outcome, latency, called);
+    }
+
+    /// Add a line to the trace for a read outside the chunk cache (the Xenioo snapshot):
+    /// `outcome` as for chunks, or `throttled` (refused without a call); `called`: the read
+    /// made or joined an upstream call (it counts in `upstreamCalls`).
+    pub fn record_read(
+        &self,
+        key: &CacheKey,
+        outcome: &'static str,
+        latency: Option<std::time::Duration>,
+        called: bool,
+    ) {
+        if matches!(outcome, "error" | "stale" | "throttled") {
             self.failed();
         }
         let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
@@ -269,6 +347,7 @@ impl RequestScope {
                 outcome,
                 started_ms,
                 latency_ms: latency.map(millis),
+                called,
             });
     }
 }
@@ -329,6 +408,7 @@ impl Fetcher {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>> + Send + 'static,
     {
+        let _in_flight = self.scope.read_started();
         let key = CacheKey {
             account: account.clone(),
             endpoint,
@@ -403,6 +483,31 @@ impl Fetcher {
             fresh_until: fetched.fresh_until,
             key: fetched.key,
         })
+    }
+
+    /// `read`'s value for `key`, computed at most once per request (later callers share it),
+    /// for reads outside the chunk cache that their client governs (the Xenioo snapshot) and
+    /// that trace themselves ([`RequestScope::record_read`]). `None` only if `key` was read
+    /// as another type (a bug).
+    pub async fn once<T, F, Fut>(&self, key: CacheKey, read: F) -> Option<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let _in_flight = self.scope.read_started();
+        let shared = {
+            let mut once = self.scope.once.lock().expect("once lock is never poisoned");
+            once.entry(key)
+                .or_insert_with(|| {
+                    read()
+                        .map(|value| Arc::new(value) as Arc<dyn Any + Send + Sync>)
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        shared.await.downcast_ref::<T>().cloned()
     }
 
     /// A value derived from chunks (see [`Derived`]) while every chunk behind it is fresh; the

@@ -13,6 +13,7 @@ use crate::graphql::stats::{DialogStats, MessageStats, SatisfactionStats, UserSt
 use crate::graphql::survey::{self, Survey};
 use crate::graphql::window::WindowInput;
 use crate::planner::Fetcher;
+use crate::providers::xenioo::CallWait;
 use crate::providers::Provider;
 use crate::workspace::Workspace;
 
@@ -27,30 +28,34 @@ pub struct Source {
     last_success_at: Option<Instant>,
     /// What went wrong on the most recent failed call (never contains credentials).
     last_error: Option<String>,
-    /// For throttled providers (Xenioo): the earliest time chatstats will call again.
+    /// For throttled providers (Xenioo): the earliest time chatstats will call again (past:
+    /// it may call now). Null before the first call that may have reached the provider.
     next_call_allowed_at: Option<Instant>,
+    /// For throttled providers (Xenioo): why the next call waits until `nextCallAllowedAt`,
+    /// the provider's own throttle or chatstats' interval after a call that may have counted;
+    /// null when it need not wait.
+    next_call_wait: Option<CallWait>,
 }
 
 /// The sources of `workspace` as they are now.
 fn sources_of(workspace: &Workspace) -> Vec<Source> {
+    let now = chrono::Utc::now();
     workspace
         .upstreams()
         .into_iter()
         .map(|upstream| {
             let health = upstream.health();
+            let next_call = match upstream.provider() {
+                Provider::Xenioo => workspace.xenioo.as_ref().and_then(|x| x.next_call()),
+                _ => None,
+            };
             Source {
                 provider: upstream.provider(),
                 healthy: health.healthy(),
                 last_success_at: health.last_success_at.map(Instant),
                 last_error: health.last_error.clone(),
-                next_call_allowed_at: match upstream.provider() {
-                    Provider::Xenioo => workspace
-                        .xenioo
-                        .as_ref()
-                        .and_then(|x| x.next_call_allowed_at())
-                        .map(Instant),
-                    _ => None,
-                },
+                next_call_allowed_at: next_call.map(|next| Instant(next.at)),
+                next_call_wait: next_call.filter(|next| next.at > now).map(|next| next.wait),
             }
         })
         .collect()
@@ -78,12 +83,18 @@ impl WorkspaceObject {
         TimeZone(self.0.zone)
     }
 
-    /// Configured providers, their health and throttle state.
+    /// Configured providers, their health and throttle state, read once this request's
+    /// upstream calls have ended (so a provider whose call failed in this request is shown
+    /// unhealthy next to that call's error).
     async fn sources(&self, ctx: &Context<'_>) -> Vec<Source> {
+        let fetcher = ctx.data_opt::<Fetcher>();
+        if let Some(fetcher) = fetcher {
+            fetcher.scope.settled().await;
+        }
         let shown = sources_of(&self.0);
         // Health changes with upstream calls, not with the chunks an answer read: an answer
         // showing it is reused only while it reads the same.
-        if let Some(fetcher) = ctx.data_opt::<Fetcher>() {
+        if let Some(fetcher) = fetcher {
             let (workspace, then) = (self.0.clone(), shown.clone());
             fetcher
                 .scope

@@ -401,7 +401,7 @@ fn transport_kind(error: &reqwest::Error) -> UpstreamErrorKind {
     let what = if error.is_timeout() {
         "the request timed out"
     } else if error.is_connect() {
-        "could not connect"
+        COULD_NOT_CONNECT
     } else if error.is_body() || error.is_decode() {
         "the response body was cut off"
     } else {
@@ -479,6 +479,11 @@ fn too_large() -> Failure {
         outcome: "invalid",
     }
 }
+
+/// The failure of a single attempt that could not connect (DNS, TCP or the TLS handshake):
+/// the request never left this process. Xenioo tells it apart from failures after sending,
+/// which may have counted against its throttle.
+pub const COULD_NOT_CONNECT: &str = "could not connect";
 
 /// Default per-request timeout for upstream calls.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

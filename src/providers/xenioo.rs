@@ -8,9 +8,9 @@
 //! ## The throttle guarantee
 //!
 //! [`Xenioo::snapshot`] never starts an upstream call within `min_interval` of the previous
-//! one, under any number of concurrent callers, while a call is in flight, after a call
-//! failed, or when a caller gives up (is cancelled) mid-call. It rests on four rules, all in
-//! the private `Gate`, which is the only code that can start a call:
+//! one that may have reached Xenioo, under any number of concurrent callers, while a call is
+//! in flight, after a call failed, or when a caller gives up (is cancelled) mid-call. It rests
+//! on four rules, all in the private `Gate`, which is the only code that can start a call:
 //!
 //! 1. **One lock, held across the call.** The decision "may I call?" and the call itself
 //!    happen under one `tokio::sync::Mutex`; the guard is moved into the task that performs
@@ -29,13 +29,21 @@
 //!    is dropped while waiting only stops waiting. The call finishes, is recorded, and later
 //!    callers share its result.
 //!
-//! Every failure spends the interval. Inside it, callers get the last good snapshot (`stale:
-//! true` plus the error as a warning when the latest call failed), or `UPSTREAM_THROTTLED`
-//! with the seconds left when there is no snapshot yet. Callers that were waiting for a call
+//! A failure that provably never sent the request — it could not connect (DNS, TCP, the TLS
+//! handshake) or the account's circuit is open — is not an upstream call: it does not spend
+//! the interval, and the gate is left as it was before the call claimed it (rule 2 still
+//! holds: the claim is made first and only undone once the call is known never to have left).
+//! Every other failure (a timeout, a 5xx, a 4xx, an unreadable answer) may have counted at
+//! Xenioo, so it spends the interval (conservative). Inside the interval, callers get the last
+//! good snapshot (`stale: true` plus the error as a warning when the latest call failed), or,
+//! when there is no snapshot yet, `UPSTREAM_THROTTLED` with the seconds left, in one of two
+//! forms: Xenioo throttled (its own 429) or chatstats waits for the account's next allowed call
+//! (our interval after a failed call; Xenioo refused nothing). [`Xenioo::next_call`] says
+//! which ([`CallWait`], shown in `Source.nextCallWait`). Callers that were waiting for a call
 //! share that call's own result (the snapshot, or its error).
 //!
-//! Monotonic [`Instant`]s decide; the wall clock only feeds [`Xenioo::next_call_allowed_at`],
-//! so a clock step can never open the gate early.
+//! Monotonic [`Instant`]s decide; the wall clock only feeds [`Xenioo::next_call`], so a clock
+//! step can never open the gate early.
 //!
 //! ## Tolerant parsing
 //!
@@ -58,12 +66,15 @@ use serde_json::{Map, Value};
 
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::providers::upstream::Upstream;
+use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
 use crate::providers::Provider;
 use crate::series::{Granularity, Sample, Zone};
 
 /// The finest granularity Xenioo offers (we always ask for hour groups).
 pub const FINEST: Granularity = Granularity::Hour;
+
+/// The one call's endpoint name, in metrics and the request trace.
+pub const ENDPOINT: &str = "statistics";
 
 /// How many days of history one call asks for: the most Xenioo allows.
 pub const SNAPSHOT_DAYS: i64 = 30;
@@ -335,6 +346,37 @@ impl SnapshotRead {
     }
 }
 
+/// How one read of [`Xenioo::snapshot_served`] was served, for the request trace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Served {
+    /// This read made the call (it took `latency`, waiting for the lock excluded).
+    Called { latency: Duration },
+    /// A call was in flight; this read waited for it and shares its result.
+    Joined,
+    /// Inside the interval: what the gate holds (the snapshot, or why there is none); no call.
+    Held,
+}
+
+/// Why a throttled provider account's next call waits until `Source.nextCallAllowedAt`.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallWait {
+    /// Xenioo refused a call (HTTP 429): chatstats waits for its `Retry-After`, or for the
+    /// call interval when that is longer.
+    ProviderThrottled,
+    /// chatstats' own spacing (`min_call_interval_secs`): the account's latest call may have
+    /// counted against Xenioo's one call per interval (it was answered, or failed after it was
+    /// sent: a timeout, a 5xx). Xenioo refused nothing.
+    #[default]
+    CallInterval,
+}
+
+/// When the gate lets the account's next call through, and why not before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextCall {
+    pub at: DateTime<Utc>,
+    pub wait: CallWait,
+}
+
 /// Hourly samples of `kind` that overlap `[from, to)`, optionally of one bot (`BotName`)
 /// and/or one channel (`ChannelName`). Entries for the same hour (several bots or channels)
 /// stay separate samples; the engine adds or averages them per bucket. Weights are unknown
@@ -439,11 +481,17 @@ impl Xenioo {
 
     /// The account's snapshot. Never a second upstream call within `min_interval` of the
     /// previous one (see the module docs for how, and for what callers get inside the
-    /// interval): concurrent callers share one call, failures spend the interval, and after
-    /// a failed refresh the last good snapshot is served with `stale: true`.
+    /// interval): concurrent callers share one call, failures that may have reached Xenioo
+    /// spend the interval, and after a failed refresh the last good snapshot is served with
+    /// `stale: true`.
     pub async fn snapshot(&self) -> Result<SnapshotRead, UpstreamError> {
+        self.snapshot_served().await.0
+    }
+
+    /// As [`Xenioo::snapshot`], and how this read was served (for the request trace).
+    pub async fn snapshot_served(&self) -> (Result<SnapshotRead, UpstreamError>, Served) {
         let client = Arc::clone(&self.client);
-        self.gate.read(move || client.fetch()).await
+        self.gate.read_served(move || client.fetch()).await
     }
 
     /// The earliest instant any snapshot of this account could cover now, without a call:
@@ -465,6 +513,12 @@ impl Xenioo {
     pub fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
         self.gate.next_call_allowed_at()
     }
+
+    /// When the next upstream call is allowed and why not before; `None` before the first
+    /// call that may have reached Xenioo. The time can be past: the gate is open then.
+    pub fn next_call(&self) -> Option<NextCall> {
+        self.gate.next_call()
+    }
 }
 
 impl Client {
@@ -480,7 +534,7 @@ impl Client {
         // such in the health), while each entry is read tolerantly below.
         // `json_once`: never retried, whatever the failure — a retry would be a second call
         // inside the interval, which the throttle forbids.
-        let body: Vec<Value> = self.upstream.json_once("statistics", request).await?;
+        let body: Vec<Value> = self.upstream.json_once(ENDPOINT, request).await?;
         Ok(parse_snapshot(&body, requested_at, Utc::now()))
     }
 }
@@ -492,6 +546,8 @@ struct GateState {
     closed_at: Option<Instant>,
     /// How long the gate stays closed after `closed_at`.
     hold: Duration,
+    /// Why it is closed: Xenioo's own 429, or our interval after a call that may have counted.
+    wait: CallWait,
     /// The latest good snapshot.
     good: Option<Arc<Snapshot>>,
     /// The error of the latest call; `None` when it succeeded.
@@ -507,7 +563,8 @@ impl GateState {
     }
 
     /// What the latest call produced, for its caller and for everyone who waited on it.
-    fn outcome(&self) -> Result<SnapshotRead, UpstreamError> {
+    /// `interval`: the gate's least spacing, for the message when nothing is held.
+    fn outcome(&self, interval: Duration) -> Result<SnapshotRead, UpstreamError> {
         match (&self.good, &self.last_error) {
             (Some(good), warning) => Ok(SnapshotRead {
                 snapshot: Arc::clone(good),
@@ -520,28 +577,100 @@ impl GateState {
             (None, Some(error)) => Err(error.clone()),
             // Only after a call that ended without recording anything (a panic); the gate
             // is closed, so say so.
-            (None, None) => Err(throttled(Duration::ZERO)),
+            (None, None) => Err(waiting_for_next_call(Duration::ZERO, interval, None)),
         }
     }
 
-    /// What a caller gets inside the interval when no call happened while it waited.
-    fn within_interval(&self, left: Duration) -> Result<SnapshotRead, UpstreamError> {
-        match self.good {
-            Some(_) => self.outcome(),
-            None => Err(throttled(left)),
+    /// What a caller gets inside the interval when no call happened while it waited: the
+    /// held snapshot, or why there is none and how long the gate stays closed.
+    fn within_interval(
+        &self,
+        left: Duration,
+        interval: Duration,
+    ) -> Result<SnapshotRead, UpstreamError> {
+        match (&self.good, self.wait) {
+            (Some(_), _) => self.outcome(interval),
+            (None, CallWait::ProviderThrottled) => Err(throttled(left)),
+            (None, CallWait::CallInterval) => Err(waiting_for_next_call(
+                left,
+                interval,
+                self.last_error.as_ref(),
+            )),
         }
     }
 }
 
-/// `UPSTREAM_THROTTLED` with the time left rounded up (retrying after it must succeed).
-fn throttled(left: Duration) -> UpstreamError {
+/// Seconds left, rounded up (retrying after them must succeed), at least 1.
+fn retry_after_secs(left: Duration) -> u64 {
     let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// `UPSTREAM_THROTTLED`: Xenioo itself refused a call (429) and the wait it asked for runs.
+fn throttled(left: Duration) -> UpstreamError {
     UpstreamError::new(
         Provider::Xenioo,
         UpstreamErrorKind::Throttled {
-            retry_after_secs: secs.max(1),
+            retry_after_secs: retry_after_secs(left),
         },
     )
+}
+
+/// `UPSTREAM_THROTTLED` from our own gate: the latest call (which failed with `latest`) may
+/// have counted against Xenioo's one call per interval, so chatstats waits; Xenioo refused
+/// nothing.
+fn waiting_for_next_call(
+    left: Duration,
+    interval: Duration,
+    latest: Option<&UpstreamError>,
+) -> UpstreamError {
+    let latest = match latest.map(|error| &error.kind) {
+        Some(UpstreamErrorKind::Unavailable(what)) => format!("failed: {what}"),
+        Some(UpstreamErrorKind::Rejected { status, .. }) => {
+            format!("was refused: HTTP {status}")
+        }
+        Some(UpstreamErrorKind::Invalid(_)) => "got an answer chatstats cannot read".into(),
+        Some(_) | None => "ended without an answer".into(),
+    };
+    UpstreamError::new(
+        Provider::Xenioo,
+        UpstreamErrorKind::WaitingForNextCall {
+            reason: format!(
+                "one per {}; the latest call {latest}, and may have counted",
+                interval_text(interval)
+            ),
+            retry_after_secs: retry_after_secs(left),
+        },
+    )
+}
+
+/// `3600 s`, or `200 ms` below a second (tests use short intervals).
+fn interval_text(interval: Duration) -> String {
+    if interval >= Duration::from_secs(1) {
+        format!("{} s", interval.as_secs())
+    } else {
+        format!("{} ms", interval.as_millis())
+    }
+}
+
+/// True when a failed call provably never sent its request, so Xenioo cannot have counted
+/// it: it could not connect (DNS, TCP, TLS handshake) or the account's circuit is open.
+fn never_sent(error: &UpstreamError) -> bool {
+    match &error.kind {
+        UpstreamErrorKind::CircuitOpen { .. } => true,
+        UpstreamErrorKind::Unavailable(what) => what == COULD_NOT_CONNECT,
+        _ => false,
+    }
+}
+
+/// Why the gate holds a call back, as before a call claimed the interval: restored when that
+/// call never sent its request.
+#[derive(Clone, Copy)]
+struct Closure {
+    closed_at: Option<Instant>,
+    hold: Duration,
+    wait: CallWait,
+    published: Option<NextCall>,
 }
 
 /// The single-flight throttle: the only place an upstream call can start (module docs).
@@ -553,9 +682,9 @@ struct Gate {
     /// a difference means a call ended while the caller waited, and the caller shares its
     /// result. Written only under the lock.
     completed: AtomicU64,
-    /// Wall-clock copy for [`Gate::next_call_allowed_at`], readable without awaiting. A std
-    /// mutex: held for a copy, never across an await.
-    next_allowed: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Wall-clock copy for [`Gate::next_call`], readable without awaiting. A std mutex: held
+    /// for a copy, never across an await.
+    next_allowed: std::sync::Mutex<Option<NextCall>>,
     /// Start of the coverage of the latest good snapshot, readable without awaiting.
     held_from: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
@@ -571,26 +700,48 @@ impl Gate {
         }
     }
 
-    fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
+    fn next_call(&self) -> Option<NextCall> {
         *self
             .next_allowed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn publish_next_allowed(&self, hold: Duration) {
+    fn next_call_allowed_at(&self) -> Option<DateTime<Utc>> {
+        self.next_call().map(|next| next.at)
+    }
+
+    fn publish(&self, next: Option<NextCall>) {
+        *self
+            .next_allowed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+    }
+
+    fn publish_next_allowed(&self, hold: Duration, wait: CallWait) {
         let at = chrono::Duration::from_std(hold)
             .ok()
             .and_then(|hold| Utc::now().checked_add_signed(hold))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        *self
-            .next_allowed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
+        self.publish(Some(NextCall { at, wait }));
     }
 
-    /// Serves a snapshot, calling `fetch` only when the gate is open (module docs, rules 1-4).
+    /// [`Gate::read_served`] without how the read was served.
+    #[cfg(test)]
     async fn read<F, Fut>(self: &Arc<Self>, fetch: F) -> Result<SnapshotRead, UpstreamError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Snapshot, UpstreamError>> + Send + 'static,
+    {
+        self.read_served(fetch).await.0
+    }
+
+    /// Serves a snapshot, calling `fetch` only when the gate is open (module docs, rules 1-4),
+    /// and says how it was served.
+    async fn read_served<F, Fut>(
+        self: &Arc<Self>,
+        fetch: F,
+    ) -> (Result<SnapshotRead, UpstreamError>, Served)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Snapshot, UpstreamError>> + Send + 'static,
@@ -599,32 +750,55 @@ impl Gate {
         let mut state = Arc::clone(&self.state).lock_owned().await;
         if self.completed.load(Ordering::Acquire) != seen {
             // A call ended while we waited for the lock: it is as fresh as it gets.
-            return state.outcome();
+            return (state.outcome(self.min_interval), Served::Joined);
         }
         if let Some(left) = state.time_left(Instant::now()) {
-            return state.within_interval(left);
+            return (state.within_interval(left, self.min_interval), Served::Held);
         }
+        let before = Closure {
+            closed_at: state.closed_at,
+            hold: state.hold,
+            wait: state.wait,
+            published: self.next_call(),
+        };
         // Rule 2: close the gate before the request exists.
-        state.closed_at = Some(Instant::now());
+        let started = Instant::now();
+        state.closed_at = Some(started);
         state.hold = self.min_interval;
-        self.publish_next_allowed(self.min_interval);
+        state.wait = CallWait::CallInterval;
+        self.publish_next_allowed(self.min_interval, CallWait::CallInterval);
         let call = fetch();
         let gate = Arc::clone(self);
         // Rule 4: the call and the guard live in their own task, out of the callers' reach.
         let task = tokio::spawn(async move {
             let result = call.await;
-            // Rule 3: the interval runs from the end of the call.
-            state.closed_at = Some(Instant::now());
-            state.hold = match &result {
+            match &result {
+                // Nothing reached Xenioo: the gate is as it was before the claim.
+                Err(error) if never_sent(error) => {
+                    state.closed_at = before.closed_at;
+                    state.hold = before.hold;
+                    state.wait = before.wait;
+                    gate.publish(before.published);
+                }
+                // Rule 3: the interval runs from the end of the call.
                 Err(UpstreamError {
                     kind: UpstreamErrorKind::Throttled { retry_after_secs },
                     ..
-                }) => gate
-                    .min_interval
-                    .max(Duration::from_secs(*retry_after_secs)),
-                _ => gate.min_interval,
-            };
-            gate.publish_next_allowed(state.hold);
+                }) => {
+                    state.closed_at = Some(Instant::now());
+                    state.hold = gate
+                        .min_interval
+                        .max(Duration::from_secs(*retry_after_secs));
+                    state.wait = CallWait::ProviderThrottled;
+                    gate.publish_next_allowed(state.hold, state.wait);
+                }
+                _ => {
+                    state.closed_at = Some(Instant::now());
+                    state.hold = gate.min_interval;
+                    state.wait = CallWait::CallInterval;
+                    gate.publish_next_allowed(state.hold, state.wait);
+                }
+            }
             match result {
                 Ok(snapshot) => {
                     *gate
@@ -637,16 +811,18 @@ impl Gate {
                 Err(error) => state.last_error = Some(error),
             }
             gate.completed.fetch_add(1, Ordering::Release);
-            let outcome = state.outcome();
+            let outcome = state.outcome(gate.min_interval);
             drop(state);
             outcome
         });
-        task.await.unwrap_or_else(|_| {
+        let result = task.await.unwrap_or_else(|_| {
             Err(UpstreamError::new(
                 Provider::Xenioo,
                 UpstreamErrorKind::Unavailable("the call ended without an answer".into()),
             ))
-        })
+        });
+        let latency = started.elapsed();
+        (result, Served::Called { latency })
     }
 }
 
@@ -856,9 +1032,27 @@ mod tests {
         )
     }
 
+    fn could_not_connect() -> UpstreamError {
+        UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::Unavailable(COULD_NOT_CONNECT.into()),
+        )
+    }
+
+    /// The wait of Xenioo's own 429.
     fn retry_after(error: &UpstreamError) -> Option<u64> {
         match error.kind {
             UpstreamErrorKind::Throttled { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// The wait of our own interval after a call that may have counted.
+    fn waiting_secs(error: &UpstreamError) -> Option<u64> {
+        match error.kind {
+            UpstreamErrorKind::WaitingForNextCall {
+                retry_after_secs, ..
+            } => Some(retry_after_secs),
             _ => None,
         }
     }
@@ -1099,7 +1293,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readers_waiting_on_a_failed_call_share_its_error_and_later_ones_are_throttled() {
+    async fn readers_waiting_on_a_failed_call_share_its_error_and_later_ones_wait_for_the_next_allowed_call(
+    ) {
         let gate = Arc::new(Gate::new(HOUR));
         let fake = Arc::new(FakeUpstream::default());
         let readers = (0..10).map(|_| {
@@ -1116,8 +1311,124 @@ mod tests {
             .read(fake.call(Duration::ZERO, Ok(empty_snapshot(0))))
             .await
             .expect_err("inside the interval");
-        let secs = retry_after(&later).expect("throttled");
+        // The 503 may have counted at Xenioo, so the interval is spent; but Xenioo throttled
+        // no one, and the error says it is chatstats that waits.
+        assert_eq!(later.code(), crate::error::code::UPSTREAM_THROTTLED);
+        let secs = waiting_secs(&later).expect("waiting for the next allowed call");
         assert!((3590..=3600).contains(&secs), "{secs}");
+        let message = later.message();
+        assert!(
+            message.contains("chatstats waits for this account's next allowed call")
+                && message.contains("HTTP 503")
+                && !message.contains("throttling"),
+            "{message}"
+        );
+        let next = gate.next_call().expect("a call was made");
+        assert_eq!(next.wait, CallWait::CallInterval);
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_left_spends_no_interval_and_the_next_reader_calls_again() {
+        let circuit_open = UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::CircuitOpen {
+                failures: 5,
+                last: COULD_NOT_CONNECT.into(),
+                retry_after_secs: 30,
+            },
+        );
+        for never_left in [could_not_connect(), circuit_open] {
+            let gate = Arc::new(Gate::new(HOUR));
+            let fake = Arc::new(FakeUpstream::default());
+            let readers = (0..5).map(|_| {
+                let (gate, fake, error) =
+                    (Arc::clone(&gate), Arc::clone(&fake), never_left.clone());
+                tokio::spawn(async move {
+                    gate.read(fake.call(Duration::from_millis(30), Err(error)))
+                        .await
+                })
+            });
+            for read in futures::future::join_all(readers).await {
+                assert_eq!(read.expect("task").expect_err("failed"), never_left);
+            }
+            assert_eq!(
+                fake.count(),
+                1,
+                "concurrent readers still share one attempt"
+            );
+            assert_eq!(gate.next_call(), None, "as before the attempt: no call yet");
+            let read = gate
+                .read(fake.call(Duration::ZERO, Ok(empty_snapshot(4))))
+                .await
+                .expect("the gate was still open");
+            assert_eq!(read.snapshot.skipped, 4);
+            assert_eq!(fake.count(), 2);
+            assert_eq!(
+                gate.next_call().map(|next| next.wait),
+                Some(CallWait::CallInterval)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_could_not_connect_serves_the_snapshot_stale_and_leaves_the_gate_open() {
+        let interval = Duration::from_millis(100);
+        let gate = Arc::new(Gate::new(interval));
+        let fake = Arc::new(FakeUpstream::default());
+        gate.read(fake.call(Duration::ZERO, Ok(empty_snapshot(1))))
+            .await
+            .expect("snapshot");
+        // The interval passing is the behaviour under test.
+        tokio::time::sleep(interval + Duration::from_millis(20)).await;
+        let before = gate.next_call();
+        let stale = gate
+            .read(fake.call(Duration::ZERO, Err(could_not_connect())))
+            .await
+            .expect("the last good snapshot");
+        assert!(stale.stale);
+        assert_eq!(stale.warning, Some(could_not_connect()));
+        assert_eq!(gate.next_call(), before, "the gate is as it was");
+        let fresh = gate
+            .read(fake.call(Duration::ZERO, Ok(empty_snapshot(2))))
+            .await
+            .expect("a new snapshot at once");
+        assert!(!fresh.stale && fresh.snapshot.skipped == 2);
+        assert_eq!(fake.count(), 3);
+        fake.assert_spaced(Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_read_says_whether_it_called_joined_a_call_or_was_held() {
+        let gate = Arc::new(Gate::new(HOUR));
+        let fake = Arc::new(FakeUpstream::default());
+        let readers = (0..5).map(|_| {
+            let (gate, fake) = (Arc::clone(&gate), Arc::clone(&fake));
+            tokio::spawn(async move {
+                gate.read_served(fake.call(Duration::from_millis(50), Ok(empty_snapshot(0))))
+                    .await
+                    .1
+            })
+        });
+        let mut served: Vec<Served> = futures::future::join_all(readers)
+            .await
+            .into_iter()
+            .map(|r| r.expect("task"))
+            .collect();
+        let called = served
+            .iter()
+            .position(|s| matches!(s, Served::Called { .. }))
+            .expect("one reader called");
+        match served.remove(called) {
+            Served::Called { latency } => assert!(latency >= Duration::from_millis(50)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(served, vec![Served::Joined; 4]);
+        let (read, how) = gate
+            .read_served(fake.call(Duration::ZERO, Ok(empty_snapshot(1))))
+            .await;
+        assert!(read.is_ok());
+        assert_eq!(how, Served::Held);
         assert_eq!(fake.count(), 1);
     }
 
@@ -1178,8 +1489,12 @@ mod tests {
             .expect_err("still closed long after the 10 ms interval");
         let secs = retry_after(&next).expect("throttled");
         assert!((110..=120).contains(&secs), "{secs}");
-        let at = gate.next_call_allowed_at().expect("a call was made");
-        assert!(at > Utc::now() + chrono::Duration::seconds(100), "{at}");
+        let next = gate.next_call().expect("a call was made");
+        assert!(
+            next.at > Utc::now() + chrono::Duration::seconds(100),
+            "{next:?}"
+        );
+        assert_eq!(next.wait, CallWait::ProviderThrottled);
         assert_eq!(fake.count(), 1);
     }
 
@@ -1366,7 +1681,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_503_on_the_first_call_is_unavailable_and_the_next_caller_is_throttled() {
+    async fn a_503_on_the_first_call_is_unavailable_and_the_next_caller_waits_for_the_interval() {
         let sandbox = start_sandbox(HOUR).await;
         set_fault(&sandbox, json!({"provider": "xenioo", "status": 503}));
         let xenioo = client(&sandbox, TOKEN, HOUR);
@@ -1374,9 +1689,13 @@ mod tests {
         assert_eq!(first.code(), crate::error::code::UPSTREAM_UNAVAILABLE);
         let next = xenioo.snapshot().await.expect_err("inside the interval");
         assert_eq!(next.code(), crate::error::code::UPSTREAM_THROTTLED);
-        let secs = retry_after(&next).expect("throttled");
+        let secs = waiting_secs(&next).expect("chatstats waits");
         assert!((3590..=3600).contains(&secs), "{secs}");
         assert_eq!(xenioo_statuses(&sandbox), vec![503]);
+        assert_eq!(
+            xenioo.next_call().map(|next| next.wait),
+            Some(CallWait::CallInterval)
+        );
         assert!(!xenioo.upstream().health().healthy());
         sandbox.shutdown().await;
     }
@@ -1442,6 +1761,26 @@ mod tests {
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         assert!(served > statuses.len() * 5, "{served} reads");
         sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_could_not_connect_and_does_not_spend_the_interval() {
+        // A loopback port bound then released: nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("bind loopback");
+        let xenioo = Xenioo::new(
+            reqwest::Client::new(),
+            format!("http://{addr}"),
+            Secret::new(TOKEN),
+            HOUR,
+        );
+        for attempt in 0..2 {
+            let error = xenioo.snapshot().await.expect_err("nothing listens");
+            assert_eq!(error, could_not_connect(), "attempt {attempt}");
+            assert_eq!(xenioo.next_call(), None, "attempt {attempt}");
+        }
+        assert!(!xenioo.upstream().health().healthy());
     }
 
     #[tokio::test]

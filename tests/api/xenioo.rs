@@ -1,13 +1,17 @@
 //! Xenioo: every field from one hourly snapshot, and the throttle never broken — one call per
-//! account per interval however many queries arrive, stale data or `UPSTREAM_THROTTLED` after.
+//! account per interval however many queries arrive, stale data or `UPSTREAM_THROTTLED` after
+//! (told apart: Xenioo's own 429, or chatstats waiting after a call that may have counted; a
+//! call that never left spends nothing); the snapshot in the trace; `sources` after the calls.
 
 use chatstats::sandbox::accounts::ACME;
 use chatstats::sandbox::xenioo::hourly_value;
 use chrono::{Duration, DurationRound, Utc};
 use serde_json::json;
 
+use chatstats::config::BaseUrl;
+
 use crate::helpers::{
-    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app,
+    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app, spawn_app_with,
     spawn_app_with_one_second_xenioo_interval,
 };
 
@@ -265,7 +269,265 @@ async fn a_failing_first_call_spends_the_interval_and_later_queries_are_throttle
             .expect("retryAfter")
             > 3000
     );
+    // Xenioo throttled no one: the 503 may have counted, so chatstats waits, and says so.
+    let message = second_errors[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("chatstats waits for this account's next allowed call")
+            && message.contains("HTTP 503")
+            && !message.contains("throttling"),
+        "{message}"
+    );
+    let source = xenioo_source(&app).await;
+    assert_eq!(source["nextCallWait"], json!("CALL_INTERVAL"), "{source}");
     assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
+
+/// The Xenioo entry of `sources`, read by a query that calls no upstream.
+async fn xenioo_source(app: &crate::helpers::TestApp) -> serde_json::Value {
+    let body = app
+        .query(r#"{ workspace(id: "acme") { sources { provider healthy lastError nextCallAllowedAt nextCallWait } } }"#)
+        .await;
+    assert_no_errors(&body);
+    xenioo_in(&body["data"]["workspace"]["sources"])
+}
+
+/// The Xenioo entry of a `sources` list.
+fn xenioo_in(sources: &serde_json::Value) -> serde_json::Value {
+    sources
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["provider"] == json!("XENIOO"))
+        .expect("a Xenioo source")
+        .clone()
+}
+
+/// A recent Xenioo series (it needs the snapshot) with the sources next to it.
+fn returning_with_sources() -> String {
+    format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ total }} }} sources {{ provider healthy lastError nextCallAllowedAt nextCallWait }} }} }}"#,
+        crate::helpers::recent_window()
+    )
+}
+
+#[tokio::test]
+async fn a_call_that_could_not_connect_spends_no_interval_and_the_next_query_tries_again() {
+    // A loopback port bound then released: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind loopback");
+    let app = spawn_app_with(|config| {
+        config.workspaces[0]
+            .xenioo
+            .as_mut()
+            .expect("the first sandbox workspace has Xenioo")
+            .base_url = BaseUrl::parse(&format!("http://{closed}")).expect("a valid URL");
+    })
+    .await;
+    let query = returning_with_sources();
+    for attempt in ["first", "second"] {
+        let body = app.query(&query).await;
+        let errs = errors(&body);
+        assert_eq!(errs.len(), 1, "{attempt}: {body}");
+        let (code, provider, message) = &errs[0];
+        assert_eq!(code, "UPSTREAM_UNAVAILABLE", "{attempt}: {body}");
+        assert_eq!(provider.as_deref(), Some("XENIOO"));
+        assert!(
+            message.contains("could not connect"),
+            "{attempt}: {message}"
+        );
+        // Nothing reached Xenioo, so nothing is held back.
+        let source = xenioo_in(&body["data"]["workspace"]["sources"]);
+        assert_eq!(source["healthy"], json!(false), "{attempt}: {source}");
+        assert_eq!(
+            source["nextCallAllowedAt"],
+            json!(null),
+            "{attempt}: {source}"
+        );
+        assert_eq!(source["nextCallWait"], json!(null), "{attempt}: {source}");
+    }
+}
+
+#[tokio::test]
+async fn xenioos_own_429_is_told_apart_from_chatstats_interval() {
+    let app = spawn_app().await;
+    app.fault(json!({"provider": "xenioo", "status": 429, "retry_after_secs": 7200}))
+        .await;
+    let query = returning_with_sources();
+    let first = app.query(&query).await;
+    assert_eq!(errors(&first)[0].0, "UPSTREAM_THROTTLED", "{first}");
+    let second = app.query(&query).await;
+    let (code, _, message) = &errors(&second)[0];
+    assert_eq!(code, "UPSTREAM_THROTTLED");
+    assert!(
+        message.contains("Xenioo is throttling requests"),
+        "{message}"
+    );
+    assert!(
+        second["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .expect("retryAfter")
+            > 7000,
+        "Xenioo's Retry-After, longer than the interval: {second}"
+    );
+    let source = xenioo_in(&second["data"]["workspace"]["sources"]);
+    assert_eq!(
+        source["nextCallWait"],
+        json!("PROVIDER_THROTTLED"),
+        "{source}"
+    );
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
+
+#[tokio::test]
+async fn sources_show_a_provider_unhealthy_in_the_answer_that_carries_its_error() {
+    // Sources asked before, after and beside the failing fields, in the same workspace and
+    // under other root fields: each shows the health after this request's calls, whether the
+    // call is Xenioo's snapshot or a chunk (Help Scout, retried first).
+    let app = spawn_app().await;
+    for provider in ["xenioo", "help_scout"] {
+        app.fault(json!({"provider": provider, "status": 503, "latency_ms": 100}))
+            .await;
+    }
+    let sources = "sources { provider healthy lastError }";
+    let query = format!(
+        r#"{{ before: workspace(id: "acme") {{ {sources} bots {{ name }} {sources} }}
+            other: workspace(id: "acme") {{ {sources} }}
+            chat: workspace(id: "acme") {{ channel(id: "help_scout:chat") {{ conversations(window: {{from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}}) {{ total }} }} }} }}"#
+    );
+    let body = app.query(&query).await;
+    let mut failed: Vec<Option<String>> = errors(&body)
+        .into_iter()
+        .map(|(code, provider, _)| {
+            assert_eq!(code, "UPSTREAM_UNAVAILABLE", "{body}");
+            provider
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![Some("HELP_SCOUT".to_string()), Some("XENIOO".to_string())],
+        "{body}"
+    );
+    for root in ["before", "other"] {
+        for provider in ["XENIOO", "HELP_SCOUT"] {
+            let source = body["data"][root]["sources"]
+                .as_array()
+                .expect("sources")
+                .iter()
+                .find(|s| s["provider"] == json!(provider))
+                .unwrap_or_else(|| panic!("{provider} in {body}"));
+            assert_eq!(source["healthy"], json!(false), "{root}: {source}");
+            assert!(
+                source["lastError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("HTTP 503")),
+                "{root}: {source}"
+            );
+        }
+    }
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
+
+fn xenioo_trace_lines(body: &serde_json::Value) -> Vec<serde_json::Value> {
+    body["extensions"]["upstream"]["calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a trace in {body}"))
+        .iter()
+        .filter(|c| c["provider"] == json!("xenioo"))
+        .cloned()
+        .collect()
+}
+
+async fn traced(app: &crate::helpers::TestApp, query: &str) -> serde_json::Value {
+    app.post(&json!({ "query": query }), &[("x-chatstats-trace", "1")])
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn the_trace_lists_the_snapshot_once_per_request_as_a_call_then_a_hit() {
+    let app = spawn_app().await;
+    // Four fields read the snapshot: one line, like a chunk the memo serves.
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ bots {{ name }} channels {{ id }} users {{ returning({w}) {{ total }} new({w}) {{ total }} }} }} }}"#,
+        w = crate::helpers::recent_window()
+    );
+    let cold = traced(&app, &query).await;
+    assert_no_errors(&cold);
+    let lines = xenioo_trace_lines(&cold);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], json!("upstream"));
+    assert_eq!(lines[0]["endpoint"], json!("statistics"));
+    assert!(lines[0]["latencyMs"].as_f64().is_some(), "{lines:?}");
+    assert_eq!(
+        cold["extensions"]["upstream"]["upstreamCalls"],
+        json!(app.calls().await.len()),
+        "the trace counts every call the sandbox saw, Xenioo's included"
+    );
+
+    let calls = app.calls().await.len();
+    let warm = traced(&app, &query).await;
+    assert_no_errors(&warm);
+    let lines = xenioo_trace_lines(&warm);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], json!("hit"));
+    assert_eq!(warm["extensions"]["upstream"]["upstreamCalls"], json!(0));
+    assert_eq!(app.calls().await.len(), calls);
+}
+
+#[tokio::test]
+async fn the_trace_shows_a_failed_snapshot_call_then_the_throttled_reads_after_it() {
+    let app = spawn_app().await;
+    app.fault(json!({"provider": "xenioo", "status": 503}))
+        .await;
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ total }} }} }} }}"#,
+        crate::helpers::recent_window()
+    );
+    let failed = traced(&app, &query).await;
+    let lines = xenioo_trace_lines(&failed);
+    assert_eq!(lines.len(), 1, "{failed}");
+    assert_eq!(lines[0]["outcome"], json!("error"));
+    assert_eq!(failed["extensions"]["upstream"]["upstreamCalls"], json!(1));
+    let held = traced(&app, &query).await;
+    let lines = xenioo_trace_lines(&held);
+    assert_eq!(lines.len(), 1, "{held}");
+    assert_eq!(lines[0]["outcome"], json!("throttled"));
+    assert_eq!(held["extensions"]["upstream"]["upstreamCalls"], json!(0));
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_trace_shows_a_stale_snapshot_after_a_failed_refresh_and_no_call_inside_the_interval() {
+    let app = spawn_app_with_one_second_xenioo_interval().await;
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ stale }} }} }} }}"#,
+        crate::helpers::recent_window()
+    );
+    let fresh = traced(&app, &query).await;
+    assert_eq!(xenioo_trace_lines(&fresh)[0]["outcome"], json!("upstream"));
+    app.fault(json!({"provider": "xenioo", "status": 503}))
+        .await;
+    // The interval passing is the behaviour under test.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let refreshed = traced(&app, &query).await;
+    let lines = xenioo_trace_lines(&refreshed);
+    assert_eq!(lines[0]["outcome"], json!("stale"), "{refreshed}");
+    assert!(lines[0]["latencyMs"].as_f64().is_some(), "{lines:?}");
+    assert_eq!(
+        refreshed["extensions"]["upstream"]["upstreamCalls"],
+        json!(1)
+    );
+    let inside = traced(&app, &query).await;
+    let lines = xenioo_trace_lines(&inside);
+    assert_eq!(lines[0]["outcome"], json!("stale"), "{inside}");
+    assert_eq!(
+        inside["extensions"]["upstream"]["upstreamCalls"],
+        json!(0),
+        "inside the interval the stale snapshot costs no call"
+    );
+    assert_eq!(app.calls_to("xenioo").await.len(), 2);
 }
 
 #[tokio::test]
