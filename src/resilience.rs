@@ -234,7 +234,8 @@ impl Verdict {
             | UpstreamErrorKind::Rejected { .. }
             | UpstreamErrorKind::OutOfRetention(_)
             // Not made by a permitted call; listed so a new kind must be classified here.
-            | UpstreamErrorKind::CircuitOpen { .. } => Verdict::Inconclusive,
+            | UpstreamErrorKind::CircuitOpen { .. }
+            | UpstreamErrorKind::WaitingForNextCall { .. } => Verdict::Inconclusive,
         }
     }
 }
