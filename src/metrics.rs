@@ -14,10 +14,12 @@ use futures::future::{join_all, try_join_all};
 
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
-use crate::planner::{Fetched, Fetcher};
+use futures::FutureExt;
+
+use crate::planner::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
-use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
+use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
 use crate::providers::message2give::{
     self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
 };
@@ -130,33 +132,46 @@ impl Part {
     ) -> Result<Contribution, UpstreamError> {
         match self {
             Part::HelpScout { channels, filter } => {
-                let account = workspace.account(Provider::HelpScout);
-                let pages =
-                    try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
-                        let workspace = workspace.clone();
-                        let live = is_live(request.end);
-                        async move {
-                            fetcher
-                                .get(
-                                    account,
-                                    "volume-by-channel",
-                                    &request.clone(),
-                                    live,
-                                    move || async move {
-                                        let client =
-                                            workspace.help_scout.as_ref().expect("configured");
-                                        client.volume(&request).await
-                                    },
-                                )
-                                .await
-                        }
-                    }))
+                let Some(blocks) = help_scout::blocks_for(span) else {
+                    return help_scout_per_range(workspace, fetcher, span, filter, channels).await;
+                };
+                let series = SeriesKey::new(
+                    workspace.account(Provider::HelpScout),
+                    "volume-by-channel",
+                    filter,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    let filter = filter.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: help_scout::block_end,
+                        plan: Box::new(help_scout::plan_blocks),
+                        fetch: move |group: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            let filter = filter.clone();
+                            async move {
+                                let client = workspace.help_scout.as_ref().expect("configured");
+                                client
+                                    .volume_blocks(&filter, &group)
+                                    .await
+                                    .map(erase_blocks)
+                            }
+                            .boxed()
+                        },
+                    })
+                };
+                let pages = fetcher
+                    .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
                     .await?;
                 Ok(Contribution::from_pages(&pages, |rows| {
                     help_scout::samples(rows, channels)
                 }))
             }
-            Part::ConnectyCube(metric) if total_only && metric.is_summable() => {
+            Part::ConnectyCube(metric)
+                if total_only
+                    && metric.is_summable()
+                    && !connectycube::total_from_blocks(window) =>
+            {
                 let account = workspace.account(Provider::ConnectyCube);
                 let key = (metric.clone(), window.from(), window.to());
                 let live = is_live(window.to());
@@ -179,25 +194,36 @@ impl Part {
                 Ok(contribution)
             }
             Part::ConnectyCube(metric) => {
-                let account = workspace.account(Provider::ConnectyCube);
-                let endpoint = match metric {
-                    CcMetric::MessagesSent => "messages/sent-per-day",
-                    CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
+                // A total-only window served by blocks needs only its own blocks.
+                let range = if total_only { window } else { span };
+                let series = SeriesKey::new(
+                    workspace.account(Provider::ConnectyCube),
+                    metric.per_day_endpoint(),
+                    metric,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    let metric = metric.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: connectycube::block_end,
+                        plan: Box::new(connectycube::plan_blocks),
+                        fetch: move |group: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            let metric = metric.clone();
+                            async move {
+                                let client = workspace.connectycube.as_ref().expect("configured");
+                                let mut blocks = Vec::with_capacity(group.len());
+                                for index in group {
+                                    blocks.push(client.block(&metric, index).await?);
+                                }
+                                Ok(erase_blocks(blocks))
+                            }
+                            .boxed()
+                        },
+                    })
                 };
-                let pages =
-                    try_join_all(connectycube::plan(span, metric).into_iter().map(|page| {
-                        let workspace = workspace.clone();
-                        let live = is_live(page.end);
-                        async move {
-                            fetcher
-                                .get(account, endpoint, &page.clone(), live, move || async move {
-                                    let client =
-                                        workspace.connectycube.as_ref().expect("configured");
-                                    client.page(&page).await
-                                })
-                                .await
-                        }
-                    }))
+                let pages = fetcher
+                    .blocks::<Vec<Sample>>(&series, &connectycube::blocks_for(range), source)
                     .await?;
                 Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
                     samples.clone()
@@ -252,6 +278,40 @@ impl Part {
                     .with_samples(samples)
                     .inexact_if(!tiled))
             }
+            Part::ChatTonic(field) if chat_tonic::from_blocks(*field) => {
+                let group = chat_tonic::plan_dashboard(window).group;
+                let series = SeriesKey::new(
+                    workspace.account(Provider::ChatTonic),
+                    "stats/bigquery",
+                    &group,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: chat_tonic::block_end,
+                        plan: Box::new(move |indices: &[i64]| {
+                            chat_tonic::plan_blocks(indices, group)
+                        }),
+                        fetch: move |blocks: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            async move {
+                                let client = workspace.chat_tonic.as_ref().expect("configured");
+                                client
+                                    .dashboard_blocks(group, &blocks)
+                                    .await
+                                    .map(erase_blocks)
+                            }
+                            .boxed()
+                        },
+                    })
+                };
+                let months = fetcher
+                    .blocks::<Dashboard>(&series, &chat_tonic::blocks_for(window), source)
+                    .await?;
+                Ok(Contribution::from_pages(&months, |month| {
+                    chat_tonic::samples(month, *field)
+                }))
+            }
             Part::ChatTonic(field) => {
                 let dashboard = chat_tonic_dashboard(workspace, fetcher, window).await?;
                 let mut contribution =
@@ -298,6 +358,40 @@ impl Part {
             }
         }
     }
+}
+
+/// Help Scout week- or month-view reports (ranges the day view cannot serve): the legal calls
+/// covering `span`, each a per-range entry.
+async fn help_scout_per_range(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    span: &Window,
+    filter: &VolumeFilter,
+    channels: &[HsChannel],
+) -> Result<Contribution, UpstreamError> {
+    let account = workspace.account(Provider::HelpScout);
+    let pages = try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
+        let workspace = workspace.clone();
+        let live = is_live(request.end);
+        async move {
+            fetcher
+                .get(
+                    account,
+                    "volume-by-channel",
+                    &request.clone(),
+                    live,
+                    move || async move {
+                        let client = workspace.help_scout.as_ref().expect("configured");
+                        client.volume(&request).await
+                    },
+                )
+                .await
+        }
+    }))
+    .await?;
+    Ok(Contribution::from_pages(&pages, |rows| {
+        help_scout::samples(rows, channels)
+    }))
 }
 
 /// One message2give chat-statistics month, through the fetcher.
