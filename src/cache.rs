@@ -794,4 +794,164 @@ mod tests {
         // Weighed in the same byte budget as the chunks.
         assert!(cache.weighted_bytes().await >= 8);
     }
+
+    fn block_key(i: i64) -> (CacheKey, bool) {
+        let account = AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"]);
+        (CacheKey::block(&account, "test-blocks", "{}", i), false)
+    }
+
+    /// A fetch of the blocks at `positions` of `keys` (each block's value is its index),
+    /// counting calls and the blocks asked for.
+    fn counting_fetch(
+        keys: &[(CacheKey, bool)],
+        calls: &Arc<Mutex<Vec<Vec<i64>>>>,
+        fail: bool,
+    ) -> impl Fn(&[usize]) -> FetchMany {
+        let indices: Vec<i64> = keys
+            .iter()
+            .map(|(key, _)| {
+                key.request
+                    .rsplit(':')
+                    .next()
+                    .and_then(|tail| tail.trim_end_matches('}').parse().ok())
+                    .expect("a block key")
+            })
+            .collect();
+        let calls = calls.clone();
+        move |positions: &[usize]| {
+            let blocks: Vec<i64> = positions.iter().map(|&p| indices[p]).collect();
+            calls.lock().expect("test lock").push(blocks.clone());
+            async move {
+                tokio::task::yield_now().await;
+                if fail {
+                    return Err(UpstreamError::new(
+                        Provider::ConnectyCube,
+                        UpstreamErrorKind::Unavailable("down".into()),
+                    ));
+                }
+                Ok(blocks
+                    .into_iter()
+                    .map(|b| (Arc::new(b) as Arc<dyn Any + Send + Sync>, 8))
+                    .collect())
+            }
+            .boxed()
+        }
+    }
+
+    fn all_in_one_call(missing: &[usize]) -> Vec<Vec<usize>> {
+        vec![missing.to_vec()]
+    }
+
+    fn value_of(result: &Result<(Chunk, Origin), UpstreamError>) -> i64 {
+        let (chunk, _) = result.as_ref().expect("a block");
+        *chunk.value.clone().downcast::<i64>().expect("an i64 block")
+    }
+
+    #[tokio::test]
+    async fn blocks_of_one_call_are_stored_one_by_one_and_concurrent_callers_share_it_block_by_block(
+    ) {
+        let cache = Arc::new(ChunkCache::new(&config(1 << 20)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let first: Vec<_> = (1..=3).map(block_key).collect();
+        let second: Vec<_> = (2..=4).map(block_key).collect();
+        let (a, b) = futures::join!(
+            cache.get_blocks(
+                &first,
+                all_in_one_call,
+                counting_fetch(&first, &calls, false)
+            ),
+            cache.get_blocks(
+                &second,
+                all_in_one_call,
+                counting_fetch(&second, &calls, false)
+            ),
+        );
+        assert_eq!(
+            *calls.lock().expect("test lock"),
+            vec![vec![1, 2, 3], vec![4]],
+            "the second caller joined blocks 2 and 3 and fetched only 4"
+        );
+        assert_eq!(a.iter().map(value_of).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(b.iter().map(value_of).collect::<Vec<_>>(), [2, 3, 4]);
+        let origins: Vec<Origin> = a.into_iter().map(|r| r.expect("a block").1).collect();
+        assert!(matches!(origins[0], Origin::Upstream { .. }));
+        assert_eq!(origins[1..], [Origin::Batched, Origin::Batched]);
+        assert_eq!(b[0].as_ref().expect("a block").1, Origin::Coalesced);
+
+        let all: Vec<_> = (1..=4).map(block_key).collect();
+        let warm = cache
+            .get_blocks(&all, all_in_one_call, counting_fetch(&all, &calls, false))
+            .await;
+        assert!(warm
+            .iter()
+            .all(|r| r.as_ref().expect("a block").1 == Origin::Hit));
+        assert_eq!(
+            calls.lock().expect("test lock").len(),
+            2,
+            "no call when warm"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_serves_its_older_blocks_as_stale_and_fails_the_new_ones() {
+        let cache = Arc::new(ChunkCache::new(&CacheConfig {
+            live_ttl_secs: 0,
+            ..config(1 << 20)
+        }));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        // Live blocks with a zero TTL: stored, but no longer fresh.
+        let old: Vec<_> = (1..=2).map(|i| (block_key(i).0, true)).collect();
+        cache
+            .get_blocks(&old, all_in_one_call, counting_fetch(&old, &calls, false))
+            .await;
+        let wider: Vec<_> = (1..=3).map(|i| (block_key(i).0, true)).collect();
+        let results = cache
+            .get_blocks(
+                &wider,
+                all_in_one_call,
+                counting_fetch(&wider, &calls, true),
+            )
+            .await;
+        assert_eq!(
+            calls.lock().expect("test lock").len(),
+            2,
+            "the refresh was tried"
+        );
+        for result in &results[..2] {
+            assert!(matches!(result, Ok((_, Origin::Stale { .. }))));
+        }
+        assert_eq!(value_of(&results[1]), 2);
+        assert!(results[2].is_err(), "block 3 was never fetched");
+    }
+
+    #[test]
+    fn keys_are_stable_versioned_text_and_an_account_is_shared_by_equal_credentials_only() {
+        let account = AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"]);
+        // The contract a shared tier stores: the same on every process and every run.
+        assert_eq!(
+            CacheKey::new(&account, "messages/sent-total", &("a", 1)).stable_text(),
+            "chatstats:v1:connectycube:\
+             4968a662913a975a67afeb6eee352e7e9177aa3d73cf30eac43cd3c89715735d:\
+             messages/sent-total:{\"v\":1,\"request\":[\"a\",1]}"
+        );
+        assert_eq!(
+            block_key(7).0.stable_text(),
+            "chatstats:v1:connectycube:\
+             4968a662913a975a67afeb6eee352e7e9177aa3d73cf30eac43cd3c89715735d:\
+             test-blocks:{\"v\":1,\"params\":{},\"block\":7}"
+        );
+        // Two workspaces on one account share; parts that only concatenate alike do not.
+        assert_eq!(
+            account,
+            AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"])
+        );
+        assert_ne!(
+            AccountKey::new(Provider::ConnectyCube, &["http://xs", "ecret"]),
+            account
+        );
+        assert_ne!(
+            AccountKey::new(Provider::HelpScout, &["http://x", "secret"]),
+            account
+        );
+    }
 }

@@ -42,7 +42,7 @@ pub enum Unit {
 }
 
 /// Whose message2give chat statistics a series covers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum M2gWho {
     AllUsers,
     User(String),
@@ -51,7 +51,7 @@ pub enum M2gWho {
 }
 
 /// Which message2give chat statistic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum M2gStat {
     /// Session counts (SUM).
     Sessions,
@@ -63,8 +63,9 @@ pub enum M2gStat {
     SessionDuration,
 }
 
-/// One provider's contribution to a series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One provider's contribution to a series (serializable: its JSON is part of derived-value
+/// cache keys).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Part {
     /// Help Scout conversations of these channels (summed), filtered.
     HelpScout {
@@ -87,10 +88,15 @@ pub enum Part {
     ChatTonic(DashboardField),
     /// One Xenioo event type from the hourly snapshot, optionally of one bot and/or channel.
     Xenioo {
+        #[serde(serialize_with = "bot_metric_code")]
         kind: BotMetric,
         bot: Option<String>,
         channel: Option<String>,
     },
+}
+
+fn bot_metric_code<S: serde::Serializer>(kind: &BotMetric, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u8(kind.code())
 }
 
 impl Part {
@@ -594,15 +600,18 @@ struct Resampled {
     partial: Vec<UpstreamError>,
 }
 
-/// `part`'s `Debug` text, the stable part of its derived-cache keys. Formatting it was the
-/// largest cost left in building those keys (several per series, every request); a part is a
-/// small value, so hashing it to find its text is far cheaper. Bounded: parts carry
-/// client-chosen names (bots, surveys, users).
+/// `part`'s JSON, the stable part of its derived-cache keys. Serializing it was the largest
+/// cost left in building those keys (several per series, every request); a part is a small
+/// value, so hashing it to find its text is far cheaper. Bounded: parts carry client-chosen
+/// names (bots, surveys, users).
 fn part_text(part: &Part) -> Arc<str> {
     static TEXTS: std::sync::OnceLock<moka::sync::Cache<Part, Arc<str>>> =
         std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| moka::sync::Cache::new(10_000));
-    texts.get_with_by_ref(part, || Arc::from(format!("{part:?}")))
+    texts.get_with_by_ref(part, || {
+        // Plain data (enums, ids, names) into a String: cannot fail.
+        Arc::from(serde_json::to_string(part).expect("a part serializes to JSON"))
+    })
 }
 
 /// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
@@ -616,23 +625,39 @@ async fn resampled(
     span: &Window,
     spec: &SeriesSpec,
 ) -> Result<Resampled, UpstreamError> {
-    let key = (!matches!(part, Part::Xenioo { .. })).then(|| CacheKey {
-        account: workspace.account(part.provider()).clone(),
-        endpoint: "derived",
+    let key = (!matches!(part, Part::Xenioo { .. })).then(|| {
         // Instants as integer microseconds: formatting dates was a visible share of a warm
         // query's CPU, and the key only has to be unique, not readable.
-        request: format!(
-            "{}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
-            part_text(part),
-            window.from().timestamp_micros(),
-            window.to().timestamp_micros(),
-            window.granularity().name(),
-            window.zone(),
-            span.from().timestamp_micros(),
-            span.to().timestamp_micros(),
-            spec.aggregation,
-            spec.total_only
-        ),
+        #[derive(serde::Serialize)]
+        struct DerivedRequest<'a> {
+            part: &'a str,
+            from: i64,
+            to: i64,
+            granularity: &'static str,
+            zone: String,
+            span: (i64, i64),
+            aggregation: &'static str,
+            total_only: bool,
+        }
+        CacheKey::new(
+            workspace.account(part.provider()),
+            "derived",
+            &DerivedRequest {
+                part: &part_text(part),
+                from: window.from().timestamp_micros(),
+                to: window.to().timestamp_micros(),
+                granularity: window.granularity().name(),
+                zone: window.zone().to_string(),
+                span: (span.from().timestamp_micros(), span.to().timestamp_micros()),
+                aggregation: match spec.aggregation {
+                    Aggregation::Sum => "sum",
+                    Aggregation::Average => "average",
+                    Aggregation::Distinct => "distinct",
+                    Aggregation::Last => "last",
+                },
+                total_only: spec.total_only,
+            },
+        )
     });
     if let Some(key) = &key {
         if let Some(derived) = fetcher.derived::<Bucketed>(key).await {
@@ -826,7 +851,7 @@ mod tests {
             Part::ConnectyCube(CcMetric::MessagesSent),
         ];
         for part in &parts {
-            assert_eq!(*part_text(part), format!("{part:?}"));
+            assert_eq!(*part_text(part), serde_json::to_string(part).expect("JSON"));
             assert_eq!(part_text(part), part_text(&part.clone()), "memoized");
         }
         let texts: std::collections::HashSet<Arc<str>> = parts.iter().map(part_text).collect();

@@ -221,7 +221,7 @@ pub fn from_blocks(field: DashboardField) -> bool {
 }
 
 /// The fields of a dashboard row, in wire order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum DashboardField {
     /// `totalUsers`: users ever seen, as of the row's end (a level).
     TotalUsers,

@@ -478,3 +478,47 @@ async fn a_thousand_workspaces_on_one_account_cost_the_calls_of_one() {
     let calls = app.calls_to("connectycube").await;
     assert_eq!(calls.len(), 1, "one account, one call: {calls:?}");
 }
+
+/// Issue 11: the per-request batch loader (async-graphql's DataLoader) receives the blocks all
+/// fields ask for in one tick: two fields whose windows lie in adjacent 30-day Help Scout
+/// blocks (02-11..03-13 and 03-13..04-12) are served by one merged call, not one each.
+#[tokio::test]
+async fn fields_that_ask_for_adjacent_blocks_in_one_query_are_fetched_in_one_call() {
+    use crate::helpers::utc;
+    use chatstats::sandbox::help_scout::conversations;
+    let app = spawn_app().await;
+    let body = app
+        .query(r#"{ workspace(id: "acme") {
+            chat: channel(id: "help_scout:chat") { conversations(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z", timeZone: "UTC"}) { total } }
+            email: channel(id: "help_scout:email") { conversations(window: {from: "2025-03-20T00:00:00Z", to: "2025-03-27T00:00:00Z", timeZone: "UTC"}) { total } } } }"#)
+        .await;
+    assert_no_errors(&body);
+    assert_eq!(
+        body["data"]["workspace"]["chat"]["conversations"]["total"].as_f64(),
+        Some(conversations(
+            "acme",
+            "chat",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 1),
+            utc(2025, 3, 8)
+        ) as f64)
+    );
+    assert_eq!(
+        body["data"]["workspace"]["email"]["conversations"]["total"].as_f64(),
+        Some(conversations(
+            "acme",
+            "email",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 20),
+            utc(2025, 3, 27)
+        ) as f64)
+    );
+    let calls = app.calls_to("help_scout").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].param("start"), Some("2025-02-11T00:00:00Z"));
+    assert_eq!(calls[0].param("end"), Some("2025-04-12T00:00:00Z"));
+}
