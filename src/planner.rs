@@ -608,12 +608,15 @@ pub fn contiguous_runs(indices: &[i64], max: usize) -> Vec<Vec<i64>> {
     runs
 }
 
+/// A provider's planning of missing blocks into calls (see [`BlockSource::plan`]).
+pub type PlanBlocks = dyn Fn(&[i64]) -> Vec<Vec<i64>> + Send + Sync;
+
 /// A [`BlockSource`] made of a provider module's grid and planning functions and a fetch
 /// closure over its client.
 pub struct FnBlockSource<F> {
     /// The end of block `index` (it is live when that is after now).
     pub block_end: fn(i64) -> chrono::DateTime<chrono::Utc>,
-    pub plan: Box<dyn Fn(&[i64]) -> Vec<Vec<i64>> + Send + Sync>,
+    pub plan: Box<PlanBlocks>,
     pub fetch: F,
 }
 
