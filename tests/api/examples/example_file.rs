@@ -12,6 +12,11 @@
 //! - `# errors: OUT_OF_RETENTION ...` (optional): error codes the answer may carry;
 //! - `# variables: from=-7d to=0d` (optional): `DateTime` variables as whole days relative to
 //!   UTC midnight today, for operations whose window must follow the clock.
+//!
+//! A *session* file has `# step: from=-45d to=-38d zone=UTC` lines instead (one request per
+//! step, `zone=workspace` for the workspace's zone): its cost follows the calendar, so it has
+//! no `calls`/`minimum` lines; its test computes the minimum from the providers' grids and
+//! checks the `# session-range: LOW..HIGH` line. [`ExampleFile::all`] leaves sessions out.
 
 // Each of the two crates that include this file uses a different subset of it.
 #![allow(dead_code)]
