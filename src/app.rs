@@ -337,7 +337,7 @@ fn accounts(config: &WorkspaceConfig) -> HashMap<Provider, AccountKey> {
     }
     identities
         .into_iter()
-        .map(|(provider, parts)| (provider, AccountKey::new(&config.id, provider, &parts)))
+        .map(|(provider, parts)| (provider, AccountKey::new(provider, &parts)))
         .collect()
 }
 

@@ -1,12 +1,16 @@
-//! The shared chunk cache: one entry per upstream request (a provider-native chunk) per account.
+//! The shared chunk cache: one entry per provider-native chunk (a block of an endpoint's
+//! history on that provider's calendar grid, or a per-range answer) per upstream account.
 //!
 //! Contract (what callers may rely on; a Redis tier must keep it):
-//! - **Keys** are [`CacheKey`]s: the account identity (workspace, provider, and a fingerprint of
-//!   the base URL and credentials) plus the request. Two tenants never share an entry unless they
-//!   are literally the same account with the same credentials.
+//! - **Keys** are [`CacheKey`]s: the upstream account ([`AccountKey`]: the provider and a SHA-256
+//!   fingerprint of its base URL, account ids and credentials), the endpoint and the request
+//!   (a block index or a range) as versioned JSON ([`CacheKey::stable_text`]). Workspaces
+//!   configured on the same account with the same credentials share entries; two credentials
+//!   never do. No key holds a credential, `Debug` text or a process-seeded hash.
 //! - **Freshness**: an entry is fresh for the live TTL when its chunk touches the present, else
 //!   for the history TTL. A fresh entry is served without an upstream call.
-//! - **Single flight**: concurrent misses of one key share one upstream call.
+//! - **Single flight**: concurrent misses of one key share one upstream call, also when that
+//!   call fetches several blocks at once ([`ChunkCache::get_blocks`]).
 //! - **Stale on error**: when a refresh fails and an older entry exists, the older entry is
 //!   served, marked stale, with the error as a warning. Entries stay usable as stale for the
 //!   history TTL after they stop being fresh.
@@ -16,55 +20,130 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use moka::notification::RemovalCause;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::prometheus::{CacheGauges, Metrics};
 use crate::providers::Provider;
 
-/// Which upstream account a request is made with.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// The version of the key and block-value layout. Bump it when a key's JSON or a block's
+/// content changes meaning, so a shared tier never serves an entry written by older code.
+pub const KEY_VERSION: u32 = 1;
+
+/// What the account fingerprint hashes before the account's parts, so that the same strings
+/// hashed elsewhere (another product, another purpose) never give the same fingerprint.
+const FINGERPRINT_NAMESPACE: &[u8] = b"chatstats/upstream-account/v1";
+
+/// Which upstream account a request is made with: the provider and a fingerprint of the
+/// account's base URL, ids and credentials. Workspaces configured on the same account (same
+/// parts) have equal keys and share cache entries; a different credential is a different key.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct AccountKey {
-    pub workspace: Arc<str>,
+    #[serde(serialize_with = "provider_slug")]
     pub provider: Provider,
-    /// A fingerprint of base URL and credentials, so a credential change never reuses entries.
-    credential: u64,
+    /// SHA-256 over [`FINGERPRINT_NAMESPACE`], the provider and the parts (each length-prefixed,
+    /// so `["ab", "c"]` and `["a", "bc"]` differ), as hex. One-way: it cannot give back a
+    /// credential, yet it is still derived from secrets and so never printed.
+    #[serde(serialize_with = "as_str")]
+    fingerprint: Arc<str>,
+}
+
+fn provider_slug<S: serde::Serializer>(provider: &Provider, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(provider.slug())
+}
+
+fn as_str<S: serde::Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text)
 }
 
 impl AccountKey {
-    /// `parts` are the base URL and the credential strings; only a hash of them is kept.
-    pub fn new(workspace: &str, provider: Provider, parts: &[&str]) -> Self {
-        let mut hasher = DefaultHasher::new();
-        parts.hash(&mut hasher);
+    /// `parts` are the base URL, the account's ids and its credential strings; only their
+    /// fingerprint is kept.
+    pub fn new(provider: Provider, parts: &[&str]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(FINGERPRINT_NAMESPACE);
+        for part in std::iter::once(provider.slug()).chain(parts.iter().copied()) {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let fingerprint: String = hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         Self {
-            workspace: workspace.into(),
             provider,
-            credential: hasher.finish(),
+            fingerprint: fingerprint.into(),
         }
     }
 }
 
 impl fmt::Debug for AccountKey {
-    /// Leaves out the credential fingerprint: it is derived from secrets.
+    /// Leaves out the fingerprint: it is derived from secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.workspace, self.provider.slug())
+        write!(f, "{} account", self.provider.slug())
     }
 }
 
-/// One upstream request of one account.
+/// One upstream request (a block or a range) of one account.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub account: AccountKey,
     /// The endpoint, for traces and metrics (e.g. `volume-by-channel`).
     pub endpoint: &'static str,
-    /// The request's parameters in a canonical text form (its key type's `Debug`).
+    /// The request's parameters as versioned JSON (see [`CacheKey::new`]).
     pub request: String,
+}
+
+impl CacheKey {
+    /// The key of `request` (any serde-serializable parameters) at `endpoint` of `account`.
+    pub fn new(account: &AccountKey, endpoint: &'static str, request: &impl Serialize) -> Self {
+        #[derive(Serialize)]
+        struct Versioned<'a, R> {
+            v: u32,
+            request: &'a R,
+        }
+        let request = serde_json::to_string(&Versioned {
+            v: KEY_VERSION,
+            request,
+        })
+        // Serializing plain data (numbers, strings, enums, instants) into a String cannot fail.
+        .expect("request parameters serialize to JSON");
+        Self {
+            account: account.clone(),
+            endpoint,
+            request,
+        }
+    }
+
+    /// The key of block `index` of an endpoint whose blocks share `params` (JSON text, as
+    /// [`serde_json::to_string`] gives it).
+    pub fn block(account: &AccountKey, endpoint: &'static str, params: &str, index: i64) -> Self {
+        Self {
+            account: account.clone(),
+            endpoint,
+            request: format!(r#"{{"v":{KEY_VERSION},"params":{params},"block":{index}}}"#),
+        }
+    }
+
+    /// The key as one stable string, the form a shared tier (Redis) stores it under:
+    /// `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:{endpoint}:{request JSON}`.
+    pub fn stable_text(&self) -> String {
+        format!(
+            "chatstats:v{KEY_VERSION}:{}:{}:{}:{}",
+            self.account.provider.slug(),
+            self.account.fingerprint,
+            self.endpoint,
+            self.request
+        )
+    }
 }
 
 /// A cached chunk, type-erased.
@@ -89,10 +168,17 @@ pub enum Origin {
     Coalesced,
     /// The refresh failed; an older entry was served.
     Stale { warning: UpstreamError },
+    /// Fetched by this caller, in the same upstream call as the block before it (the call is
+    /// counted once, on its first block).
+    Batched,
 }
 
 /// The fetch a miss runs. `'static` so concurrent callers can share it.
 pub type Fetch = BoxFuture<'static, Result<(Arc<dyn Any + Send + Sync>, usize), UpstreamError>>;
+
+/// The fetch of several blocks in one upstream call: one value and weight per block, in order.
+pub type FetchMany =
+    BoxFuture<'static, Result<Vec<(Arc<dyn Any + Send + Sync>, usize)>, UpstreamError>>;
 
 /// A fetch in flight; its chunk comes with `true` when it was fetched upstream, `false` when a
 /// flight that had just finished left a fresh entry (see [`ChunkCache::join_or_start`]).
@@ -294,6 +380,222 @@ impl ChunkCache {
         (shared, true)
     }
 
+    /// The blocks `keys` (each with its live flag: it touches the present) of one endpoint:
+    /// fresh ones from the cache, those another caller is fetching joined, and the missing rest
+    /// fetched with the calls `plan` chooses: it groups the positions (in `keys`) of the missing
+    /// blocks into upstream calls, and `fetch` makes one call for a group, returning one value
+    /// per block in the group's order. Each block of a call is stored as its own entry and is in
+    /// flight under its own key while the call runs, so concurrent callers share the call block
+    /// by block (single flight), whichever blocks they ask for.
+    ///
+    /// One result per key, in order. The first block of a call reports the call
+    /// ([`Origin::Upstream`]), the others [`Origin::Batched`].
+    pub async fn get_blocks(
+        self: &Arc<Self>,
+        keys: &[(CacheKey, bool)],
+        plan: impl FnOnce(&[usize]) -> Vec<Vec<usize>>,
+        fetch: impl Fn(&[usize]) -> FetchMany,
+    ) -> Vec<Result<(Chunk, Origin), UpstreamError>> {
+        #[derive(Clone, Copy)]
+        enum Role {
+            /// First block of a call this caller started.
+            Leader,
+            /// A later block of that call.
+            Batched,
+            /// A block of another caller's call.
+            Joined,
+        }
+        let mut cached: Vec<Option<Chunk>> = Vec::with_capacity(keys.len());
+        for (key, _) in keys {
+            cached.push(self.entries.get(key).await);
+        }
+        let now = Instant::now();
+        let is_fresh = |chunk: &Option<Chunk>| chunk.as_ref().is_some_and(|c| now < c.fresh_until);
+        let mut waits: Vec<Option<(InFlight, Role)>> = keys.iter().map(|_| None).collect();
+        {
+            let mut inflight = self
+                .inflight
+                .lock()
+                .expect("inflight lock is never poisoned");
+            let mut missing = Vec::new();
+            for (i, (key, _)) in keys.iter().enumerate() {
+                if is_fresh(&cached[i]) {
+                    continue;
+                }
+                match inflight.get(key) {
+                    Some(shared) => waits[i] = Some((shared.clone(), Role::Joined)),
+                    None => missing.push(i),
+                }
+            }
+            let groups = if missing.is_empty() {
+                Vec::new()
+            } else {
+                plan(&missing)
+            };
+            for group in groups {
+                let Some(&first) = group.first() else {
+                    continue;
+                };
+                let provider = keys[first].0.account.provider;
+                let group_keys: Vec<(CacheKey, Duration)> = group
+                    .iter()
+                    .map(|&i| {
+                        let (key, live) = &keys[i];
+                        let ttl = if *live {
+                            self.live_ttl
+                        } else {
+                            self.history_ttl
+                        };
+                        (key.clone(), ttl)
+                    })
+                    .collect();
+                let call = fetch(&group);
+                let this = Arc::clone(self);
+                let task = tokio::spawn(async move {
+                    // As in `join_or_start`: a flight of these blocks may have stored them and
+                    // deregistered between this caller's lookup and its taking the lock.
+                    let mut stored = Vec::with_capacity(group_keys.len());
+                    for (key, _) in &group_keys {
+                        match this.entries.get(key).await {
+                            Some(chunk) if Instant::now() < chunk.fresh_until => stored.push(chunk),
+                            _ => break,
+                        }
+                    }
+                    let result = if stored.len() == group_keys.len() {
+                        Ok((stored, false))
+                    } else {
+                        match call.await {
+                            Ok(values) if values.len() == group_keys.len() => {
+                                let mut chunks = Vec::with_capacity(values.len());
+                                for ((key, fresh_for), (value, bytes)) in
+                                    group_keys.iter().zip(values)
+                                {
+                                    let chunk = Chunk {
+                                        value,
+                                        bytes: u32::try_from(bytes.saturating_add(256))
+                                            .unwrap_or(u32::MAX),
+                                        fresh_until: Instant::now() + *fresh_for,
+                                        fresh_for: *fresh_for,
+                                        keeps_stale: true,
+                                    };
+                                    this.entries.insert(key.clone(), chunk.clone()).await;
+                                    chunks.push(chunk);
+                                }
+                                Ok((chunks, true))
+                            }
+                            Ok(values) => Err(UpstreamError::new(
+                                provider,
+                                UpstreamErrorKind::Invalid(format!(
+                                    "internal: a call for {} blocks gave {}",
+                                    group_keys.len(),
+                                    values.len()
+                                )),
+                            )),
+                            Err(error) => Err(error),
+                        }
+                    };
+                    let mut inflight = this
+                        .inflight
+                        .lock()
+                        .expect("inflight lock is never poisoned");
+                    for (key, _) in &group_keys {
+                        inflight.remove(key);
+                    }
+                    result
+                });
+                let cache = Arc::clone(self);
+                let stopped_keys: Vec<CacheKey> =
+                    group.iter().map(|&i| keys[i].0.clone()).collect();
+                let call_shared = async move {
+                    task.await.unwrap_or_else(|stopped| {
+                        // As in `join_or_start`: a task that panicked did not deregister its
+                        // blocks, whose finished flights would answer this error forever.
+                        let mut inflight = cache
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for key in &stopped_keys {
+                            inflight.remove(key);
+                        }
+                        drop(inflight);
+                        if stopped.is_panic() {
+                            cache.metrics.panic_caught();
+                        }
+                        Err(UpstreamError::new(
+                            provider,
+                            UpstreamErrorKind::Unavailable(
+                                "the fetch task stopped unexpectedly".into(),
+                            ),
+                        ))
+                    })
+                }
+                .boxed()
+                .shared();
+                for (position, &i) in group.iter().enumerate() {
+                    let block: InFlight = call_shared
+                        .clone()
+                        .map(move |result| {
+                            result.map(|(chunks, fetched)| (chunks[position].clone(), fetched))
+                        })
+                        .boxed()
+                        .shared();
+                    inflight.insert(keys[i].0.clone(), block.clone());
+                    let role = if position == 0 {
+                        Role::Leader
+                    } else {
+                        Role::Batched
+                    };
+                    waits[i] = Some((block, role));
+                }
+            }
+        }
+        let started = Instant::now();
+        let awaited = futures::future::join_all(waits.into_iter().map(|wait| async move {
+            match wait {
+                Some((flight, role)) => Some((flight.await, role, started.elapsed())),
+                None => None,
+            }
+        }))
+        .await;
+        keys.iter()
+            .zip(cached)
+            .zip(awaited)
+            .map(|(((key, _), cached), awaited)| {
+                let Some((result, role, latency)) = awaited else {
+                    return match cached {
+                        Some(chunk) if now < chunk.fresh_until => {
+                            self.metrics.cache_lookup("hit");
+                            Ok((chunk, Origin::Hit))
+                        }
+                        _ => Err(UpstreamError::new(
+                            key.account.provider,
+                            UpstreamErrorKind::Invalid(format!(
+                                "internal: no call was planned for a {} block",
+                                key.endpoint
+                            )),
+                        )),
+                    };
+                };
+                let (outcome, origin) = match (result, role) {
+                    (Ok((chunk, true)), Role::Leader) => {
+                        ("miss", Ok((chunk, Origin::Upstream { latency })))
+                    }
+                    (Ok((chunk, true)), Role::Batched) => ("miss", Ok((chunk, Origin::Batched))),
+                    (Ok((chunk, false)), Role::Leader | Role::Batched) => {
+                        ("hit", Ok((chunk, Origin::Hit)))
+                    }
+                    (Ok((chunk, _)), Role::Joined) => ("coalesced", Ok((chunk, Origin::Coalesced))),
+                    (Err(error), _) => match cached {
+                        Some(chunk) => ("stale", Ok((chunk, Origin::Stale { warning: error }))),
+                        None => ("error", Err(error)),
+                    },
+                };
+                self.metrics.cache_lookup(outcome);
+                origin
+            })
+            .collect()
+    }
+
     /// Bytes accounted by the weigher (after pending maintenance).
     pub async fn weighted_bytes(&self) -> u64 {
         self.entries.run_pending_tasks().await;
@@ -366,7 +668,7 @@ mod tests {
 
     fn key(i: usize) -> CacheKey {
         CacheKey {
-            account: AccountKey::new("acme", Provider::ConnectyCube, &["http://x", "secret"]),
+            account: AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"]),
             endpoint: "test",
             request: format!("chunk {i}"),
         }
@@ -493,16 +795,15 @@ mod tests {
 
     #[test]
     fn an_account_key_never_prints_its_credential_fingerprint() {
-        let account = AccountKey::new(
-            "acme",
-            Provider::HelpScout,
-            &["http://x", "hs-secret-token"],
-        );
-        assert_eq!(format!("{account:?}"), "acme/help_scout");
+        let account = AccountKey::new(Provider::HelpScout, &["http://x", "hs-secret-token"]);
+        assert_eq!(format!("{account:?}"), "help_scout account");
         assert_ne!(
             account,
-            AccountKey::new("acme", Provider::HelpScout, &["http://x", "another-token"])
+            AccountKey::new(Provider::HelpScout, &["http://x", "another-token"])
         );
+        let key = CacheKey::new(&account, "volume-by-channel", &7);
+        assert!(!key.stable_text().contains("hs-secret-token"));
+        assert!(!format!("{key:?}").contains(&*account.fingerprint));
     }
 
     #[tokio::test]
@@ -543,5 +844,165 @@ mod tests {
             .await
             .expect("the next fetch runs");
         assert!(matches!(origin, Origin::Upstream { .. }), "{origin:?}");
+    }
+
+    fn block_key(i: i64) -> (CacheKey, bool) {
+        let account = AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"]);
+        (CacheKey::block(&account, "test-blocks", "{}", i), false)
+    }
+
+    /// A fetch of the blocks at `positions` of `keys` (each block's value is its index),
+    /// counting calls and the blocks asked for.
+    fn counting_fetch(
+        keys: &[(CacheKey, bool)],
+        calls: &Arc<Mutex<Vec<Vec<i64>>>>,
+        fail: bool,
+    ) -> impl Fn(&[usize]) -> FetchMany {
+        let indices: Vec<i64> = keys
+            .iter()
+            .map(|(key, _)| {
+                key.request
+                    .rsplit(':')
+                    .next()
+                    .and_then(|tail| tail.trim_end_matches('}').parse().ok())
+                    .expect("a block key")
+            })
+            .collect();
+        let calls = calls.clone();
+        move |positions: &[usize]| {
+            let blocks: Vec<i64> = positions.iter().map(|&p| indices[p]).collect();
+            calls.lock().expect("test lock").push(blocks.clone());
+            async move {
+                tokio::task::yield_now().await;
+                if fail {
+                    return Err(UpstreamError::new(
+                        Provider::ConnectyCube,
+                        UpstreamErrorKind::Unavailable("down".into()),
+                    ));
+                }
+                Ok(blocks
+                    .into_iter()
+                    .map(|b| (Arc::new(b) as Arc<dyn Any + Send + Sync>, 8))
+                    .collect())
+            }
+            .boxed()
+        }
+    }
+
+    fn all_in_one_call(missing: &[usize]) -> Vec<Vec<usize>> {
+        vec![missing.to_vec()]
+    }
+
+    fn value_of(result: &Result<(Chunk, Origin), UpstreamError>) -> i64 {
+        let (chunk, _) = result.as_ref().expect("a block");
+        *chunk.value.clone().downcast::<i64>().expect("an i64 block")
+    }
+
+    #[tokio::test]
+    async fn blocks_of_one_call_are_stored_one_by_one_and_concurrent_callers_share_it_block_by_block(
+    ) {
+        let cache = Arc::new(ChunkCache::new(&config(1 << 20)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let first: Vec<_> = (1..=3).map(block_key).collect();
+        let second: Vec<_> = (2..=4).map(block_key).collect();
+        let (a, b) = futures::join!(
+            cache.get_blocks(
+                &first,
+                all_in_one_call,
+                counting_fetch(&first, &calls, false)
+            ),
+            cache.get_blocks(
+                &second,
+                all_in_one_call,
+                counting_fetch(&second, &calls, false)
+            ),
+        );
+        assert_eq!(
+            *calls.lock().expect("test lock"),
+            vec![vec![1, 2, 3], vec![4]],
+            "the second caller joined blocks 2 and 3 and fetched only 4"
+        );
+        assert_eq!(a.iter().map(value_of).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(b.iter().map(value_of).collect::<Vec<_>>(), [2, 3, 4]);
+        let origins: Vec<Origin> = a.into_iter().map(|r| r.expect("a block").1).collect();
+        assert!(matches!(origins[0], Origin::Upstream { .. }));
+        assert_eq!(origins[1..], [Origin::Batched, Origin::Batched]);
+        assert_eq!(b[0].as_ref().expect("a block").1, Origin::Coalesced);
+
+        let all: Vec<_> = (1..=4).map(block_key).collect();
+        let warm = cache
+            .get_blocks(&all, all_in_one_call, counting_fetch(&all, &calls, false))
+            .await;
+        assert!(warm
+            .iter()
+            .all(|r| r.as_ref().expect("a block").1 == Origin::Hit));
+        assert_eq!(
+            calls.lock().expect("test lock").len(),
+            2,
+            "no call when warm"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_serves_its_older_blocks_as_stale_and_fails_the_new_ones() {
+        let cache = Arc::new(ChunkCache::new(&CacheConfig {
+            live_ttl_secs: 0,
+            ..config(1 << 20)
+        }));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        // Live blocks with a zero TTL: stored, but no longer fresh.
+        let old: Vec<_> = (1..=2).map(|i| (block_key(i).0, true)).collect();
+        cache
+            .get_blocks(&old, all_in_one_call, counting_fetch(&old, &calls, false))
+            .await;
+        let wider: Vec<_> = (1..=3).map(|i| (block_key(i).0, true)).collect();
+        let results = cache
+            .get_blocks(
+                &wider,
+                all_in_one_call,
+                counting_fetch(&wider, &calls, true),
+            )
+            .await;
+        assert_eq!(
+            calls.lock().expect("test lock").len(),
+            2,
+            "the refresh was tried"
+        );
+        for result in &results[..2] {
+            assert!(matches!(result, Ok((_, Origin::Stale { .. }))));
+        }
+        assert_eq!(value_of(&results[1]), 2);
+        assert!(results[2].is_err(), "block 3 was never fetched");
+    }
+
+    #[test]
+    fn keys_are_stable_versioned_text_and_an_account_is_shared_by_equal_credentials_only() {
+        let account = AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"]);
+        // The contract a shared tier stores: the same on every process and every run.
+        assert_eq!(
+            CacheKey::new(&account, "messages/sent-total", &("a", 1)).stable_text(),
+            "chatstats:v1:connectycube:\
+             4968a662913a975a67afeb6eee352e7e9177aa3d73cf30eac43cd3c89715735d:\
+             messages/sent-total:{\"v\":1,\"request\":[\"a\",1]}"
+        );
+        assert_eq!(
+            block_key(7).0.stable_text(),
+            "chatstats:v1:connectycube:\
+             4968a662913a975a67afeb6eee352e7e9177aa3d73cf30eac43cd3c89715735d:\
+             test-blocks:{\"v\":1,\"params\":{},\"block\":7}"
+        );
+        // Two workspaces on one account share; parts that only concatenate alike do not.
+        assert_eq!(
+            account,
+            AccountKey::new(Provider::ConnectyCube, &["http://x", "secret"])
+        );
+        assert_ne!(
+            AccountKey::new(Provider::ConnectyCube, &["http://xs", "ecret"]),
+            account
+        );
+        assert_ne!(
+            AccountKey::new(Provider::HelpScout, &["http://x", "secret"]),
+            account
+        );
     }
 }

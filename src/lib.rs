@@ -26,10 +26,12 @@
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
 //! - [`metrics`]: what every series is made of (SPEC §2.1) and [`metrics::compute`], which
 //!   fetches each provider's part concurrently, puts it on the window's buckets and adds them.
-//! - [`planner`]: [`planner::Fetcher::get`] is the one door to the upstreams: each distinct
-//!   provider request at most once per query (a request-scoped memo), traced for
-//!   `extensions.upstream`, over [`cache`]: the shared byte-bounded chunk cache (single flight,
-//!   live/history TTLs, stale serving), keyed by account identity.
+//! - [`planner`]: the doors to the upstreams, traced for `extensions.upstream`:
+//!   [`planner::Fetcher::blocks`] reads history blocks on each provider's calendar grid through
+//!   a per-request async-graphql DataLoader that plans the fewest calls for a tick's missing
+//!   blocks; [`planner::Fetcher::get`] makes per-range requests at most once per query. Both sit
+//!   on [`cache`]: the shared byte-bounded chunk cache (single flight, live/history TTLs, stale
+//!   serving), keyed by upstream account (provider + SHA-256 fingerprint), not by workspace.
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
 //!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
 //!   HTTP call, error mapping and health, and applies [`resilience`]: timeouts, retries with

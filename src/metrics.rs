@@ -14,10 +14,12 @@ use futures::future::{join_all, try_join_all};
 
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
-use crate::planner::{Fetched, Fetcher};
+use futures::FutureExt;
+
+use crate::planner::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
-use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
+use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
 use crate::providers::message2give::{
     self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
 };
@@ -40,7 +42,7 @@ pub enum Unit {
 }
 
 /// Whose message2give chat statistics a series covers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum M2gWho {
     AllUsers,
     User(String),
@@ -49,7 +51,7 @@ pub enum M2gWho {
 }
 
 /// Which message2give chat statistic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum M2gStat {
     /// Session counts (SUM).
     Sessions,
@@ -61,8 +63,9 @@ pub enum M2gStat {
     SessionDuration,
 }
 
-/// One provider's contribution to a series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One provider's contribution to a series (serializable: its JSON is part of derived-value
+/// cache keys).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Part {
     /// Help Scout conversations of these channels (summed), filtered.
     HelpScout {
@@ -85,10 +88,15 @@ pub enum Part {
     ChatTonic(DashboardField),
     /// One Xenioo event type from the hourly snapshot, optionally of one bot and/or channel.
     Xenioo {
+        #[serde(serialize_with = "bot_metric_code")]
         kind: BotMetric,
         bot: Option<String>,
         channel: Option<String>,
     },
+}
+
+fn bot_metric_code<S: serde::Serializer>(kind: &BotMetric, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u8(kind.code())
 }
 
 impl Part {
@@ -130,33 +138,46 @@ impl Part {
     ) -> Result<Contribution, UpstreamError> {
         match self {
             Part::HelpScout { channels, filter } => {
-                let account = workspace.account(Provider::HelpScout);
-                let pages =
-                    try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
-                        let workspace = workspace.clone();
-                        let live = is_live(request.end);
-                        async move {
-                            fetcher
-                                .get(
-                                    account,
-                                    "volume-by-channel",
-                                    &request.clone(),
-                                    live,
-                                    move || async move {
-                                        let client =
-                                            workspace.help_scout.as_ref().expect("configured");
-                                        client.volume(&request).await
-                                    },
-                                )
-                                .await
-                        }
-                    }))
+                let Some(blocks) = help_scout::blocks_for(span) else {
+                    return help_scout_per_range(workspace, fetcher, span, filter, channels).await;
+                };
+                let series = SeriesKey::new(
+                    workspace.account(Provider::HelpScout),
+                    "volume-by-channel",
+                    filter,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    let filter = filter.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: help_scout::block_end,
+                        plan: Box::new(help_scout::plan_blocks),
+                        fetch: move |group: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            let filter = filter.clone();
+                            async move {
+                                let client = workspace.help_scout.as_ref().expect("configured");
+                                client
+                                    .volume_blocks(&filter, &group)
+                                    .await
+                                    .map(erase_blocks)
+                            }
+                            .boxed()
+                        },
+                    })
+                };
+                let pages = fetcher
+                    .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
                     .await?;
                 Ok(Contribution::from_pages(&pages, |rows| {
                     help_scout::samples(rows, channels)
                 }))
             }
-            Part::ConnectyCube(metric) if total_only && metric.is_summable() => {
+            Part::ConnectyCube(metric)
+                if total_only
+                    && metric.is_summable()
+                    && !connectycube::total_from_blocks(window) =>
+            {
                 let account = workspace.account(Provider::ConnectyCube);
                 let key = (metric.clone(), window.from(), window.to());
                 let live = is_live(window.to());
@@ -179,25 +200,36 @@ impl Part {
                 Ok(contribution)
             }
             Part::ConnectyCube(metric) => {
-                let account = workspace.account(Provider::ConnectyCube);
-                let endpoint = match metric {
-                    CcMetric::MessagesSent => "messages/sent-per-day",
-                    CcMetric::DialogsCreated(_) => "dialogs/created-per-day",
+                // A total-only window served by blocks needs only its own blocks.
+                let range = if total_only { window } else { span };
+                let series = SeriesKey::new(
+                    workspace.account(Provider::ConnectyCube),
+                    metric.per_day_endpoint(),
+                    metric,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    let metric = metric.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: connectycube::block_end,
+                        plan: Box::new(connectycube::plan_blocks),
+                        fetch: move |group: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            let metric = metric.clone();
+                            async move {
+                                let client = workspace.connectycube.as_ref().expect("configured");
+                                let mut blocks = Vec::with_capacity(group.len());
+                                for index in group {
+                                    blocks.push(client.block(&metric, index).await?);
+                                }
+                                Ok(erase_blocks(blocks))
+                            }
+                            .boxed()
+                        },
+                    })
                 };
-                let pages =
-                    try_join_all(connectycube::plan(span, metric).into_iter().map(|page| {
-                        let workspace = workspace.clone();
-                        let live = is_live(page.end);
-                        async move {
-                            fetcher
-                                .get(account, endpoint, &page.clone(), live, move || async move {
-                                    let client =
-                                        workspace.connectycube.as_ref().expect("configured");
-                                    client.page(&page).await
-                                })
-                                .await
-                        }
-                    }))
+                let pages = fetcher
+                    .blocks::<Vec<Sample>>(&series, &connectycube::blocks_for(range), source)
                     .await?;
                 Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
                     samples.clone()
@@ -252,6 +284,40 @@ impl Part {
                     .with_samples(samples)
                     .inexact_if(!tiled))
             }
+            Part::ChatTonic(field) if chat_tonic::from_blocks(*field) => {
+                let group = chat_tonic::plan_dashboard(window).group;
+                let series = SeriesKey::new(
+                    workspace.account(Provider::ChatTonic),
+                    "stats/bigquery",
+                    &group,
+                );
+                let source = || -> Arc<dyn BlockSource> {
+                    let workspace = workspace.clone();
+                    Arc::new(FnBlockSource {
+                        block_end: chat_tonic::block_end,
+                        plan: Box::new(move |indices: &[i64]| {
+                            chat_tonic::plan_blocks(indices, group)
+                        }),
+                        fetch: move |blocks: Vec<i64>| {
+                            let workspace = workspace.clone();
+                            async move {
+                                let client = workspace.chat_tonic.as_ref().expect("configured");
+                                client
+                                    .dashboard_blocks(group, &blocks)
+                                    .await
+                                    .map(erase_blocks)
+                            }
+                            .boxed()
+                        },
+                    })
+                };
+                let months = fetcher
+                    .blocks::<Dashboard>(&series, &chat_tonic::blocks_for(window), source)
+                    .await?;
+                Ok(Contribution::from_pages(&months, |month| {
+                    chat_tonic::samples(month, *field)
+                }))
+            }
             Part::ChatTonic(field) => {
                 let dashboard = chat_tonic_dashboard(workspace, fetcher, window).await?;
                 let mut contribution =
@@ -298,6 +364,40 @@ impl Part {
             }
         }
     }
+}
+
+/// Help Scout week- or month-view reports (ranges the day view cannot serve): the legal calls
+/// covering `span`, each a per-range entry.
+async fn help_scout_per_range(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    span: &Window,
+    filter: &VolumeFilter,
+    channels: &[HsChannel],
+) -> Result<Contribution, UpstreamError> {
+    let account = workspace.account(Provider::HelpScout);
+    let pages = try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
+        let workspace = workspace.clone();
+        let live = is_live(request.end);
+        async move {
+            fetcher
+                .get(
+                    account,
+                    "volume-by-channel",
+                    &request.clone(),
+                    live,
+                    move || async move {
+                        let client = workspace.help_scout.as_ref().expect("configured");
+                        client.volume(&request).await
+                    },
+                )
+                .await
+        }
+    }))
+    .await?;
+    Ok(Contribution::from_pages(&pages, |rows| {
+        help_scout::samples(rows, channels)
+    }))
 }
 
 /// One message2give chat-statistics month, through the fetcher.
@@ -530,15 +630,18 @@ struct Resampled {
     partial: Vec<UpstreamError>,
 }
 
-/// `part`'s `Debug` text, the stable part of its derived-cache keys. Formatting it was the
-/// largest cost left in building those keys (several per series, every request); a part is a
-/// small value, so hashing it to find its text is far cheaper. Bounded: parts carry
-/// client-chosen names (bots, surveys, users).
+/// `part`'s JSON, the stable part of its derived-cache keys. Serializing it was the largest
+/// cost left in building those keys (several per series, every request); a part is a small
+/// value, so hashing it to find its text is far cheaper. Bounded: parts carry client-chosen
+/// names (bots, surveys, users).
 fn part_text(part: &Part) -> Arc<str> {
     static TEXTS: std::sync::OnceLock<moka::sync::Cache<Part, Arc<str>>> =
         std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| moka::sync::Cache::new(10_000));
-    texts.get_with_by_ref(part, || Arc::from(format!("{part:?}")))
+    texts.get_with_by_ref(part, || {
+        // Plain data (enums, ids, names) into a String: cannot fail.
+        Arc::from(serde_json::to_string(part).expect("a part serializes to JSON"))
+    })
 }
 
 /// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
@@ -552,23 +655,39 @@ async fn resampled(
     span: &Window,
     spec: &SeriesSpec,
 ) -> Result<Resampled, UpstreamError> {
-    let key = (!matches!(part, Part::Xenioo { .. })).then(|| CacheKey {
-        account: workspace.account(part.provider()).clone(),
-        endpoint: "derived",
+    let key = (!matches!(part, Part::Xenioo { .. })).then(|| {
         // Instants as integer microseconds: formatting dates was a visible share of a warm
         // query's CPU, and the key only has to be unique, not readable.
-        request: format!(
-            "{}|{}|{}|{}|{:?}|{}|{}|{:?}|{}",
-            part_text(part),
-            window.from().timestamp_micros(),
-            window.to().timestamp_micros(),
-            window.granularity().name(),
-            window.zone(),
-            span.from().timestamp_micros(),
-            span.to().timestamp_micros(),
-            spec.aggregation,
-            spec.total_only
-        ),
+        #[derive(serde::Serialize)]
+        struct DerivedRequest<'a> {
+            part: &'a str,
+            from: i64,
+            to: i64,
+            granularity: &'static str,
+            zone: String,
+            span: (i64, i64),
+            aggregation: &'static str,
+            total_only: bool,
+        }
+        CacheKey::new(
+            workspace.account(part.provider()),
+            "derived",
+            &DerivedRequest {
+                part: &part_text(part),
+                from: window.from().timestamp_micros(),
+                to: window.to().timestamp_micros(),
+                granularity: window.granularity().name(),
+                zone: window.zone().to_string(),
+                span: (span.from().timestamp_micros(), span.to().timestamp_micros()),
+                aggregation: match spec.aggregation {
+                    Aggregation::Sum => "sum",
+                    Aggregation::Average => "average",
+                    Aggregation::Distinct => "distinct",
+                    Aggregation::Last => "last",
+                },
+                total_only: spec.total_only,
+            },
+        )
     });
     if let Some(key) = &key {
         if let Some(derived) = fetcher.derived::<Bucketed>(key).await {
@@ -762,7 +881,7 @@ mod tests {
             Part::ConnectyCube(CcMetric::MessagesSent),
         ];
         for part in &parts {
-            assert_eq!(*part_text(part), format!("{part:?}"));
+            assert_eq!(*part_text(part), serde_json::to_string(part).expect("JSON"));
             assert_eq!(part_text(part), part_text(&part.clone()), "memoized");
         }
         let texts: std::collections::HashSet<Arc<str>> = parts.iter().map(part_text).collect();

@@ -12,7 +12,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 
-use crate::cache::{AccountKey, CacheKey, ChunkCache, Origin};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+
+use crate::cache::{AccountKey, CacheKey, ChunkCache, FetchMany, Origin};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 
 /// A rough in-memory size, for the cache's byte budget.
@@ -45,7 +46,8 @@ impl Weigh for f64 {
 pub struct TraceCall {
     pub provider: &'static str,
     pub endpoint: &'static str,
-    /// `upstream` (a call was made), `hit` (fresh cache entry), `coalesced` (joined another
+    /// `upstream` (a call was made), `batched` (a block fetched by the same call as the
+    /// block before it), `hit` (fresh cache entry), `coalesced` (joined another
     /// query's in-flight call), `stale` (a refresh failed; an older entry was served),
     /// `error` (the call failed and nothing was cached), `throttled` (the Xenioo gate refused:
     /// no call, no snapshot to serve).
@@ -89,6 +91,8 @@ pub struct RequestScope {
     reads_in_flight: AtomicUsize,
     reads_started: AtomicU64,
     reads_settled: tokio::sync::Notify,
+    /// One batch loader per block endpoint, created on first use (see [`Fetcher::blocks`]).
+    loaders: Mutex<HashMap<&'static str, Arc<BlockDataLoader>>>,
 }
 
 type OnceRead = Shared<BoxFuture<'static, Arc<dyn Any + Send + Sync>>>;
@@ -123,6 +127,7 @@ impl RequestScope {
             reads_in_flight: AtomicUsize::new(0),
             reads_started: AtomicU64::new(0),
             reads_settled: tokio::sync::Notify::new(),
+            loaders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -186,6 +191,14 @@ impl RequestScope {
         self.once
             .lock()
             .expect("once lock is never poisoned")
+            .clear();
+        self.loaders
+            .lock()
+            .expect("loaders lock is never poisoned")
+            .clear();
+        self.derived_hits
+            .lock()
+            .expect("derived hits lock is never poisoned")
             .clear();
     }
 
@@ -261,6 +274,26 @@ impl RequestScope {
             .lock()
             .expect("warnings lock is never poisoned")
             .clone()
+    }
+
+    /// Record a block read by the batch loader, once per request.
+    fn record_block(&self, key: &CacheKey, origin: Result<&Origin, ()>) {
+        let first = self
+            .derived_hits
+            .lock()
+            .expect("derived hits lock is never poisoned")
+            .insert(key.clone());
+        if !first {
+            return;
+        }
+        match origin {
+            Ok(Origin::Upstream { latency }) => self.record(key, "upstream", Some(*latency)),
+            Ok(Origin::Hit) => self.record(key, "hit", None),
+            Ok(Origin::Coalesced) => self.record(key, "coalesced", None),
+            Ok(Origin::Stale { .. }) => self.record(key, "stale", None),
+            Ok(Origin::Batched) => self.record(key, "batched", None),
+            Err(()) => self.record(key, "error", None),
+        }
     }
 
     /// `extensions.upstream`: the calls, and counts by outcome.
@@ -403,17 +436,13 @@ impl Fetcher {
         fetch: F,
     ) -> Result<Fetched<T>, UpstreamError>
     where
-        K: Debug,
+        K: Serialize,
         T: Weigh + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>> + Send + 'static,
     {
         let _in_flight = self.scope.read_started();
-        let key = CacheKey {
-            account: account.clone(),
-            endpoint,
-            request: format!("{request:?}"),
-        };
+        let key = CacheKey::new(account, endpoint, request);
         let memo = {
             let mut memo = self.scope.memo.lock().expect("memo lock is never poisoned");
             match memo.get(&key) {
@@ -443,6 +472,7 @@ impl Fetcher {
                             Ok((_, Origin::Stale { .. })) => {
                                 scope.record(&cache_key, "stale", None)
                             }
+                            Ok((_, Origin::Batched)) => scope.record(&cache_key, "batched", None),
                             Err(_) => scope.record(&cache_key, "error", None),
                         }
                         result.map(|(chunk, origin)| {
@@ -510,6 +540,89 @@ impl Fetcher {
         shared.await.downcast_ref::<T>().cloned()
     }
 
+    /// Blocks `indices` of `series`, through this request's batch loader of the series'
+    /// endpoint: the blocks every field asks for in the same tick are planned together (see
+    /// [`BlockLoader`]). `source` is asked for only the first time the request uses the series.
+    pub async fn blocks<T: Send + Sync + 'static>(
+        &self,
+        series: &SeriesKey,
+        indices: &[i64],
+        source: impl FnOnce() -> Arc<dyn BlockSource>,
+    ) -> Result<Vec<Fetched<T>>, UpstreamError> {
+        let _in_flight = self.scope.read_started();
+        let loader = {
+            let mut loaders = self
+                .scope
+                .loaders
+                .lock()
+                .expect("loaders lock is never poisoned");
+            loaders
+                .entry(series.endpoint)
+                .or_insert_with(|| {
+                    let loader = BlockLoader {
+                        cache: self.cache.clone(),
+                        scope: Arc::downgrade(&self.scope),
+                        sources: Mutex::new(HashMap::new()),
+                    };
+                    Arc::new(DataLoader::with_cache(
+                        loader,
+                        tokio::spawn,
+                        HashMapCache::default(),
+                    ))
+                })
+                .clone()
+        };
+        loader
+            .loader()
+            .sources
+            .lock()
+            .expect("sources lock is never poisoned")
+            .entry(series.clone())
+            .or_insert_with(source);
+        let keys = indices.iter().map(|index| BlockKey {
+            series: series.clone(),
+            index: *index,
+        });
+        let mut loaded = match loader.load_many(keys).await {
+            Ok(loaded) => loaded,
+            Err(never) => match never {},
+        };
+        indices
+            .iter()
+            .map(|index| {
+                let key = BlockKey {
+                    series: series.clone(),
+                    index: *index,
+                };
+                let fetched = loaded.remove(&key).unwrap_or_else(|| {
+                    Err(UpstreamError::new(
+                        series.account.provider,
+                        UpstreamErrorKind::Invalid(format!(
+                            "internal: the {} loader left a block out",
+                            series.endpoint
+                        )),
+                    ))
+                })?;
+                let value = fetched.value.downcast::<T>().map_err(|_| {
+                    UpstreamError::new(
+                        series.account.provider,
+                        UpstreamErrorKind::Invalid(format!(
+                            "internal: cached {} block has an unexpected type",
+                            series.endpoint
+                        )),
+                    )
+                })?;
+                Ok(Fetched {
+                    value,
+                    stale: fetched.stale,
+                    warning: fetched.warning,
+                    fresh_until: fetched.fresh_until,
+                    key: fetched.key,
+                })
+            })
+            .collect()
+    }
+
     /// A value derived from chunks (see [`Derived`]) while every chunk behind it is fresh; the
     /// chunks are recorded in the trace as cache hits, as reading them would have been.
     pub async fn derived<T: Send + Sync + 'static>(
@@ -545,6 +658,227 @@ impl Fetcher {
     }
 }
 
+/// One endpoint of one account whose history is cached in blocks on a fixed calendar grid,
+/// with the parameters all its blocks share (e.g. Help Scout's filters).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub account: AccountKey,
+    pub endpoint: &'static str,
+    /// The shared parameters as JSON: part of every block's cache key.
+    params: Arc<str>,
+}
+
+impl SeriesKey {
+    pub fn new(account: &AccountKey, endpoint: &'static str, params: &impl Serialize) -> Self {
+        Self {
+            account: account.clone(),
+            endpoint,
+            // Plain data (ids, enums) into a String: cannot fail.
+            params: serde_json::to_string(params)
+                .expect("series parameters serialize to JSON")
+                .into(),
+        }
+    }
+
+    /// The cache key of block `index`.
+    pub fn block(&self, index: i64) -> CacheKey {
+        CacheKey::block(&self.account, self.endpoint, &self.params, index)
+    }
+}
+
+/// What the batch loader needs of one block endpoint. The grid and the call planning live in
+/// the provider's module (e.g. [`crate::providers::help_scout::plan_blocks`]); the loader only
+/// groups, caches and records.
+pub trait BlockSource: Send + Sync + 'static {
+    /// True when block `index` touches the present (and so gets the live TTL).
+    fn live(&self, index: i64) -> bool;
+    /// The upstream calls that fetch the missing blocks `indices` (ascending, distinct): one
+    /// group per call, each within the upstream's limits.
+    fn plan(&self, indices: &[i64]) -> Vec<Vec<i64>>;
+    /// One planned call: one value (and its weight in bytes) per block of `group`, in order.
+    fn fetch(&self, group: Vec<i64>) -> FetchMany;
+}
+
+/// Groups ascending, distinct block indices into runs of contiguous blocks of at most `max`
+/// blocks each: the calls an upstream that takes one range per call needs for them.
+pub fn contiguous_runs(indices: &[i64], max: usize) -> Vec<Vec<i64>> {
+    let mut runs: Vec<Vec<i64>> = Vec::new();
+    for &index in indices {
+        match runs.last_mut() {
+            Some(run) if run.len() < max.max(1) && run.last() == Some(&(index - 1)) => {
+                run.push(index)
+            }
+            _ => runs.push(vec![index]),
+        }
+    }
+    runs
+}
+
+/// A provider's planning of missing blocks into calls (see [`BlockSource::plan`]).
+pub type PlanBlocks = dyn Fn(&[i64]) -> Vec<Vec<i64>> + Send + Sync;
+
+/// A [`BlockSource`] made of a provider module's grid and planning functions and a fetch
+/// closure over its client.
+pub struct FnBlockSource<F> {
+    /// The end of block `index` (it is live when that is after now).
+    pub block_end: fn(i64) -> chrono::DateTime<chrono::Utc>,
+    pub plan: Box<PlanBlocks>,
+    pub fetch: F,
+}
+
+impl<F> BlockSource for FnBlockSource<F>
+where
+    F: Fn(Vec<i64>) -> FetchMany + Send + Sync + 'static,
+{
+    fn live(&self, index: i64) -> bool {
+        (self.block_end)(index) > chrono::Utc::now()
+    }
+
+    fn plan(&self, indices: &[i64]) -> Vec<Vec<i64>> {
+        (self.plan)(indices)
+    }
+
+    fn fetch(&self, group: Vec<i64>) -> FetchMany {
+        (self.fetch)(group)
+    }
+}
+
+/// A block of a [`SeriesKey`]: what the batch loader is asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub series: SeriesKey,
+    pub index: i64,
+}
+
+/// The per-request batch loader of one block endpoint: async-graphql's [`DataLoader`] hands
+/// it every block the query's fields asked for in one tick, and it plans the fewest upstream
+/// calls for the missing ones through [`ChunkCache::get_blocks`] (which keeps single flight
+/// across requests). Request-scoped on purpose: a schema-global loader would batch across
+/// requests and tenants.
+pub struct BlockLoader {
+    cache: Arc<ChunkCache>,
+    /// Weak: the scope owns the loader.
+    scope: std::sync::Weak<RequestScope>,
+    /// The source of each series asked for in this request.
+    sources: Mutex<HashMap<SeriesKey, Arc<dyn BlockSource>>>,
+}
+
+type BlockDataLoader = DataLoader<BlockLoader, HashMapCache>;
+
+/// A loaded block, or why it could not be.
+type LoadedBlock = Result<Fetched<dyn Any + Send + Sync>, UpstreamError>;
+
+impl Loader<BlockKey> for BlockLoader {
+    type Value = LoadedBlock;
+    /// Failures are per block, inside the value.
+    type Error = std::convert::Infallible;
+
+    async fn load(
+        &self,
+        keys: &[BlockKey],
+    ) -> Result<HashMap<BlockKey, LoadedBlock>, std::convert::Infallible> {
+        let mut by_series: HashMap<&SeriesKey, Vec<i64>> = HashMap::new();
+        for key in keys {
+            by_series.entry(&key.series).or_default().push(key.index);
+        }
+        let loads = by_series
+            .into_iter()
+            .map(|(series, mut indices)| async move {
+                indices.sort_unstable();
+                indices.dedup();
+                let source = self
+                    .sources
+                    .lock()
+                    .expect("sources lock is never poisoned")
+                    .get(series)
+                    .cloned();
+                let Some(source) = source else {
+                    let missing = UpstreamError::new(
+                        series.account.provider,
+                        UpstreamErrorKind::Invalid(format!(
+                            "internal: no block source for {}",
+                            series.endpoint
+                        )),
+                    );
+                    return indices
+                        .into_iter()
+                        .map(|index| {
+                            let key = BlockKey {
+                                series: series.clone(),
+                                index,
+                            };
+                            (key, Err(missing.clone()))
+                        })
+                        .collect::<Vec<_>>();
+                };
+                let cache_keys: Vec<(CacheKey, bool)> = indices
+                    .iter()
+                    .map(|index| (series.block(*index), source.live(*index)))
+                    .collect();
+                let results = self
+                    .cache
+                    .get_blocks(
+                        &cache_keys,
+                        |missing| {
+                            let wanted: Vec<i64> = missing.iter().map(|&at| indices[at]).collect();
+                            source
+                                .plan(&wanted)
+                                .into_iter()
+                                .map(|group| {
+                                    group
+                                        .iter()
+                                        .filter_map(|index| indices.binary_search(index).ok())
+                                        .collect()
+                                })
+                                .collect()
+                        },
+                        |group| source.fetch(group.iter().map(|&at| indices[at]).collect()),
+                    )
+                    .await;
+                let scope = self.scope.upgrade();
+                indices
+                    .into_iter()
+                    .zip(cache_keys)
+                    .zip(results)
+                    .map(|((index, (cache_key, _)), result)| {
+                        if let Some(scope) = &scope {
+                            scope.record_block(
+                                &cache_key,
+                                result.as_ref().map(|(_, o)| o).map_err(|_| ()),
+                            );
+                        }
+                        let loaded = result.map(|(chunk, origin)| {
+                            if let Some(scope) = &scope {
+                                scope.used(chunk.fresh_until());
+                            }
+                            let warning = match origin {
+                                Origin::Stale { warning } => Some(warning),
+                                _ => None,
+                            };
+                            Fetched {
+                                fresh_until: warning.is_none().then(|| chunk.fresh_until()),
+                                value: chunk.value,
+                                stale: warning.is_some(),
+                                warning,
+                                key: cache_key,
+                            }
+                        });
+                        let key = BlockKey {
+                            series: series.clone(),
+                            index,
+                        };
+                        (key, loaded)
+                    })
+                    .collect()
+            });
+        Ok(futures::future::join_all(loads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+}
+
 /// A value computed from cached chunks (e.g. one provider's part of a series, resampled onto a
 /// window), shared across queries while those chunks are fresh: a warm query skips the
 /// sample extraction and resampling, not only the upstream call.
@@ -552,6 +886,19 @@ pub struct Derived<T> {
     pub value: T,
     /// The chunks it was computed from.
     pub chunks: Vec<CacheKey>,
+}
+
+/// Erases a provider call's blocks for [`ChunkCache::get_blocks`].
+pub fn erase_blocks<T: Weigh + Send + Sync + 'static>(
+    blocks: Vec<T>,
+) -> Vec<(Arc<dyn Any + Send + Sync>, usize)> {
+    blocks
+        .into_iter()
+        .map(|block| {
+            let bytes = block.approx_bytes();
+            (Arc::new(block) as Arc<dyn Any + Send + Sync>, bytes)
+        })
+        .collect()
 }
 
 impl Weigh for crate::providers::message2give::ChatStats {

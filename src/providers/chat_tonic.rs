@@ -44,7 +44,7 @@ pub const FINEST: Granularity = Granularity::Hour;
 const MAX_HOURLY_DAYS: i64 = 93;
 
 /// A `dateFormatGroup` of the dashboard: the UTC groups its rows are cut into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum DateGroup {
     /// UTC hours, `date` like `2021-11-01 03`.
     Hour,
@@ -102,7 +102,7 @@ impl DateGroup {
 
 /// The `[start, end)` range of a call, sent as `startDate`/`endDate` in the seed's format
 /// (`2021-11-01T03:00:00.000Z`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RangeKey {
     /// First instant of the range.
     pub start: DateTime<Utc>,
@@ -128,7 +128,7 @@ impl RangeKey {
 }
 
 /// One dashboard call: a range cut into UTC groups.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct DashboardKey {
     /// The `dateFormatGroup` of the rows.
     pub group: DateGroup,
@@ -162,8 +162,66 @@ pub fn plan_dashboard(window: &Window) -> DashboardKey {
     DashboardKey { group, range }
 }
 
+/// The most UTC months one dashboard call fetches for the block cache: three months of hour
+/// groups are about 2,200 rows (as [`MAX_HOURLY_DAYS`] allows per range); day and month groups
+/// are small, so up to two years.
+const MAX_HOUR_BLOCKS_PER_CALL: usize = 3;
+const MAX_BLOCKS_PER_CALL: usize = 24;
+
+/// The UTC-month blocks that cover `window` (the dashboard's block grid: month `index` counts
+/// from January 1970).
+pub fn blocks_for(window: &Window) -> Vec<i64> {
+    let first = block_index(window.from());
+    let last = block_index(window.to() - chrono::Duration::seconds(1)).max(first);
+    (first..=last).collect()
+}
+
+fn block_index(at: DateTime<Utc>) -> i64 {
+    use chrono::Datelike;
+    i64::from(at.year() - 1970) * 12 + i64::from(at.month0())
+}
+
+/// `[start, end)` of block `index`: one UTC calendar month.
+pub fn block_range(index: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let month_start = |index: i64| {
+        let year = 1970 + index.div_euclid(12);
+        let month = index.rem_euclid(12) + 1;
+        i32::try_from(year)
+            .ok()
+            .and_then(|year| NaiveDate::from_ymd_opt(year, month as u32, 1))
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
+    (month_start(index), month_start(index + 1))
+}
+
+/// The end of block `index`.
+pub fn block_end(index: i64) -> DateTime<Utc> {
+    block_range(index).1
+}
+
+/// The calls for the missing months `indices` of one `group`: contiguous runs, each one call
+/// of at most three months of hour rows or two years of day or month rows.
+pub fn plan_blocks(indices: &[i64], group: DateGroup) -> Vec<Vec<i64>> {
+    let max = match group {
+        DateGroup::Hour => MAX_HOUR_BLOCKS_PER_CALL,
+        DateGroup::Day | DateGroup::Month => MAX_BLOCKS_PER_CALL,
+    };
+    crate::planner::contiguous_runs(indices, max)
+}
+
+/// True when `field` of any window can be served from month blocks: the rows of a SUM field
+/// add up and a level's last row is the window's, whatever range the rows were fetched with.
+/// `activeUsers` (distinct users), NPS, CSAT and the service level are not: only the
+/// whole-window row of a call over exactly that range gives them exactly, so they stay
+/// per-range calls.
+pub fn from_blocks(field: DashboardField) -> bool {
+    matches!(field.aggregation(), Aggregation::Sum | Aggregation::Last)
+}
+
 /// The fields of a dashboard row, in wire order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum DashboardField {
     /// `totalUsers`: users ever seen, as of the row's end (a level).
     TotalUsers,
@@ -504,6 +562,35 @@ impl ChatTonic {
             .json("stats/bigquery", self.request("bigquery", &query))
             .await?;
         Ok(into_dashboard(wire, key))
+    }
+
+    /// The dashboard rows of the contiguous months `blocks` in `group` (one call), cut back into
+    /// one dashboard per month; the whole-window row is dropped (it is the call's, not a
+    /// month's).
+    pub async fn dashboard_blocks(
+        &self,
+        group: DateGroup,
+        blocks: &[i64],
+    ) -> Result<Vec<Dashboard>, UpstreamError> {
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            return Ok(Vec::new());
+        };
+        let key = DashboardKey {
+            group,
+            range: RangeKey {
+                start: block_range(*first).0,
+                end: block_range(*last).1,
+            },
+        };
+        let dashboard = self.dashboard(&key).await?;
+        let mut months: Vec<Dashboard> = blocks.iter().map(|_| Dashboard::default()).collect();
+        for row in dashboard.rows {
+            let index = block_index(row.0);
+            if let Some(position) = blocks.iter().position(|block| *block == index) {
+                months[position].rows.push(row);
+            }
+        }
+        Ok(months)
     }
 
     /// The per-operator summaries over `key`.
@@ -916,6 +1003,42 @@ mod tests {
             assert_eq!(key.group, DateGroup::Day, "{granularity}");
             assert_eq!(key.range, RangeKey::of(&w));
             assert_eq!(key.range.start, w.from());
+        }
+    }
+
+    #[test]
+    fn month_blocks_cover_a_window_and_hour_groups_are_fetched_three_months_a_call() {
+        let w = window(
+            utc(2024, 1, 30, 0),
+            utc(2024, 3, 2, 0),
+            Granularity::Day,
+            "UTC",
+        );
+        let blocks = blocks_for(&w);
+        assert_eq!(blocks.len(), 3, "January, February, March");
+        assert_eq!(
+            block_range(blocks[0]),
+            (utc(2024, 1, 1, 0), utc(2024, 2, 1, 0))
+        );
+        assert_eq!(block_range(blocks[2]).1, utc(2024, 4, 1, 0));
+        let many: Vec<i64> = (blocks[0]..blocks[0] + 7).collect();
+        assert_eq!(
+            plan_blocks(&many, DateGroup::Hour)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        assert_eq!(plan_blocks(&many, DateGroup::Day).len(), 1);
+        assert!(from_blocks(DashboardField::MessagesSent));
+        assert!(from_blocks(DashboardField::TotalUsers));
+        for field in [
+            DashboardField::ActiveUsers,
+            DashboardField::Nps,
+            DashboardField::Csat,
+            DashboardField::Attention,
+        ] {
+            assert!(!from_blocks(field), "{field} stays per range");
         }
     }
 

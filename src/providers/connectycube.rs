@@ -22,7 +22,7 @@ pub const PAGE_DAYS: i64 = 100;
 pub const FINEST: Granularity = Granularity::Day;
 
 /// Dialog types as ConnectyCube numbers them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum DialogKind {
     Broadcast = 1,
     Group = 2,
@@ -31,7 +31,7 @@ pub enum DialogKind {
 }
 
 /// What to count.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum CcMetric {
     MessagesSent,
     /// Dialogs created, of these types (sorted, unique; empty = all types).
@@ -82,7 +82,7 @@ impl CcMetric {
 }
 
 /// One page of a per-day request.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct CcPage {
     pub metric: CcMetric,
     pub start: DateTime<Utc>,
@@ -103,6 +103,45 @@ pub fn plan(window: &Window, metric: &CcMetric) -> Vec<CcPage> {
             offset: page * PAGE_DAYS,
         })
         .collect()
+}
+
+/// The 100-day blocks (UTC days from the Unix epoch, one page each) that cover `window`.
+pub fn blocks_for(window: &Window) -> Vec<i64> {
+    let (start, end) = day_range(window);
+    let first = block_index(start);
+    let last = block_index(end - chrono::Duration::seconds(1)).max(first);
+    (first..=last).collect()
+}
+
+fn block_index(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(86_400 * PAGE_DAYS)
+}
+
+/// `[start, end)` of block `index`.
+pub fn block_range(index: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(index * PAGE_DAYS);
+    (start, start + chrono::Duration::days(PAGE_DAYS))
+}
+
+/// The end of block `index`.
+pub fn block_end(index: i64) -> DateTime<Utc> {
+    block_range(index).1
+}
+
+/// The calls for the missing blocks `indices`: one each. A block is one full page, and a
+/// longer range is paged by `offset` anyway (one call a page), so merging saves nothing.
+pub fn plan_blocks(indices: &[i64]) -> Vec<Vec<i64>> {
+    indices.iter().map(|index| vec![*index]).collect()
+}
+
+/// True when a total-only query of `window` is served by the per-day blocks rather than the
+/// `*-total` call: the window is whole UTC days (the blocks' days add up to it exactly) and at
+/// most two blocks cover it (so it costs at most one call more than the total call, once, and
+/// every later window inside those 200 days is free). Otherwise the total call: exact for any
+/// instants, and one call for a long range.
+pub fn total_from_blocks(window: &Window) -> bool {
+    let (start, end) = day_range(window);
+    start == window.from() && end == window.to() && blocks_for(window).len() <= 2
 }
 
 /// The UTC days that cover `window`.
@@ -174,6 +213,18 @@ impl ConnectyCube {
                 })
             })
             .collect()
+    }
+
+    /// The day samples of block `index` (one page: `limit` 100 days from its start).
+    pub async fn block(&self, metric: &CcMetric, index: i64) -> Result<Vec<Sample>, UpstreamError> {
+        let (start, end) = block_range(index);
+        self.page(&CcPage {
+            metric: metric.clone(),
+            start,
+            end,
+            offset: 0,
+        })
+        .await
     }
 
     /// The total over `[start, end)` from the cheap `*-total` endpoint.

@@ -39,7 +39,7 @@ pub enum HelpScoutCredentials {
 }
 
 /// The report resolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum ViewBy {
     Day,
     Week,
@@ -65,7 +65,7 @@ impl ViewBy {
 }
 
 /// The three channels of a volume report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum HsChannel {
     Chat,
     Email,
@@ -85,7 +85,7 @@ impl HsChannel {
 }
 
 /// Report filters; ids are kept sorted and unique so equal filters make equal requests.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct VolumeFilter {
     pub mailboxes: Vec<i64>,
     pub tags: Vec<i64>,
@@ -107,7 +107,7 @@ impl VolumeFilter {
 }
 
 /// One legal report call: `[start, end)` at `view_by`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct VolumeRequest {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -175,6 +175,48 @@ pub fn plan(window: &Window, filter: &VolumeFilter) -> Vec<VolumeRequest> {
         chunk_start = chunk_end;
     }
     requests
+}
+
+/// Days per block of Help Scout's cache grid (UTC days from the Unix epoch). Two blocks are
+/// exactly the 60 days the day view allows, so two contiguous missing blocks are one call.
+/// (UTC months would pair into 61 or 62 days, one more call for most pairs.)
+pub const BLOCK_DAYS: i64 = 30;
+
+/// The blocks that cover `window` when it is served from the day view (HOUR or DAY windows,
+/// and MONTH or YEAR windows shorter than the month view's 61 days); None when [`plan`] picks
+/// the week or month view, whose ranges stay per-range calls.
+pub fn blocks_for(window: &Window) -> Option<Vec<i64>> {
+    let day_view = plan(window, &VolumeFilter::default())
+        .iter()
+        .all(|request| request.view_by == ViewBy::Day);
+    if !day_view {
+        return None;
+    }
+    let (start, end) = utc_cover(window, Granularity::Day);
+    let first = block_index(start);
+    let last = block_index(end - chrono::Duration::seconds(1));
+    Some((first..=last).collect())
+}
+
+fn block_index(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(86_400 * BLOCK_DAYS)
+}
+
+/// `[start, end)` of block `index`.
+pub fn block_range(index: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(index * BLOCK_DAYS);
+    (start, start + chrono::Duration::days(BLOCK_DAYS))
+}
+
+/// The end of block `index`.
+pub fn block_end(index: i64) -> DateTime<Utc> {
+    block_range(index).1
+}
+
+/// The calls for the missing blocks `indices` (ascending): contiguous runs of at most two
+/// blocks, each one day-view call of at most 60 days.
+pub fn plan_blocks(indices: &[i64]) -> Vec<Vec<i64>> {
+    crate::planner::contiguous_runs(indices, (MAX_DAY_RANGE_DAYS / BLOCK_DAYS) as usize)
 }
 
 /// The UTC buckets of `granularity` that cover `window`.
@@ -263,6 +305,33 @@ impl HelpScout {
         let pages =
             futures::future::try_join_all(calls.iter().map(|call| self.volume(call))).await?;
         Ok(pages.into_iter().flatten().collect())
+    }
+
+    /// The day-view rows of the contiguous blocks `group` (one call), cut back into one row
+    /// list per block.
+    pub async fn volume_blocks(
+        &self,
+        filter: &VolumeFilter,
+        group: &[i64],
+    ) -> Result<Vec<Vec<VolumeRow>>, UpstreamError> {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            return Ok(Vec::new());
+        };
+        let request = VolumeRequest {
+            start: block_range(*first).0,
+            end: block_range(*last).1,
+            view_by: ViewBy::Day,
+            filter: filter.clone(),
+        };
+        let rows = self.volume(&request).await?;
+        let mut blocks: Vec<Vec<VolumeRow>> = group.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            let index = block_index(row.start);
+            if let Some(position) = group.iter().position(|block| *block == index) {
+                blocks[position].push(row);
+            }
+        }
+        Ok(blocks)
     }
 
     /// One report call. With client credentials, a 401 refreshes the token once and retries.
@@ -444,6 +513,39 @@ mod tests {
             assert_eq!(call.view_by, ViewBy::Week);
             assert!(days(call) <= MAX_WEEK_RANGE_DAYS);
             assert_eq!(days(call) % 7, 0);
+        }
+    }
+
+    #[test]
+    fn a_day_window_is_served_by_the_thirty_day_blocks_that_cover_its_utc_days() {
+        let w = window((2025, 3, 1), (2025, 3, 15), Granularity::Day, "UTC");
+        let blocks = blocks_for(&w).expect("the day view");
+        assert!(block_range(blocks[0]).0 <= w.from());
+        assert!(block_range(*blocks.last().expect("a block")).1 >= w.to());
+        for pair in blocks.windows(2) {
+            assert_eq!(pair[1], pair[0] + 1, "contiguous");
+        }
+        // Sliding by a day stays on the same grid.
+        let slid = window((2025, 3, 2), (2025, 3, 16), Granularity::Day, "UTC");
+        let slid_blocks = blocks_for(&slid).expect("the day view");
+        assert!(slid_blocks
+            .iter()
+            .all(|b| blocks.contains(b) || *b == blocks[blocks.len() - 1] + 1));
+        // A long month window keeps the month view (one call), so it is not in blocks.
+        let long = window((2024, 1, 1), (2025, 7, 1), Granularity::Month, "UTC");
+        assert_eq!(blocks_for(&long), None);
+    }
+
+    #[test]
+    fn missing_blocks_are_merged_two_at_a_time_within_the_day_views_sixty_days() {
+        assert_eq!(
+            plan_blocks(&[1, 2, 3, 5, 7, 8]),
+            vec![vec![1, 2], vec![3], vec![5], vec![7, 8]]
+        );
+        for group in plan_blocks(&[10, 11, 12, 13]) {
+            let days = (block_range(*group.last().expect("a block")).1 - block_range(group[0]).0)
+                .num_days();
+            assert!(days <= MAX_DAY_RANGE_DAYS, "{days} days");
         }
     }
 

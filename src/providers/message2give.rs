@@ -43,7 +43,7 @@ const MFA_HEADER: &str = "x-mfa";
 const MAP_ENTRY_OVERHEAD: usize = 32;
 
 /// The two chat types of the chat statistics endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum ChatType {
     /// Web chat.
     Web,
@@ -70,7 +70,7 @@ impl ChatType {
 /// only builds valid keys; a hand-made key with a month outside 1..=12 (or a year chrono cannot
 /// represent) is not refused here but sent as a `month` the upstream rejects (HTTP 400), so an
 /// invalid key is an `UPSTREAM_REJECTED` error, never a panic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct MonthKey {
     /// Local calendar year.
     pub year: i32,
@@ -125,7 +125,7 @@ impl MonthKey {
 }
 
 /// One chat statistics call: a chat type and a month.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ChatKey {
     /// Web or SMS chat.
     pub chat: ChatType,

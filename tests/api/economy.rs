@@ -32,9 +32,10 @@ async fn series_that_share_an_upstream_request_cost_one_call_and_nothing_warm() 
     let app = spawn_app().await;
     let cold = traced(&app, OVERVIEW).await;
     assert_only_codes(&cold, &["OUT_OF_RETENTION"]);
-    // Help Scout: one report serves chat, email and dialogs.created; ConnectyCube: dialogs +
-    // messages; message2give: web + sms sessions for dialogs, SMS usage for messages;
-    // Chat-Tonic: one dashboard; Xenioo: nothing (the window is older than its 30 days).
+    // Help Scout: one report (two 30-day blocks: 02-11..03-13 and 03-13..04-12) serves chat,
+    // email and dialogs.created; ConnectyCube: dialogs + messages (one 100-day block each);
+    // message2give: web + sms sessions for dialogs, SMS usage for messages; Chat-Tonic: one
+    // dashboard (the March block); Xenioo: nothing (the window is older than its 30 days).
     let calls = app.calls().await;
     let count = |provider: &str| calls.iter().filter(|c| c.provider == provider).count();
     assert_eq!(
@@ -57,7 +58,8 @@ async fn series_that_share_an_upstream_request_cost_one_call_and_nothing_warm() 
         "warm costs no upstream call"
     );
     assert_eq!(warm["extensions"]["upstream"]["upstreamCalls"], json!(0));
-    assert_eq!(warm["extensions"]["upstream"]["cacheHits"], json!(7));
+    // One hit per block read: the Help Scout call was two blocks.
+    assert_eq!(warm["extensions"]["upstream"]["cacheHits"], json!(8));
 }
 
 #[tokio::test]
@@ -228,7 +230,9 @@ async fn a_series_that_asks_only_for_its_total_uses_connectycubes_total_call() {
         Some(from.timestamp().to_string().as_str())
     );
 
-    // A combined series asking only for its total adds the total call to the others' buckets.
+    // A combined series asking only for its total over whole UTC days within one or two
+    // 100-day blocks reads the per-day blocks instead (one call either way, and the block
+    // serves every later window inside it), and adds them to the others' buckets.
     let body = app
         .query(r#"{ workspace(id: "acme") { dialogs { created(window: {from: "2025-04-01T00:00:00Z", to: "2025-04-04T00:00:00Z", timeZone: "UTC"}) { total sources } } } }"#)
         .await;
@@ -265,13 +269,14 @@ async fn a_series_that_asks_only_for_its_total_uses_connectycubes_total_call() {
         body["data"]["workspace"]["dialogs"]["created"]["total"].as_f64(),
         Some(expected as f64)
     );
-    let created_total = app
+    let dialog_calls: Vec<String> = app
         .calls_to("connectycube")
         .await
         .iter()
-        .filter(|c| c.path == "/admin/stats/dialogs/created-total")
-        .count();
-    assert_eq!(created_total, 1);
+        .filter(|c| c.path.starts_with("/admin/stats/dialogs/"))
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(dialog_calls, ["/admin/stats/dialogs/created-per-day"]);
 }
 
 #[tokio::test]
@@ -317,11 +322,13 @@ async fn a_series_and_its_previous_window_share_one_report_and_are_fetched_at_on
         series["change"].as_f64(),
         Some((week as f64 - before as f64) / before as f64)
     );
-    // One report over both weeks.
+    // One report over both weeks: the two 30-day blocks that cover them (02-11..04-12), one
+    // legal day-view call.
     let calls = app.calls_to("help_scout").await;
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0].param("start"), Some("2025-03-03T00:00:00Z"));
-    assert_eq!(calls[0].param("end"), Some("2025-03-17T00:00:00Z"));
+    assert_eq!(calls[0].param("start"), Some("2025-02-11T00:00:00Z"));
+    assert_eq!(calls[0].param("end"), Some("2025-04-12T00:00:00Z"));
+    assert_eq!(calls[0].param("viewBy"), Some("day"));
 
     // ConnectyCube likewise: one page for the series and its previous window.
     let body = app
@@ -337,13 +344,14 @@ async fn a_series_and_its_previous_window_share_one_report_and_are_fetched_at_on
 #[tokio::test]
 async fn a_series_and_its_previous_window_from_per_window_calls_are_fetched_concurrently() {
     let app = spawn_app().await;
-    // Chat-Tonic needs one dashboard call per window; both must be in flight together: the
-    // trace's start times and latencies show whether they overlapped.
+    // Chat-Tonic's NPS needs one dashboard call per window (only a call over exactly that
+    // range gives its exact total); both must be in flight together: the trace's start times
+    // and latencies show whether they overlapped.
     app.fault(json!({"provider": "chat_tonic", "latency_ms": 400}))
         .await;
     let body = traced(
         &app,
-        r#"{ workspace(id: "acme") { messages { received(window: {from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z", timeZone: "UTC"}, provider: CHAT_TONIC) { change } } } }"#,
+        r#"{ workspace(id: "acme") { satisfaction { nps(window: {from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z", timeZone: "UTC"}) { change } } } }"#,
     )
     .await;
     assert_no_errors(&body);
@@ -363,4 +371,154 @@ async fn a_series_and_its_previous_window_from_per_window_calls_are_fetched_conc
         a.0 < b.1 && b.0 < a.1,
         "the two calls overlap in time: {calls:?}"
     );
+}
+
+/// Issue 11: a 14-day history window slid by one day reads the Help Scout and ConnectyCube
+/// blocks the first window fetched (30-day and 100-day blocks on fixed grids), so it costs no
+/// call to either, and answers the sandbox's truth for the new window.
+#[tokio::test]
+async fn a_fourteen_day_history_window_slid_by_one_day_costs_no_help_scout_or_connectycube_call() {
+    use crate::helpers::utc;
+    use chatstats::sandbox::connectycube::{dialogs_created, messages_sent};
+    use chatstats::sandbox::help_scout::conversations;
+    let app = spawn_app().await;
+    let query = |from: &str, to: &str| {
+        let window = format!(r#"window: {{from: "{from}", to: "{to}", timeZone: "UTC"}}"#);
+        format!(
+            r#"{{ workspace(id: "acme") {{
+                chat: channel(id: "help_scout:chat") {{ conversations({window}) {{ total points {{ value }} }} }}
+                dialogs {{ created({window}, provider: CONNECTYCUBE) {{ total points {{ value }} }} }}
+                messages {{ sent({window}, provider: CONNECTYCUBE) {{ total }} }} }} }}"#
+        )
+    };
+    let first = app
+        .query(&query("2025-03-01T00:00:00Z", "2025-03-15T00:00:00Z"))
+        .await;
+    assert_no_errors(&first);
+    let before = app.calls().await;
+    assert!(
+        before.iter().any(|c| c.provider == "help_scout")
+            && before.iter().any(|c| c.provider == "connectycube"),
+        "the first window fetched from both: {before:?}"
+    );
+    let slid = app
+        .query(&query("2025-03-02T00:00:00Z", "2025-03-16T00:00:00Z"))
+        .await;
+    assert_no_errors(&slid);
+    let after = app.calls().await;
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "the slid window made calls: {:?}",
+        &after[before.len()..]
+    );
+    let (from, to) = (utc(2025, 3, 2), utc(2025, 3, 16));
+    let workspace = &slid["data"]["workspace"];
+    assert_eq!(
+        workspace["chat"]["conversations"]["total"].as_f64(),
+        Some(conversations("acme", "chat", &[], &[], &[], from, to) as f64)
+    );
+    let days = workspace["dialogs"]["created"]["points"]
+        .as_array()
+        .expect("points");
+    assert_eq!(days.len(), 14);
+    for (i, day) in days.iter().enumerate() {
+        let start = from + chrono::Duration::days(i as i64);
+        assert_eq!(
+            day["value"].as_f64(),
+            Some(dialogs_created("acme", &[], start, start + chrono::Duration::days(1)) as f64),
+            "day {i}"
+        );
+    }
+    assert_eq!(
+        workspace["messages"]["sent"]["total"].as_f64(),
+        Some(messages_sent("acme", from, to) as f64)
+    );
+}
+
+/// Issue 11: cache keys and single flight are per upstream account, not per workspace: a
+/// thousand workspaces configured on acme's ConnectyCube account (a generated config) cost the
+/// calls of one, and each answers acme's figure.
+#[tokio::test]
+async fn a_thousand_workspaces_on_one_account_cost_the_calls_of_one() {
+    use chatstats::sandbox::connectycube::messages_sent;
+    const WORKSPACES: usize = 1000;
+    let app = spawn_app_with(|config| {
+        let acme = config.workspaces[0].clone();
+        config.workspaces = (0..WORKSPACES)
+            .map(|i| {
+                let mut workspace = acme.clone();
+                workspace.id = format!("acme-{i}");
+                workspace.name = format!("Acme branch {i}");
+                workspace
+            })
+            .collect();
+        config.limits.max_cost = u64::MAX / 2;
+    })
+    .await;
+    let body = app
+        .query(r#"{ workspaces { id messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z", timeZone: "UTC"}, provider: CONNECTYCUBE) { total } } } }"#)
+        .await;
+    assert_no_errors(&body);
+    let workspaces = body["data"]["workspaces"].as_array().expect("workspaces");
+    assert_eq!(workspaces.len(), WORKSPACES);
+    let expected = messages_sent(
+        "acme",
+        crate::helpers::utc(2025, 3, 1),
+        crate::helpers::utc(2025, 3, 8),
+    ) as f64;
+    for workspace in workspaces {
+        assert_eq!(
+            workspace["messages"]["sent"]["total"].as_f64(),
+            Some(expected),
+            "{}",
+            workspace["id"]
+        );
+    }
+    let calls = app.calls_to("connectycube").await;
+    assert_eq!(calls.len(), 1, "one account, one call: {calls:?}");
+}
+
+/// Issue 11: the per-request batch loader (async-graphql's DataLoader) receives the blocks all
+/// fields ask for in one tick: two fields whose windows lie in adjacent 30-day Help Scout
+/// blocks (02-11..03-13 and 03-13..04-12) are served by one merged call, not one each.
+#[tokio::test]
+async fn fields_that_ask_for_adjacent_blocks_in_one_query_are_fetched_in_one_call() {
+    use crate::helpers::utc;
+    use chatstats::sandbox::help_scout::conversations;
+    let app = spawn_app().await;
+    let body = app
+        .query(r#"{ workspace(id: "acme") {
+            chat: channel(id: "help_scout:chat") { conversations(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z", timeZone: "UTC"}) { total } }
+            email: channel(id: "help_scout:email") { conversations(window: {from: "2025-03-20T00:00:00Z", to: "2025-03-27T00:00:00Z", timeZone: "UTC"}) { total } } } }"#)
+        .await;
+    assert_no_errors(&body);
+    assert_eq!(
+        body["data"]["workspace"]["chat"]["conversations"]["total"].as_f64(),
+        Some(conversations(
+            "acme",
+            "chat",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 1),
+            utc(2025, 3, 8)
+        ) as f64)
+    );
+    assert_eq!(
+        body["data"]["workspace"]["email"]["conversations"]["total"].as_f64(),
+        Some(conversations(
+            "acme",
+            "email",
+            &[],
+            &[],
+            &[],
+            utc(2025, 3, 20),
+            utc(2025, 3, 27)
+        ) as f64)
+    );
+    let calls = app.calls_to("help_scout").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].param("start"), Some("2025-02-11T00:00:00Z"));
+    assert_eq!(calls[0].param("end"), Some("2025-04-12T00:00:00Z"));
 }

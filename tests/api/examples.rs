@@ -4,12 +4,14 @@
 
 mod example_file;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
 
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_no_errors, assert_only_codes, spawn_app, TestApp};
-use example_file::{today, ExampleFile, PROVIDERS};
+use example_file::{today, ExampleFile, Step, PROVIDERS};
 
 /// POST an example with `x-chatstats-trace: 1`; returns the JSON body.
 async fn run(app: &TestApp, example: &ExampleFile, variables: &Value) -> Value {
@@ -96,6 +98,132 @@ async fn the_channel_drilldown_example_costs_its_documented_calls_cold_and_none_
 #[tokio::test]
 async fn the_bot_report_example_costs_its_documented_calls_cold_and_none_warm() {
     costs_its_documented_calls_cold_and_none_warm("bot_report").await;
+}
+
+/// The fewest upstream calls the explorer session's steps allow when run one request after
+/// another on one server (the arithmetic in the file's header): each step fetches only the
+/// blocks no earlier step fetched, with the fewest legal calls for them. Read from the
+/// providers' own grids, so it follows the calendar the test runs on.
+fn session_minimum(
+    steps: &[Step],
+    today: DateTime<Utc>,
+    workspace_zone: &str,
+) -> BTreeMap<String, u64> {
+    use chatstats::providers::{chat_tonic, connectycube, help_scout, message2give};
+    use chatstats::series::{Granularity, Window, Zone};
+    let mut help_scout_blocks = HashSet::new();
+    let mut connectycube_blocks = HashSet::new();
+    let mut chat_tonic_blocks = HashSet::new();
+    let mut message2give_months = HashSet::new();
+    let mut counts: BTreeMap<String, u64> = PROVIDERS.iter().map(|p| (p.to_string(), 0)).collect();
+    let mut add = |provider: &str, calls: usize| {
+        *counts.entry(provider.to_string()).or_default() += calls as u64;
+    };
+    let mut xenioo = false;
+    for step in steps {
+        let zone = Zone::parse(step.zone.as_deref().unwrap_or(workspace_zone)).expect("a zone");
+        let window = Window::new(
+            today + chrono::Duration::days(step.from),
+            today + chrono::Duration::days(step.to),
+            Granularity::Day,
+            zone,
+        )
+        .expect("a valid window");
+        let missing = |needed: Vec<i64>, seen: &mut HashSet<i64>| -> Vec<i64> {
+            needed.into_iter().filter(|b| seen.insert(*b)).collect()
+        };
+        let hs = missing(
+            help_scout::blocks_for(&window).expect("day windows use the day view"),
+            &mut help_scout_blocks,
+        );
+        add("help_scout", help_scout::plan_blocks(&hs).len());
+        // Two endpoints (dialogs created, messages sent) on the same grid.
+        let cc = missing(connectycube::blocks_for(&window), &mut connectycube_blocks);
+        add("connectycube", 2 * connectycube::plan_blocks(&cc).len());
+        let group = chat_tonic::plan_dashboard(&window).group;
+        let ct: Vec<i64> = chat_tonic::blocks_for(&window)
+            .into_iter()
+            .filter(|b| chat_tonic_blocks.insert((group, *b)))
+            .collect();
+        add("chat_tonic", chat_tonic::plan_blocks(&ct, group).len());
+        // Three month calls: stats/chat web and sms, usage/sms/console.
+        let months = message2give::plan(&window)
+            .into_iter()
+            .filter(|m| message2give_months.insert(*m))
+            .count();
+        add("message2give", 3 * months);
+        xenioo |= window.to() > Utc::now() - chrono::Duration::days(30);
+    }
+    add("xenioo", usize::from(xenioo));
+    counts
+}
+
+/// The explorer session (`schema/examples/explorer_session.graphql`): its 20 steps replayed on
+/// one server cost exactly the minimum of the header's arithmetic per provider, and every step
+/// answers exactly what a fresh server (empty cache) answers for that window alone.
+#[tokio::test]
+async fn the_explorer_session_costs_its_documented_minimum_and_answers_as_fresh_servers_do() {
+    let example = ExampleFile::load("explorer_session").expect("the session file parses");
+    let steps = example.steps().expect("the steps parse");
+    assert_eq!(steps.len(), 20, "a 20-window session");
+    let allowed: Vec<&str> = example.errors.iter().map(String::as_str).collect();
+    let day = today();
+    let app = spawn_app().await;
+    let zone = app.query(r#"{ workspace(id: "acme") { timeZone } }"#).await["data"]["workspace"]
+        ["timeZone"]
+        .as_str()
+        .expect("the workspace's zone")
+        .to_string();
+    let mut answers = Vec::new();
+    for step in &steps {
+        let body = run(&app, &example, &step.variables_at(day)).await;
+        assert_only_codes(&body, &allowed);
+        assert!(body["data"]["workspace"].is_object(), "{step:?}: {body}");
+        answers.push(body);
+    }
+    let counts = calls_per_provider(&app).await;
+    let minimum = session_minimum(&steps, day, &zone);
+    eprintln!("explorer session calls per provider: {counts:?}, minimum {minimum:?}");
+    assert_eq!(counts, minimum, "calls per provider of the whole session");
+    assert_eq!(
+        counts["xenioo"], 1,
+        "one Xenioo snapshot serves the session"
+    );
+    for (step, answer) in steps.iter().zip(&answers) {
+        let fresh_app = spawn_app().await;
+        let fresh = run(&fresh_app, &example, &step.variables_at(day)).await;
+        assert_eq!(
+            answer["data"], fresh["data"],
+            "{step:?}: the session's answer differs from a fresh server's"
+        );
+    }
+}
+
+/// The session's minimum over a whole year of days it could run on (the grids and months fall
+/// differently each day): the header's range.
+#[test]
+fn the_explorer_sessions_minimum_stays_within_the_documented_range_on_every_day_of_a_year() {
+    let example = ExampleFile::load("explorer_session").expect("the session file parses");
+    let steps = example.steps().expect("the steps parse");
+    let (low, high) = example
+        .document
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("# session-range:"))
+        .and_then(|range| range.trim().split_once(".."))
+        .and_then(|(low, high)| Some((low.parse::<u64>().ok()?, high.parse::<u64>().ok()?)))
+        .expect("a `# session-range: LOW..HIGH` line");
+    let mut totals = Vec::new();
+    for offset in 0..366 {
+        let day = today() + chrono::Duration::days(offset);
+        let minimum = session_minimum(&steps, day, "Australia/Sydney");
+        totals.push(minimum.values().sum::<u64>());
+    }
+    let (min, max) = (
+        totals.iter().copied().min().expect("366 days"),
+        totals.iter().copied().max().expect("366 days"),
+    );
+    eprintln!("explorer session minimum over a year: {min}..={max}");
+    assert_eq!((min, max), (low, high), "the header's `session-range`");
 }
 
 #[test]

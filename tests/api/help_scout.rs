@@ -65,8 +65,9 @@ async fn fourteen_days_by_day_match_the_sandbox_in_one_call() {
     let calls = app.calls_to("help_scout").await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].param("viewBy"), Some("day"));
-    assert_eq!(calls[0].param("start"), Some("2025-03-03T00:00:00Z"));
-    assert_eq!(calls[0].param("end"), Some("2025-03-17T00:00:00Z"));
+    // The two 30-day blocks of the cache grid that cover the window, in one legal call.
+    assert_eq!(calls[0].param("start"), Some("2025-02-11T00:00:00Z"));
+    assert_eq!(calls[0].param("end"), Some("2025-04-12T00:00:00Z"));
 }
 
 #[tokio::test]
@@ -220,7 +221,8 @@ async fn filters_reach_help_scout_and_narrow_the_counts() {
 #[tokio::test]
 async fn client_credentials_fetch_one_token_and_reuse_it() {
     let app = spawn_app().await;
-    for day in [1, 10] {
+    // Two windows in different 30-day blocks of the cache grid (04-12..05-12, 05-12..06-11).
+    for day in [1, 20] {
         let (from, to) = (utc(2025, 5, day), utc(2025, 5, day + 2));
         let query = format!(
             r#"{{ workspace(id: "globex") {{ channel(id: "help_scout:phone") {{

@@ -12,6 +12,11 @@
 //! - `# errors: OUT_OF_RETENTION ...` (optional): error codes the answer may carry;
 //! - `# variables: from=-7d to=0d` (optional): `DateTime` variables as whole days relative to
 //!   UTC midnight today, for operations whose window must follow the clock.
+//!
+//! A *session* file has `# step: from=-45d to=-38d zone=UTC` lines instead (one request per
+//! step, `zone=workspace` for the workspace's zone): its cost follows the calendar, so it has
+//! no `calls`/`minimum` lines; its test computes the minimum from the providers' grids and
+//! checks the `# session-range: LOW..HIGH` line. [`ExampleFile::all`] leaves sessions out.
 
 // Each of the two crates that include this file uses a different subset of it.
 #![allow(dead_code)]
@@ -62,7 +67,8 @@ impl ExampleFile {
         Self::parse(name, &text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Every example file, sorted by name.
+    /// Every single-run example file (not the sessions, whose `# step:` lines replay one
+    /// operation over several windows), sorted by name.
     pub fn all() -> Result<Vec<ExampleFile>, String> {
         let dir = Self::dir();
         let entries =
@@ -79,7 +85,21 @@ impl ExampleFile {
             }
         }
         names.sort();
-        names.iter().map(|name| Self::load(name)).collect()
+        let examples: Vec<ExampleFile> = names
+            .iter()
+            .map(|name| Self::load(name))
+            .collect::<Result<_, _>>()?;
+        Ok(examples
+            .into_iter()
+            .filter(|example| !example.is_session())
+            .collect())
+    }
+
+    /// True for a session file (it has `# step:` lines).
+    pub fn is_session(&self) -> bool {
+        self.document
+            .lines()
+            .any(|line| line.trim().starts_with("# step:"))
     }
 
     /// Parses a file's text; `name` only labels it.
@@ -103,8 +123,16 @@ impl ExampleFile {
                 _ => {}
             }
         }
-        let calls = calls.ok_or("no `# calls: provider=N ...` header line")?;
-        let minimum = minimum.ok_or("no `# minimum: provider=N ...` header line")?;
+        // A session (`# step:` lines) documents its cost as arithmetic over its steps, which
+        // follows the calendar; it has no fixed one-run counts.
+        let session = text.lines().any(|line| line.trim().starts_with("# step:"));
+        let none = || parse_counts("calls", "");
+        let (calls, minimum) = match (calls, minimum) {
+            (Some(calls), Some(minimum)) => (calls, minimum),
+            (None, None) if session => (none()?, none()?),
+            (None, _) => return Err("no `# calls: provider=N ...` header line".into()),
+            (_, None) => return Err("no `# minimum: provider=N ...` header line".into()),
+        };
         Ok(ExampleFile {
             name: name.to_string(),
             document: text.to_string(),
@@ -137,6 +165,67 @@ impl ExampleFile {
     /// The sum of `minimum` over providers.
     pub fn total_minimum(&self) -> u64 {
         self.minimum.values().sum()
+    }
+}
+
+/// One step of a session file (`# step: from=-45d to=-38d zone=UTC`): the window's ends in days
+/// from UTC midnight today, and its zone (`None`: the workspace's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub from: i64,
+    pub to: i64,
+    pub zone: Option<String>,
+}
+
+impl ExampleFile {
+    /// The `# step:` lines, in order.
+    pub fn steps(&self) -> Result<Vec<Step>, String> {
+        self.document
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('#'))
+            .filter_map(|comment| comment.trim().split_once(':'))
+            .filter(|(k, _)| k.trim() == "step")
+            .map(|(_, value)| {
+                let mut step = Step {
+                    from: 0,
+                    to: 0,
+                    zone: None,
+                };
+                for pair in value.split_whitespace() {
+                    match pair.split_once('=') {
+                        Some(("zone", "workspace")) => step.zone = None,
+                        Some(("zone", zone)) => step.zone = Some(zone.to_string()),
+                        Some((name @ ("from" | "to"), days)) => {
+                            let days: i64 = days
+                                .strip_suffix('d')
+                                .and_then(|d| d.parse().ok())
+                                .ok_or_else(|| format!("`step`: `{pair}` is not `{name}=Nd`"))?;
+                            if name == "from" {
+                                step.from = days;
+                            } else {
+                                step.to = days;
+                            }
+                        }
+                        _ => return Err(format!("`step`: unknown `{pair}`")),
+                    }
+                }
+                Ok(step)
+            })
+            .collect()
+    }
+}
+
+impl Step {
+    /// The step's variables (`from`, `to`, `zone`) on the day `today` (UTC midnight).
+    pub fn variables_at(&self, today: DateTime<Utc>) -> Value {
+        let at = |days: i64| {
+            (today + Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        serde_json::json!({
+            "from": at(self.from),
+            "to": at(self.to),
+            "zone": self.zone,
+        })
     }
 }
 
