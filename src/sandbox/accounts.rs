@@ -365,7 +365,9 @@ fn build_generated(number: usize) -> &'static Account {
         message2give: Message2giveAccount {
             org: leak(format!("org-{id}")),
             token: leak(format!("m2g-{id}-token")),
-            mfa: (number % 2 == 0).then(|| leak(format!("m2g-{id}-mfa"))),
+            mfa: number
+                .is_multiple_of(2)
+                .then(|| leak(format!("m2g-{id}-mfa"))),
             users,
             ccts: leak_all(vec![Cct {
                 id: leak(format!("cct-{id}-all")),
@@ -487,7 +489,7 @@ mod tests {
             assert_eq!(find(account.id).map(|a| a.id), Some(account.id));
             let m2g = by_message2give_token(account.message2give.token).map(|a| a.id);
             assert_eq!(m2g, Some(account.id));
-            assert_eq!(account.message2give.mfa.is_some(), number % 2 == 0);
+            assert_eq!(account.message2give.mfa.is_some(), number.is_multiple_of(2));
             let cc = by_connectycube_key(account.connectycube.admin_api_key).map(|a| a.id);
             assert_eq!(cc, Some(account.id));
             let ct = account
