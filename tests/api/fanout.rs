@@ -172,3 +172,82 @@ async fn a_fan_out_over_a_thousand_accounts_keeps_each_provider_within_its_cap_a
         "one Chat-Tonic tenant per account"
     );
 }
+
+/// `chatstats sandbox --accounts 3 --write-config FILE`, the real binary: the file is written
+/// before the address is printed, and a server can use it as it is.
+#[tokio::test]
+async fn the_sandbox_command_writes_a_config_for_its_generated_accounts_before_it_listens() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let path =
+        std::env::temp_dir().join(format!("chatstats-fanout-cli-{}.toml", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatstats"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--accounts", "3"])
+        .arg("--write-config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the chatstats binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = send.send(line);
+        }
+    });
+    let line = lines
+        .recv_timeout(StdDuration::from_secs(60))
+        .expect("the sandbox prints its address");
+    let base = line
+        .strip_prefix("sandbox listening on ")
+        .expect("the address line")
+        .to_string();
+    let written = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    let config = Config::from_toml_str(&written.expect("the config was written"), &|_| None)
+        .expect("the written config is valid");
+    let ids: Vec<&str> = config.workspaces.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["gen-00001", "gen-00002", "gen-00003"]);
+    let cc = config.workspaces[2]
+        .connectycube
+        .as_ref()
+        .expect("connectycube");
+    assert_eq!(cc.base_url.as_str(), format!("{base}/connectycube"));
+    // The sandbox serves the third account it wrote, and answers with that account's data.
+    let (from, to) = window();
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "{base}/connectycube/admin/stats/messages/sent-total?start_date={}&end_date={}",
+            from.timestamp(),
+            to.timestamp()
+        ))
+        .header("CB-Administration-API-Key", cc.admin_api_key.expose())
+        .send()
+        .await
+        .expect("the sandbox answers");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.expect("JSON");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(body, json!({"total": messages_sent("gen-00003", from, to)}));
+}
+
+#[test]
+fn the_sandbox_command_refuses_more_generated_accounts_than_it_can_serve() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatstats"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--accounts", "10001"])
+        .output()
+        .expect("the chatstats binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--accounts") && stderr.contains("0..=10000"),
+        "{stderr}"
+    );
+}
