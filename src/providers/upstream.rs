@@ -278,11 +278,17 @@ impl Upstream {
             // The place under the provider's cap is held for one attempt (send and body),
             // never across the backoff below, so a retrying call does not hold others back.
             let place = match &policy.concurrency {
-                Some(cap) => Some(
-                    cap.acquire()
+                Some(cap) => {
+                    let queued = Instant::now();
+                    let place = cap
+                        .acquire()
                         .await
-                        .expect("a cap's semaphore is never closed"),
-                ),
+                        .expect("a cap's semaphore is never closed");
+                    policy
+                        .metrics
+                        .upstream_queue_wait(self.provider, queued.elapsed());
+                    Some(place)
+                }
                 None => None,
             };
             let started = Instant::now();
@@ -602,8 +608,16 @@ mod tests {
     }
 
     /// An account's upstream under `cap`, retrying once after a backoff of `backoff_base`
-    /// (half of it jitter).
+    /// (half of it jitter), reporting to its own metrics.
     fn account(cap: &Arc<Semaphore>, backoff_base: Duration) -> Upstream {
+        account_with_metrics(cap, backoff_base, Arc::new(Metrics::new()))
+    }
+
+    fn account_with_metrics(
+        cap: &Arc<Semaphore>,
+        backoff_base: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Upstream {
         let upstream = Upstream::new(Provider::ConnectyCube, reqwest::Client::new());
         upstream.install(Resilience {
             workspace: "w".into(),
@@ -616,7 +630,7 @@ mod tests {
             timeout: Some(Duration::from_secs(10)),
             budget: RetryBudget::new(100, Arc::new(SystemClock)),
             breaker: None,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             concurrency: Some(cap.clone()),
         });
         upstream
@@ -626,8 +640,9 @@ mod tests {
     async fn accounts_of_one_provider_share_its_cap_on_calls_in_flight() {
         let (base, counters) = serve(Duration::from_millis(30)).await;
         let cap = Arc::new(Semaphore::new(3));
+        let metrics = Arc::new(Metrics::new());
         let accounts: Vec<Upstream> = (0..4)
-            .map(|_| account(&cap, Duration::from_millis(1)))
+            .map(|_| account_with_metrics(&cap, Duration::from_millis(1), metrics.clone()))
             .collect();
         let calls = (0..40).map(|i| {
             let upstream = &accounts[i % accounts.len()];
@@ -638,6 +653,12 @@ mod tests {
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
         let most = counters.most.load(Ordering::SeqCst);
         assert!(most <= 3, "{most} calls were in flight under a cap of 3");
+        let exposition = metrics.render(Default::default());
+        assert!(
+            exposition
+                .contains("chatstats_upstream_queue_seconds_count{provider=\"connectycube\"} 40"),
+            "every call's wait for its place is observed"
+        );
         assert!(
             most >= 2,
             "the calls never overlapped under the cap: at most {most} at once"

@@ -23,7 +23,7 @@ use chatstats::sandbox::{self, SandboxOptions};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_no_errors, rfc3339, TestApp};
+use crate::helpers::{assert_no_errors, rfc3339, sample, TestApp};
 
 const ACCOUNTS: usize = 1_000;
 /// `[limits] upstream_concurrency` in this test.
@@ -140,6 +140,7 @@ async fn a_fan_out_over_a_thousand_accounts_keeps_each_provider_within_its_cap_a
 
     let calls = app.sandbox.state().calls();
     assert!(calls.iter().all(|c| c.status == 200), "every call answered");
+    let metrics = app.metrics().await;
     for (provider, cap) in [
         ("connectycube", CONNECTYCUBE_CAP),
         ("chat_tonic", CAP),
@@ -150,6 +151,16 @@ async fn a_fan_out_over_a_thousand_accounts_keeps_each_provider_within_its_cap_a
         assert!(
             made >= ACCOUNTS,
             "{provider}: {made} calls for {ACCOUNTS} accounts"
+        );
+        let queued = sample(
+            &metrics,
+            "chatstats_upstream_queue_seconds_count",
+            &format!("provider=\"{provider}\""),
+        );
+        assert_eq!(
+            queued,
+            Some(made as f64),
+            "{provider}: each call's wait is observed"
         );
         let most = most_in_flight(&calls, provider);
         assert!(
