@@ -24,7 +24,7 @@ use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};
 use crate::providers::message2give::Message2Give;
-use crate::providers::upstream::Resilience;
+use crate::providers::upstream::{ConcurrencyCaps, Resilience};
 use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
 use crate::rate_limit::RateLimiter;
@@ -71,12 +71,14 @@ impl App {
             .map_err(|e| StartError::Http(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let caps = ConcurrencyCaps::from_limits(&config.limits);
         let workspaces = config
             .workspaces
             .iter()
             .map(|w| {
                 let workspace = workspace(w, &http);
-                // Each account gets its own breaker and retry budget, labelled by workspace id.
+                // Each account gets its own breaker and retry budget, labelled by workspace id;
+                // all accounts of a provider share its cap on calls in flight.
                 for upstream in workspace.upstreams() {
                     upstream.install(Resilience::from_limits(
                         &config.limits,
@@ -84,6 +86,7 @@ impl App {
                         &workspace.id,
                         metrics.clone(),
                         clock.clone(),
+                        &caps,
                     ));
                 }
                 workspace

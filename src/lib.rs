@@ -35,7 +35,8 @@
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
 //!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
 //!   HTTP call, error mapping and health, and applies [`resilience`]: timeouts, retries with
-//!   backoff and a budget, the circuit breaker per provider account.
+//!   backoff and a budget, the circuit breaker per provider account; and the cap on calls in
+//!   flight towards each provider, shared by all its accounts.
 //! - [`series`]: the time-series engine, plain Rust with no I/O: zones, calendar buckets
 //!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
 //! - [`workspace`]: the runtime of each configured workspace (its zone and clients).

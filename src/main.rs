@@ -34,6 +34,20 @@ enum Command {
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+        /// Also serve N generated accounts (gen-00001, ...), each with its own credentials on
+        /// all five upstreams, besides acme and globex. At most 10000.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 0,
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+                .range(0..=sandbox::accounts::MAX_GENERATED as u64)
+        )]
+        accounts: usize,
+        /// Write a chatstats config for this sandbox to FILE before serving: one workspace per
+        /// generated account with `--accounts`, else acme and globex.
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
     },
     /// Print the schema (SDL).
     Schema {
@@ -55,9 +69,18 @@ async fn main() -> ExitCode {
             print!("{}", chatstats::graphql::sdl(federation));
             Ok(())
         }
-        Command::Sandbox { listen } => sandbox::run(listen, SandboxOptions::default())
-            .await
-            .map_err(|e| format!("sandbox: {e}")),
+        Command::Sandbox {
+            listen,
+            accounts,
+            write_config,
+        } => sandbox::run(
+            listen,
+            SandboxOptions::default(),
+            accounts,
+            write_config.as_deref(),
+        )
+        .await
+        .map_err(|e| format!("sandbox: {e}")),
         Command::Serve { config, listen } => serve(config, listen).await,
     };
     match result {

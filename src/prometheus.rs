@@ -231,6 +231,7 @@ pub struct Metrics {
     upstream_requests: Counters,
     upstream_seconds: Histograms,
     upstream_retries: Counters,
+    upstream_queue_seconds: Histograms,
     retry_budget_exhausted: Counters,
     circuit_rejections: Counters,
     cache_lookups: Counters,
@@ -296,6 +297,11 @@ impl Metrics {
                 "chatstats_upstream_retries_total",
                 "Retries of idempotent upstream requests, by provider and endpoint.",
                 &["provider", "endpoint"],
+            ),
+            upstream_queue_seconds: Histograms::new(
+                "chatstats_upstream_queue_seconds",
+                "Time an upstream request waited for a place under its provider's cap on calls in flight ([limits] upstream_concurrency), by provider.",
+                &["provider"],
             ),
             retry_budget_exhausted: Counters::new(
                 "chatstats_upstream_retry_budget_exhausted_total",
@@ -369,6 +375,12 @@ impl Metrics {
         self.upstream_retries.inc(&[provider.slug(), endpoint]);
     }
 
+    /// How long one request waited for a place under `provider`'s concurrency cap.
+    pub fn upstream_queue_wait(&self, provider: Provider, waited: Duration) {
+        self.upstream_queue_seconds
+            .observe(&[provider.slug()], waited);
+    }
+
     pub fn retry_budget_exhausted(&self, provider: Provider, workspace: &str) {
         self.retry_budget_exhausted
             .inc(&[provider.slug(), workspace]);
@@ -440,6 +452,7 @@ impl Metrics {
         self.upstream_requests.render(&mut out);
         self.upstream_seconds.render(&mut out);
         self.upstream_retries.render(&mut out);
+        self.upstream_queue_seconds.render(&mut out);
         self.retry_budget_exhausted.render(&mut out);
         self.circuit_rejections.render(&mut out);
         header(

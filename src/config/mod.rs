@@ -189,7 +189,37 @@ pub struct LimitsConfig {
     /// How long an open circuit stays open before one probe call may test the upstream,
     /// in milliseconds. Default: `30000`.
     pub circuit_cooldown_ms: u64,
+    /// Most HTTP calls in flight towards one provider at once, over every workspace and
+    /// account together (1 to 10000): a query that fans out over many accounts queues its
+    /// calls beyond this rather than opening that many connections to one upstream. A call
+    /// holds its place while it is sent and its body read, not while it waits to retry.
+    /// Default: `16`.
+    pub upstream_concurrency: usize,
+    /// Per-provider overrides of `upstream_concurrency`, e.g.
+    /// `upstream_concurrency_per_provider = { connectycube = 4 }`. Default: none.
+    pub upstream_concurrency_per_provider: ProviderConcurrency,
 }
+
+/// `[limits.upstream_concurrency_per_provider]`: the most calls in flight towards each
+/// provider; a provider left out uses `upstream_concurrency`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConcurrency {
+    /// message2give calls. Default: `upstream_concurrency`.
+    pub message2give: Option<usize>,
+    /// Chat-Tonic calls. Default: `upstream_concurrency`.
+    pub chat_tonic: Option<usize>,
+    /// Xenioo calls. Default: `upstream_concurrency`.
+    pub xenioo: Option<usize>,
+    /// ConnectyCube calls. Default: `upstream_concurrency`.
+    pub connectycube: Option<usize>,
+    /// Help Scout calls. Default: `upstream_concurrency`.
+    pub help_scout: Option<usize>,
+}
+
+/// The largest `upstream_concurrency` accepted: far above what one upstream should see from
+/// one gateway, and a bound that keeps a typo from meaning "unlimited".
+pub const MAX_UPSTREAM_CONCURRENCY: usize = 10_000;
 
 /// `[limits.upstream_timeouts_ms]`: a timeout per provider, in milliseconds; a provider
 /// left out uses `upstream_timeout_ms`.
@@ -227,6 +257,8 @@ impl Default for LimitsConfig {
             upstream_retry_budget_percent: 20,
             circuit_failure_threshold: 5,
             circuit_cooldown_ms: 30_000,
+            upstream_concurrency: 16,
+            upstream_concurrency_per_provider: ProviderConcurrency::default(),
         }
     }
 }
@@ -249,6 +281,21 @@ impl LimitsConfig {
             Provider::HelpScout => t.help_scout,
         };
         Duration::from_millis(ms.unwrap_or(self.upstream_timeout_ms))
+    }
+
+    /// The most calls in flight towards `provider`: its override, else
+    /// `upstream_concurrency`.
+    pub fn upstream_concurrency_of(&self, provider: crate::providers::Provider) -> usize {
+        use crate::providers::Provider;
+        let c = &self.upstream_concurrency_per_provider;
+        let cap = match provider {
+            Provider::Message2Give => c.message2give,
+            Provider::ChatTonic => c.chat_tonic,
+            Provider::Xenioo => c.xenioo,
+            Provider::ConnectyCube => c.connectycube,
+            Provider::HelpScout => c.help_scout,
+        };
+        cap.unwrap_or(self.upstream_concurrency)
     }
 }
 

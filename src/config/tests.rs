@@ -196,6 +196,8 @@ fn a_file_with_only_a_workspace_id_gets_every_default() {
             upstream_retry_budget_percent: 20,
             circuit_failure_threshold: 5,
             circuit_cooldown_ms: 30_000,
+            upstream_concurrency: 16,
+            upstream_concurrency_per_provider: ProviderConcurrency::default(),
         }
     );
     assert_eq!(config.limits.upstream_timeout(), Duration::from_secs(10));
@@ -824,6 +826,63 @@ fn resilience_keys_override_their_defaults_and_are_checked() {
             "upstream_timeouts_ms = { helpscout = 10 }",
             "config: limits.upstream_timeouts_ms.helpscout: unknown key; allowed: message2give, \
              chat_tonic, xenioo, connectycube, help_scout",
+        ),
+    ] {
+        let error = error_of(&with_workspace(&format!("[limits]\n{text}")));
+        assert!(error.starts_with(message), "{text}: {error}");
+    }
+}
+
+#[test]
+fn the_upstream_concurrency_cap_has_per_provider_overrides_and_is_checked() {
+    use crate::providers::Provider;
+    let config = parse(&with_workspace(
+        "[limits]\nupstream_concurrency = 32\n\
+         upstream_concurrency_per_provider = { connectycube = 4, help_scout = 2 }",
+    ))
+    .expect("valid");
+    assert_eq!(config.limits.upstream_concurrency, 32);
+    assert_eq!(
+        config
+            .limits
+            .upstream_concurrency_of(Provider::ConnectyCube),
+        4
+    );
+    assert_eq!(
+        config.limits.upstream_concurrency_of(Provider::HelpScout),
+        2
+    );
+    assert_eq!(config.limits.upstream_concurrency_of(Provider::Xenioo), 32);
+    let default = parse(ONE_WORKSPACE).expect("valid");
+    assert_eq!(
+        default.limits.upstream_concurrency_of(Provider::ChatTonic),
+        16
+    );
+    for (text, message) in [
+        (
+            "upstream_concurrency = 0",
+            "config: limits.upstream_concurrency: must be from 1 to 10000",
+        ),
+        (
+            "upstream_concurrency = 10001",
+            "config: limits.upstream_concurrency: must be from 1 to 10000",
+        ),
+        (
+            "upstream_concurrency_per_provider = { chat_tonic = 0 }",
+            "config: limits.upstream_concurrency_per_provider.chat_tonic: must be from 1 to 10000",
+        ),
+        (
+            "upstream_concurrency_per_provider = { xenioo = 20000 }",
+            "config: limits.upstream_concurrency_per_provider.xenioo: must be from 1 to 10000",
+        ),
+        (
+            "upstream_concurrency_per_provider = { connectycub = 4 }",
+            "config: limits.upstream_concurrency_per_provider.connectycub: unknown key; allowed: \
+             message2give, chat_tonic, xenioo, connectycube, help_scout",
+        ),
+        (
+            "upstream_concurrency = -1",
+            "config: limits.upstream_concurrency: ",
         ),
     ] {
         let error = error_of(&with_workspace(&format!("[limits]\n{text}")));

@@ -5,7 +5,7 @@
 
 use super::{
     CacheConfig, ClientConfig, Config, ConfigError, HelpScoutAuth, LimitsConfig, Secret,
-    ServerConfig, WorkspaceConfig,
+    ServerConfig, WorkspaceConfig, MAX_UPSTREAM_CONCURRENCY,
 };
 
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -117,6 +117,7 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
             "must be at least 1 (0 would refuse every request); omit the key for the default",
         ));
     }
+    upstream_concurrency(limits)?;
     if limits.upstream_max_retries > 10 {
         return Err(invalid(
             "limits.upstream_max_retries",
@@ -138,6 +139,44 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
             "limits.safelist",
             "must not be empty; give a file path, or omit the key for no safelist",
         ));
+    }
+    Ok(())
+}
+
+/// `upstream_concurrency` and each override: at least 1 (0 would let no call through) and
+/// at most [`MAX_UPSTREAM_CONCURRENCY`].
+fn upstream_concurrency(limits: &LimitsConfig) -> Result<(), ConfigError> {
+    let per = &limits.upstream_concurrency_per_provider;
+    let caps = [
+        ("upstream_concurrency", Some(limits.upstream_concurrency)),
+        (
+            "upstream_concurrency_per_provider.message2give",
+            per.message2give,
+        ),
+        (
+            "upstream_concurrency_per_provider.chat_tonic",
+            per.chat_tonic,
+        ),
+        ("upstream_concurrency_per_provider.xenioo", per.xenioo),
+        (
+            "upstream_concurrency_per_provider.connectycube",
+            per.connectycube,
+        ),
+        (
+            "upstream_concurrency_per_provider.help_scout",
+            per.help_scout,
+        ),
+    ];
+    for (key, cap) in caps {
+        if cap.is_some_and(|cap| cap == 0 || cap > MAX_UPSTREAM_CONCURRENCY) {
+            return Err(invalid(
+                format!("limits.{key}"),
+                format!(
+                    "must be from 1 to {MAX_UPSTREAM_CONCURRENCY} (0 would let no upstream call \
+                     through); omit the key for the default (16)"
+                ),
+            ));
+        }
     }
     Ok(())
 }

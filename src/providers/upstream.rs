@@ -1,17 +1,20 @@
 //! What every provider client shares: one GET/POST with a JSON answer, the mapping of transport
 //! failures and HTTP statuses onto [`UpstreamErrorKind`], a cap on body size, the health
-//! record behind `Workspace.sources`, and the resilience of every call (timeouts, retries with
-//! backoff and a budget, the circuit breaker: see [`crate::resilience`]) with its metrics.
+//! record behind `Workspace.sources`, the resilience of every call (timeouts, retries with
+//! backoff and a budget, the circuit breaker: see [`crate::resilience`]) with its metrics, and
+//! the cap on calls in flight towards each provider ([`ConcurrencyCaps`]).
 //!
 //! Error messages are built from status codes and our own words only: reqwest's own error text
 //! contains the request URL, and upstream bodies may echo credentials, so neither is ever shown.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
@@ -45,6 +48,42 @@ impl Health {
     }
 }
 
+/// The cap on upstream calls in flight towards each provider (`[limits] upstream_concurrency`
+/// and its per-provider overrides): one semaphore per provider, shared by the [`Upstream`] of
+/// every account on that provider, so a query that fans out over a thousand accounts keeps at
+/// most the cap in flight towards the provider and queues the rest (first come, first served).
+/// Built once per [`crate::app::App`].
+#[derive(Debug)]
+pub struct ConcurrencyCaps {
+    limits: LimitsConfig,
+    // A std mutex: held only while [`crate::app::App::build`] installs accounts.
+    by_provider: Mutex<HashMap<Provider, Arc<Semaphore>>>,
+}
+
+impl ConcurrencyCaps {
+    pub fn from_limits(limits: &LimitsConfig) -> Self {
+        Self {
+            limits: limits.clone(),
+            by_provider: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The semaphore of `provider`, the same one for every account.
+    pub fn of(&self, provider: Provider) -> Arc<Semaphore> {
+        let mut caps = self
+            .by_provider
+            .lock()
+            .expect("the caps lock is never poisoned");
+        caps.entry(provider)
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.limits.upstream_concurrency_of(provider),
+                ))
+            })
+            .clone()
+    }
+}
+
 /// How an account's calls are made resilient: installed once by [`crate::app::App::build`]
 /// (see [`Upstream::install`]); a client built elsewhere (unit tests) makes single attempts,
 /// with no breaker and throwaway metrics.
@@ -58,16 +97,20 @@ pub struct Resilience {
     pub budget: RetryBudget,
     pub breaker: Option<Arc<CircuitBreaker>>,
     pub metrics: Arc<Metrics>,
+    /// The provider's cap on calls in flight ([`ConcurrencyCaps`]); none: uncapped.
+    pub concurrency: Option<Arc<Semaphore>>,
 }
 
 impl Resilience {
-    /// The policy `[limits]` describes for `provider` of `workspace`, reporting to `metrics`.
+    /// The policy `[limits]` describes for `provider` of `workspace`, reporting to `metrics`,
+    /// its calls counted against the provider's cap in `caps`.
     pub fn from_limits(
         limits: &LimitsConfig,
         provider: Provider,
         workspace: &str,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
+        caps: &ConcurrencyCaps,
     ) -> Self {
         let gauge = metrics.register_circuit(provider, workspace);
         Self {
@@ -82,6 +125,7 @@ impl Resilience {
                 gauge,
             )),
             metrics,
+            concurrency: Some(caps.of(provider)),
         }
     }
 
@@ -93,6 +137,7 @@ impl Resilience {
             budget: RetryBudget::new(0, Arc::new(SystemClock)),
             breaker: None,
             metrics: Arc::new(Metrics::new()),
+            concurrency: None,
         }
     }
 }
@@ -230,8 +275,25 @@ impl Upstream {
                 Some(timeout) => request.timeout(timeout),
                 None => request,
             };
+            // The place under the provider's cap is held for one attempt (send and body),
+            // never across the backoff below, so a retrying call does not hold others back.
+            let place = match &policy.concurrency {
+                Some(cap) => {
+                    let queued = Instant::now();
+                    let place = cap
+                        .acquire()
+                        .await
+                        .expect("a cap's semaphore is never closed");
+                    policy
+                        .metrics
+                        .upstream_queue_wait(self.provider, queued.elapsed());
+                    Some(place)
+                }
+                None => None,
+            };
             let started = Instant::now();
             let attempt = self.attempt::<T>(request).await;
+            drop(place);
             let outcome = attempt.as_ref().map_or_else(|f| f.outcome, |_| "ok");
             policy
                 .metrics
@@ -487,3 +549,144 @@ pub const COULD_NOT_CONNECT: &str = "could not connect";
 
 /// Default per-request timeout for upstream calls.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::Value;
+
+    /// A loopback server that answers every GET after `latency`, counting the requests
+    /// inside a handler at once (`now`) and the most seen at once (`most`); `/flaky` answers
+    /// its first request with a 503.
+    #[derive(Default)]
+    struct Counters {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        flaky_seen: AtomicUsize,
+        flaky_failed: tokio::sync::Notify,
+    }
+
+    async fn serve(latency: Duration) -> (String, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let in_handler = counters.clone();
+        let ok = move || {
+            let counters = in_handler.clone();
+            async move {
+                let now = counters.now.fetch_add(1, Ordering::SeqCst) + 1;
+                counters.most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(latency).await;
+                counters.now.fetch_sub(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({ "ok": true }))
+            }
+        };
+        let flaky_counters = counters.clone();
+        let flaky = move || {
+            let counters = flaky_counters.clone();
+            async move {
+                if counters.flaky_seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    counters.flaky_failed.notify_one();
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                Ok(axum::Json(serde_json::json!({ "ok": true })))
+            }
+        };
+        let app = Router::new()
+            .route("/ok", get(ok))
+            .route("/flaky", get(flaky));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), counters)
+    }
+
+    /// An account's upstream under `cap`, retrying once after a backoff of `backoff_base`
+    /// (half of it jitter), reporting to its own metrics.
+    fn account(cap: &Arc<Semaphore>, backoff_base: Duration) -> Upstream {
+        account_with_metrics(cap, backoff_base, Arc::new(Metrics::new()))
+    }
+
+    fn account_with_metrics(
+        cap: &Arc<Semaphore>,
+        backoff_base: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Upstream {
+        let upstream = Upstream::new(Provider::ConnectyCube, reqwest::Client::new());
+        upstream.install(Resilience {
+            workspace: "w".into(),
+            retry: RetryPolicy {
+                max_retries: 1,
+                backoff_base,
+                max_wait: Duration::from_secs(60),
+                budget_percent: 100,
+            },
+            timeout: Some(Duration::from_secs(10)),
+            budget: RetryBudget::new(100, Arc::new(SystemClock)),
+            breaker: None,
+            metrics,
+            concurrency: Some(cap.clone()),
+        });
+        upstream
+    }
+
+    #[tokio::test]
+    async fn accounts_of_one_provider_share_its_cap_on_calls_in_flight() {
+        let (base, counters) = serve(Duration::from_millis(30)).await;
+        let cap = Arc::new(Semaphore::new(3));
+        let metrics = Arc::new(Metrics::new());
+        let accounts: Vec<Upstream> = (0..4)
+            .map(|_| account_with_metrics(&cap, Duration::from_millis(1), metrics.clone()))
+            .collect();
+        let calls = (0..40).map(|i| {
+            let upstream = &accounts[i % accounts.len()];
+            let request = upstream.http().get(format!("{base}/ok"));
+            upstream.json::<Value>("ok", request)
+        });
+        let answers = futures::future::join_all(calls).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        let most = counters.most.load(Ordering::SeqCst);
+        assert!(most <= 3, "{most} calls were in flight under a cap of 3");
+        let exposition = metrics.render(Default::default());
+        assert!(
+            exposition
+                .contains("chatstats_upstream_queue_seconds_count{provider=\"connectycube\"} 40"),
+            "every call's wait for its place is observed"
+        );
+        assert!(
+            most >= 2,
+            "the calls never overlapped under the cap: at most {most} at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_waiting_to_retry_does_not_hold_its_place_under_the_cap() {
+        let (base, counters) = serve(Duration::ZERO).await;
+        let cap = Arc::new(Semaphore::new(1));
+        // The retry waits 5 to 10 s; the other account's call must not wait for it.
+        let retrying = Arc::new(account(&cap, Duration::from_secs(10)));
+        let other = account(&cap, Duration::from_millis(1));
+        let flaky = {
+            let retrying = retrying.clone();
+            let request = retrying.http().get(format!("{base}/flaky"));
+            tokio::spawn(async move { retrying.json::<Value>("flaky", request).await })
+        };
+        counters.flaky_failed.notified().await;
+        let request = other.http().get(format!("{base}/ok"));
+        let answer =
+            tokio::time::timeout(Duration::from_secs(4), other.json::<Value>("ok", request))
+                .await
+                .expect("the other call ran while the first waited to retry");
+        assert!(answer.is_ok(), "{answer:?}");
+        assert!(
+            !flaky.is_finished(),
+            "the first call was still waiting to retry"
+        );
+        assert_eq!(counters.flaky_seen.load(Ordering::SeqCst), 1);
+        flaky.abort();
+    }
+}

@@ -1,10 +1,16 @@
 //! The sandbox's universe: two tenants ("acme" and "globex") and every credential, user, bot,
-//! mailbox and operator the simulated upstreams know about.
+//! mailbox and operator the simulated upstreams know about, plus up to [`MAX_GENERATED`]
+//! generated tenants (`gen-00001`, ...) for fan-out tests and benchmarks.
 //!
 //! This is static data on purpose: handlers use it to authenticate and to enumerate the
 //! entities they report on, and tests use the very same constants to build expected values,
 //! so the two can never drift apart. `config_toml` (in `mod.rs`) points the gateway's
-//! workspaces at these credentials.
+//! workspaces at these credentials; `generated_config_toml` at the generated ones.
+//!
+//! A generated account is a pure function of its number (its id, credentials and entities
+//! are spelled from it), built once per process on first use. A sandbox started with
+//! `--accounts N` authenticates the first N of them: its call middleware runs each request
+//! inside [`serving`], and the `by_*` credential lookups refuse generated accounts beyond N.
 //!
 //! Every data series key built from these ids starts with `{provider}/{account}/...`, so two
 //! accounts never share data even where their upstream ids would collide.
@@ -228,31 +234,44 @@ pub const GLOBEX: Account = Account {
 /// Every account of the sandbox.
 pub const ACCOUNTS: &[Account] = &[ACME, GLOBEX];
 
-/// The account with this sandbox id ("acme", "globex").
+/// The account with this sandbox id ("acme", "globex", or a generated `gen-00042`), whether
+/// or not a sandbox serves it: the truth functions answer for any account.
 pub fn find(id: &str) -> Option<&'static Account> {
-    ACCOUNTS.iter().find(|a| a.id == id)
+    ACCOUNTS
+        .iter()
+        .find(|a| a.id == id)
+        .or_else(|| generated_index(id).and_then(generated))
 }
 
 /// The account whose message2give `x-token` this is (the MFA check is the caller's job,
 /// because a wrong MFA and a wrong token may deserve different messages).
 pub fn by_message2give_token(token: &str) -> Option<&'static Account> {
-    ACCOUNTS.iter().find(|a| a.message2give.token == token)
+    ACCOUNTS
+        .iter()
+        .find(|a| a.message2give.token == token)
+        .or_else(|| served_by(token, "m2g-", "-token", |a| a.message2give.token == token))
 }
 
 /// The account whose Chat-Tonic tenant has this codename.
 pub fn by_chat_tonic_codename(codename: &str) -> Option<&'static Account> {
-    ACCOUNTS.iter().find(|a| {
+    let has_codename = |a: &Account| {
         a.chat_tonic
             .as_ref()
             .is_some_and(|c| c.codename == codename)
-    })
+    };
+    ACCOUNTS
+        .iter()
+        .find(|a| has_codename(a))
+        .or_else(|| served_by(codename, "", "", has_codename))
 }
 
 /// The account whose Xenioo account token this is.
 pub fn by_xenioo_token(token: &str) -> Option<&'static Account> {
+    let has_token = |a: &Account| a.xenioo.as_ref().is_some_and(|x| x.token == token);
     ACCOUNTS
         .iter()
-        .find(|a| a.xenioo.as_ref().is_some_and(|x| x.token == token))
+        .find(|a| has_token(a))
+        .or_else(|| served_by(token, "xen-", "-token", has_token))
 }
 
 /// The account whose ConnectyCube administration API key this is.
@@ -260,21 +279,171 @@ pub fn by_connectycube_key(key: &str) -> Option<&'static Account> {
     ACCOUNTS
         .iter()
         .find(|a| a.connectycube.admin_api_key == key)
+        .or_else(|| served_by(key, "cc-", "-key", |a| a.connectycube.admin_api_key == key))
 }
 
 /// The account whose static Help Scout access token this is (issued OAuth tokens live in
 /// `SimState`, because they are created at run time).
 pub fn by_help_scout_static_token(token: &str) -> Option<&'static Account> {
+    let has_token = |a: &Account| a.help_scout.access_token == Some(token);
     ACCOUNTS
         .iter()
-        .find(|a| a.help_scout.access_token == Some(token))
+        .find(|a| has_token(a))
+        .or_else(|| served_by(token, "hs-", "-token", has_token))
 }
 
-/// The account whose Help Scout OAuth2 client credentials these are.
+/// The account whose Help Scout OAuth2 client credentials these are (generated accounts have
+/// none: they use static tokens).
 pub fn by_help_scout_client(client_id: &str, client_secret: &str) -> Option<&'static Account> {
     ACCOUNTS
         .iter()
         .find(|a| a.help_scout.client == Some((client_id, client_secret)))
+}
+
+// ---- generated accounts ----------------------------------------------------------------------
+
+/// The most generated accounts a sandbox may serve. Each is built once per process and kept
+/// for its life (handlers hold `&'static Account`s), so this also bounds that memory (well
+/// under 2 KiB an account).
+pub const MAX_GENERATED: usize = 10_000;
+
+/// The id of generated account `number` (1-based): `gen-00001`, `gen-00002`, ...; also its
+/// workspace id in the generated config and its Chat-Tonic codename.
+pub fn generated_id(number: usize) -> String {
+    format!("gen-{number:05}")
+}
+
+/// The number of a generated account id, only for its exact spelling (so `gen-1` and
+/// `gen-+0001` name nothing) and within [`MAX_GENERATED`].
+fn generated_index(id: &str) -> Option<usize> {
+    let number: usize = id.strip_prefix("gen-")?.parse().ok()?;
+    ((1..=MAX_GENERATED).contains(&number) && generated_id(number) == id).then_some(number)
+}
+
+/// Generated account `number` (1..=[`MAX_GENERATED`]), built on first use.
+///
+/// Its credentials are spelled from its id (`cc-gen-00042-key`, `m2g-gen-00042-token`, ...):
+/// every even-numbered account's message2give organisation requires MFA, and every account
+/// has Chat-Tonic (two operators), Xenioo (one bot on one channel, so a snapshot stays small),
+/// ConnectyCube and a static Help Scout token, with one mailbox, tag and folder.
+pub fn generated(number: usize) -> Option<&'static Account> {
+    if !(1..=MAX_GENERATED).contains(&number) {
+        return None;
+    }
+    static BUILT: std::sync::OnceLock<std::sync::RwLock<Vec<&'static Account>>> =
+        std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    if let Some(account) = built
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(number - 1)
+    {
+        return Some(account);
+    }
+    let mut built = built
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Built in order, so that account n always sits at n - 1.
+    while built.len() < number {
+        let next = build_generated(built.len() + 1);
+        built.push(next);
+    }
+    built.get(number - 1).copied()
+}
+
+fn build_generated(number: usize) -> &'static Account {
+    fn leak(text: String) -> &'static str {
+        Box::leak(text.into_boxed_str())
+    }
+    fn leak_all<T>(items: Vec<T>) -> &'static [T] {
+        Box::leak(items.into_boxed_slice())
+    }
+    let id = leak(generated_id(number));
+    let users = leak_all(vec![leak(format!("u-{id}-a")), leak(format!("u-{id}-b"))]);
+    Box::leak(Box::new(Account {
+        id,
+        message2give: Message2giveAccount {
+            org: leak(format!("org-{id}")),
+            token: leak(format!("m2g-{id}-token")),
+            mfa: number
+                .is_multiple_of(2)
+                .then(|| leak(format!("m2g-{id}-mfa"))),
+            users,
+            ccts: leak_all(vec![Cct {
+                id: leak(format!("cct-{id}-all")),
+                users,
+            }]),
+            surveys: leak_all(vec![leak(format!("sv-{id}-main"))]),
+        },
+        chat_tonic: Some(ChatTonicAccount {
+            codename: id,
+            token: leak(format!("ct-{id}-token")),
+            operators: leak_all(vec![
+                Operator {
+                    id: leak(format!("op-{id}-1")),
+                    given_name: "Ana",
+                    family_name: leak(format!("Gen{number}")),
+                    status: Some("online"),
+                },
+                Operator {
+                    id: leak(format!("op-{id}-2")),
+                    given_name: "Ben",
+                    family_name: leak(format!("Gen{number}")),
+                    status: None,
+                },
+            ]),
+        }),
+        xenioo: Some(XeniooAccount {
+            token: leak(format!("xen-{id}-token")),
+            bots: leak_all(vec![Bot {
+                name: leak(format!("Bot {id}")),
+                api_key: leak(format!("bot-{id}")),
+                channels: &["WebChat"],
+            }]),
+        }),
+        connectycube: ConnectyCubeAccount {
+            admin_api_key: leak(format!("cc-{id}-key")),
+        },
+        help_scout: HelpScoutAccount {
+            access_token: Some(leak(format!("hs-{id}-token"))),
+            client: None,
+            mailboxes: &[1],
+            tags: &[1],
+            folders: &[1],
+        },
+    }))
+}
+
+tokio::task_local! {
+    /// How many generated accounts the sandbox answering the current request serves.
+    static SERVED: usize;
+}
+
+/// Runs `request` (a provider handler) as the sandbox that serves the first `generated`
+/// generated accounts: the `by_*` lookups inside it find no generated account beyond them.
+///
+/// A task-local rather than a parameter because every provider handler authenticates through
+/// these lookups, and the served count belongs to the sandbox, not to any one handler.
+pub async fn serving<F: std::future::Future>(generated: usize, request: F) -> F::Output {
+    SERVED.scope(generated, request).await
+}
+
+/// The generated account that `credential` (`{prefix}{id}{suffix}`) names, when the sandbox
+/// answering the current request serves it and `matches` confirms the credential. Outside a
+/// request (tests of this module), every generated account is served.
+fn served_by(
+    credential: &str,
+    prefix: &str,
+    suffix: &str,
+    matches: impl Fn(&Account) -> bool,
+) -> Option<&'static Account> {
+    let id = credential.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let number = generated_index(id)?;
+    let served = SERVED.try_with(|served| *served).unwrap_or(MAX_GENERATED);
+    if number > served {
+        return None;
+    }
+    generated(number).filter(|account| matches(account))
 }
 
 #[cfg(test)]
@@ -310,6 +479,75 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_generated_credential_identifies_exactly_its_own_account() {
+        for number in [1, 2, 999, MAX_GENERATED] {
+            let account = generated(number).expect("in range");
+            assert_eq!(account.id, generated_id(number));
+            assert_eq!(find(account.id).map(|a| a.id), Some(account.id));
+            let m2g = by_message2give_token(account.message2give.token).map(|a| a.id);
+            assert_eq!(m2g, Some(account.id));
+            assert_eq!(account.message2give.mfa.is_some(), number.is_multiple_of(2));
+            let cc = by_connectycube_key(account.connectycube.admin_api_key).map(|a| a.id);
+            assert_eq!(cc, Some(account.id));
+            let ct = account
+                .chat_tonic
+                .as_ref()
+                .expect("every generated one has it");
+            assert_eq!(
+                by_chat_tonic_codename(ct.codename).map(|a| a.id),
+                Some(account.id)
+            );
+            let xen = account.xenioo.as_ref().expect("every generated one has it");
+            assert_eq!(by_xenioo_token(xen.token).map(|a| a.id), Some(account.id));
+            let hs = account.help_scout.access_token.expect("a static token");
+            assert_eq!(
+                by_help_scout_static_token(hs).map(|a| a.id),
+                Some(account.id)
+            );
+        }
+        assert!(std::ptr::eq(
+            generated(7).expect("in range"),
+            generated(7).expect("in range")
+        ));
+    }
+
+    #[test]
+    fn generated_ids_are_spelled_one_way_and_bounded() {
+        assert!(generated(0).is_none());
+        assert!(generated(MAX_GENERATED + 1).is_none());
+        for id in [
+            "gen-1",
+            "gen-+0001",
+            "gen-00000",
+            "gen-10001",
+            "gen-",
+            "xgen-00001",
+        ] {
+            assert!(find(id).is_none(), "{id}");
+        }
+        assert!(by_connectycube_key("cc-gen-00001-key-extra").is_none());
+        assert!(by_message2give_token("m2g-gen-00001-mfa").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_authenticates_only_the_generated_accounts_it_serves() {
+        let (within, beyond, acme) = serving(3, async {
+            (
+                by_connectycube_key("cc-gen-00003-key").map(|a| a.id),
+                by_connectycube_key("cc-gen-00004-key").map(|a| a.id),
+                by_connectycube_key(ACME.connectycube.admin_api_key).map(|a| a.id),
+            )
+        })
+        .await;
+        assert_eq!(within, Some("gen-00003"));
+        assert_eq!(beyond, None);
+        assert_eq!(acme, Some("acme"));
+        let none_generated = serving(0, async { by_xenioo_token("xen-gen-00001-token") }).await;
+        assert!(none_generated.is_none());
+        assert!(find("gen-00004").is_some(), "the truth knows every account");
     }
 
     #[test]

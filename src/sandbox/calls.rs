@@ -32,6 +32,33 @@ pub struct Call {
     pub params: Vec<(String, String)>,
     /// The status the sandbox answered (including statuses injected by faults).
     pub status: u16,
+    /// When the call arrived, in microseconds since the sandbox started.
+    pub started_us: u64,
+    /// When its answer was ready (injected latency included), on the same clock.
+    pub ended_us: u64,
+}
+
+/// The most calls to `provider` that were being answered at the same moment, from the logged
+/// start and end of each: two calls overlap when each started before the other ended.
+pub fn most_in_flight(calls: &[Call], provider: &str) -> usize {
+    let mut edges: Vec<(u64, i8)> = calls
+        .iter()
+        .filter(|call| call.provider == provider)
+        .flat_map(|call| [(call.started_us, 1), (call.ended_us, -1)])
+        .collect();
+    // At equal times an end sorts before a start: a call that ends as another starts did not
+    // overlap it.
+    edges.sort_unstable();
+    let (mut now, mut most) = (0usize, 0usize);
+    for (_, edge) in edges {
+        if edge > 0 {
+            now += 1;
+            most = most.max(now);
+        } else {
+            now = now.saturating_sub(1);
+        }
+    }
+    most
 }
 
 /// How many calls the log keeps by default: plenty for any test, and a bound on memory when a
@@ -136,7 +163,33 @@ mod tests {
             query: "a=1".into(),
             params: vec![("a".into(), "1".into())],
             status,
+            started_us: 0,
+            ended_us: 0,
         }
+    }
+
+    fn timed(provider: &'static str, started_us: u64, ended_us: u64) -> Call {
+        Call {
+            started_us,
+            ended_us,
+            ..call(provider, 200)
+        }
+    }
+
+    #[test]
+    fn the_most_in_flight_counts_only_calls_that_overlap_and_only_for_one_provider() {
+        let calls = [
+            timed("help_scout", 0, 10),
+            timed("help_scout", 5, 15),
+            timed("help_scout", 10, 20),
+            timed("help_scout", 12, 13),
+            timed("xenioo", 6, 7),
+            timed("help_scout", 30, 40),
+        ];
+        // At 12: the calls of 5-15, 10-20 and 12-13; the one of 0-10 ended as 10-20 began.
+        assert_eq!(most_in_flight(&calls, "help_scout"), 3);
+        assert_eq!(most_in_flight(&calls, "xenioo"), 1);
+        assert_eq!(most_in_flight(&calls, "connectycube"), 0);
     }
 
     #[test]

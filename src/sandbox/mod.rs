@@ -6,7 +6,8 @@
 //! functions of each provider module, and the HTTP handlers are thin layers over them.
 //!
 //! Tour:
-//! - [`accounts`]: the static universe (tenants, credentials, users, bots, mailboxes).
+//! - [`accounts`]: the static universe (tenants, credentials, users, bots, mailboxes), and the
+//!   generated accounts a sandbox may also serve ([`start_with_accounts`]).
 //! - [`data`]: the ground-truth primitives every number is derived from.
 //! - [`calls`]: the call log (`/_sim/calls`); [`faults`]: fault injection (`/_sim/faults`).
 //! - one module per provider, each with `fn router() -> Router<SimState>` (paths relative to
@@ -30,6 +31,7 @@ pub mod xenioo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -145,6 +147,10 @@ pub struct SimState {
 #[derive(Debug)]
 struct Inner {
     options: SandboxOptions,
+    /// How many generated accounts (`gen-00001`, ...) this sandbox serves besides the static ones.
+    generated: usize,
+    /// The origin of the call log's `started_us` and `ended_us`.
+    started: Instant,
     calls: CallLog,
     faults: FaultTable,
     help_scout_tokens: help_scout::TokenStore,
@@ -153,11 +159,19 @@ struct Inner {
 }
 
 impl SimState {
-    /// A fresh state: empty call log, no faults, no issued tokens.
+    /// A fresh state: empty call log, no faults, no issued tokens, no generated accounts.
     pub fn new(options: SandboxOptions) -> Self {
+        SimState::with_accounts(options, 0)
+    }
+
+    /// As [`SimState::new`], serving the first `generated` generated accounts too (at most
+    /// [`accounts::MAX_GENERATED`]).
+    pub fn with_accounts(options: SandboxOptions, generated: usize) -> Self {
         SimState {
             inner: Arc::new(Inner {
                 options,
+                generated: generated.min(accounts::MAX_GENERATED),
+                started: Instant::now(),
                 calls: CallLog::default(),
                 faults: FaultTable::default(),
                 help_scout_tokens: help_scout::TokenStore::default(),
@@ -169,6 +183,16 @@ impl SimState {
     /// The options the sandbox was started with (e.g. `options().xenioo_throttle`).
     pub fn options(&self) -> &SandboxOptions {
         &self.inner.options
+    }
+
+    /// How many generated accounts this sandbox serves.
+    pub fn generated_accounts(&self) -> usize {
+        self.inner.generated
+    }
+
+    /// Microseconds since the sandbox started, for the call log.
+    fn micros(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// The calls answered under a provider prefix since the last clear, oldest first (the
@@ -503,13 +527,15 @@ fn provider_routes(
 }
 
 /// The provider middleware: sleep the fault's latency, answer the injected status or malformed
-/// body if this request is selected (else call the handler), then log the call with the status
-/// actually answered. It sits inside the nest, so it sees the path without the prefix.
+/// body if this request is selected (else call the handler, as the sandbox that serves its
+/// generated accounts), then log the call with the status actually answered and when it
+/// started and ended. It sits inside the nest, so it sees the path without the prefix.
 async fn apply_faults_and_log(
     State((state, provider)): State<(SimState, Provider)>,
     request: Request,
     next: Next,
 ) -> Response {
+    let started_us = state.micros();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
@@ -518,7 +544,7 @@ async fn apply_faults_and_log(
         tokio::time::sleep(decision.latency).await;
     }
     let response = match decision.outcome {
-        Outcome::Pass => next.run(request).await,
+        Outcome::Pass => accounts::serving(state.generated_accounts(), next.run(request)).await,
         Outcome::Status(status, retry_after) => faults::status_response(status, retry_after),
         Outcome::Malformed => faults::malformed_response(),
     };
@@ -529,6 +555,8 @@ async fn apply_faults_and_log(
         path,
         query,
         status: response.status().as_u16(),
+        started_us,
+        ended_us: state.micros(),
     });
     response
 }
@@ -593,10 +621,21 @@ pub struct Sandbox {
 
 /// Bind `listen` (127.0.0.1:0 must work), spawn the server, return once it accepts connections.
 pub async fn start(listen: SocketAddr, options: SandboxOptions) -> std::io::Result<Sandbox> {
+    start_with_accounts(listen, options, 0).await
+}
+
+/// As [`start`], serving the first `generated` generated accounts (`gen-00001`, ...; at most
+/// [`accounts::MAX_GENERATED`]) besides acme and globex; [`Sandbox::generated_config_toml`] is
+/// the matching config.
+pub async fn start_with_accounts(
+    listen: SocketAddr,
+    options: SandboxOptions,
+    generated: usize,
+) -> std::io::Result<Sandbox> {
     // Once bound, the kernel queues incoming connections, so callers may connect right away.
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let state = SimState::new(options);
+    let state = SimState::with_accounts(options, generated);
     let app = router(state.clone());
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -629,6 +668,12 @@ impl Sandbox {
     /// A chatstats config whose workspaces point at this sandbox (see [`config_toml`]).
     pub fn config_toml(&self) -> String {
         config_toml(&self.base_url())
+    }
+
+    /// A chatstats config with one workspace per generated account this sandbox serves (see
+    /// [`generated_config_toml`]).
+    pub fn generated_config_toml(&self) -> String {
+        generated_config_toml(&self.base_url(), self.state.generated_accounts())
     }
 
     /// The server's state, for in-process tests (call log, faults).
@@ -665,12 +710,30 @@ impl Drop for Sandbox {
     }
 }
 
-/// Serve until ctrl-c (the `chatstats sandbox` command). Prints `sandbox listening on http://ADDR`.
-pub async fn run(listen: SocketAddr, options: SandboxOptions) -> std::io::Result<()> {
+/// Serve until ctrl-c (the `chatstats sandbox` command), with `generated` generated accounts.
+/// Writes the matching chatstats config to `config_out` when given (the generated accounts'
+/// workspaces, or acme and globex when there are none), then prints
+/// `sandbox listening on http://ADDR`, so a script that waits for that line can read the file.
+pub async fn run(
+    listen: SocketAddr,
+    options: SandboxOptions,
+    generated: usize,
+    config_out: Option<&Path>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let state = SimState::with_accounts(options, generated);
+    if let Some(path) = config_out {
+        let base = format!("http://{addr}");
+        let config = if generated == 0 {
+            config_toml(&base)
+        } else {
+            generated_config_toml(&base, state.generated_accounts())
+        };
+        std::fs::write(path, config)?;
+    }
     println!("sandbox listening on http://{addr}");
-    axum::serve(listener, router(SimState::new(options)))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             if let Err(e) = tokio::signal::ctrl_c().await {
                 tracing::warn!("cannot listen for ctrl-c, stopping the sandbox: {e}");
@@ -725,6 +788,58 @@ client_secret = "hs-globex-secret"
 /// A complete chatstats config (TOML) whose workspaces point at a sandbox at `base_url`.
 pub fn config_toml(base_url: &str) -> String {
     CONFIG_TEMPLATE.replace("{base}", base_url.trim_end_matches('/'))
+}
+
+/// One workspace of the generated config; `{id}` is the account id, `{mfa}` its MFA line.
+const GENERATED_WORKSPACE: &str = r#"[[workspaces]]
+id = "{id}"
+[workspaces.message2give]
+base_url = "{base}/message2give/2019-01-23"
+token = "m2g-{id}-token"
+{mfa}[workspaces.chat_tonic]
+base_url = "{base}/chat-tonic"
+codename = "{id}"
+access_token = "ct-{id}-token"
+[workspaces.xenioo]
+base_url = "{base}/xenioo"
+account_token = "xen-{id}-token"
+[workspaces.connectycube]
+base_url = "{base}/connectycube"
+admin_api_key = "cc-{id}-key"
+[workspaces.help_scout]
+base_url = "{base}/help-scout"
+access_token = "hs-{id}-token"
+"#;
+
+/// The estimated cost (see `crate::limits`) allowed per workspace in the generated config: a
+/// query over every workspace with a few series each stays admitted however many there are.
+const GENERATED_COST_PER_WORKSPACE: u64 = 200;
+
+/// A complete chatstats config (TOML) for the first `n` generated accounts of a sandbox at
+/// `base_url` (at most [`accounts::MAX_GENERATED`]): one UTC workspace per account, its id the
+/// account id, each with the account's own credentials on all five providers, and a
+/// `max_cost` that admits a query over every workspace (`200` a workspace, at least the
+/// default).
+pub fn generated_config_toml(base_url: &str, n: usize) -> String {
+    let base = base_url.trim_end_matches('/');
+    let n = n.min(accounts::MAX_GENERATED);
+    let max_cost = (n as u64 * GENERATED_COST_PER_WORKSPACE).max(20_000);
+    let mut config =
+        format!("[server]\nlisten = \"127.0.0.1:8080\"\n[limits]\nmax_cost = {max_cost}\n");
+    for account in (1..=n).filter_map(accounts::generated) {
+        let mfa = account
+            .message2give
+            .mfa
+            .map(|mfa| format!("mfa = \"{mfa}\"\n"))
+            .unwrap_or_default();
+        config.push_str(
+            &GENERATED_WORKSPACE
+                .replace("{base}", base)
+                .replace("{mfa}", &mfa)
+                .replace("{id}", account.id),
+        );
+    }
+    config
 }
 
 #[cfg(test)]
@@ -820,6 +935,74 @@ mod tests {
         assert!(toml.contains("base_url = \"http://127.0.0.1:9/help-scout\""));
         assert!(!toml.contains("{base}"));
         assert_eq!(toml.matches("[[workspaces]]").count(), 2);
+    }
+
+    #[test]
+    fn the_generated_config_gives_every_account_its_own_credentials_on_every_provider() {
+        let toml = generated_config_toml("http://127.0.0.1:9/", 3);
+        let config = crate::config::Config::from_toml_str(&toml, &|_| None).expect("valid");
+        assert_eq!(config.workspaces.len(), 3);
+        assert_eq!(config.limits.max_cost, 20_000);
+        for (number, workspace) in (1..=3).zip(&config.workspaces) {
+            let account = accounts::generated(number).expect("in range");
+            assert_eq!(workspace.id, account.id);
+            let m2g = workspace.message2give.as_ref().expect("message2give");
+            assert_eq!(m2g.token.expose(), account.message2give.token);
+            assert_eq!(
+                m2g.mfa.as_ref().map(|m| m.expose()),
+                account.message2give.mfa
+            );
+            let cc = workspace.connectycube.as_ref().expect("connectycube");
+            assert_eq!(
+                cc.admin_api_key.expose(),
+                account.connectycube.admin_api_key
+            );
+            assert_eq!(cc.base_url.as_str(), "http://127.0.0.1:9/connectycube");
+            let ct = workspace.chat_tonic.as_ref().expect("chat_tonic");
+            let tenant = account.chat_tonic.as_ref().expect("generated tenant");
+            assert_eq!(
+                (ct.codename.as_str(), ct.access_token.expose()),
+                (tenant.codename, tenant.token)
+            );
+            let xen = workspace.xenioo.as_ref().expect("xenioo");
+            let bots = account.xenioo.as_ref().expect("generated bots");
+            assert_eq!(xen.account_token.expose(), bots.token);
+            assert!(workspace.help_scout.is_some());
+        }
+        let big = generated_config_toml("http://127.0.0.1:9", 1000);
+        assert!(big.contains("max_cost = 200000\n"));
+        assert_eq!(big.matches("[[workspaces]]").count(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_with_generated_accounts_answers_them_and_logs_when_each_call_ran() {
+        let sandbox = start_with_accounts(
+            "127.0.0.1:0".parse().expect("addr"),
+            SandboxOptions::default(),
+            2,
+        )
+        .await
+        .expect("sandbox starts");
+        let client = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for key in ["cc-gen-00002-key", "cc-gen-00003-key"] {
+            let response = client
+                .get(format!("{}{CC_TOTAL}", sandbox.base_url()))
+                .header("CB-Administration-API-Key", key)
+                .send()
+                .await
+                .expect("request");
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(statuses, vec![200, 401], "only the first two are served");
+        let calls = sandbox.state().calls();
+        assert_eq!(calls.len(), 2);
+        assert!(calls.iter().all(|c| c.started_us <= c.ended_us));
+        assert!(
+            calls[0].ended_us <= calls[1].started_us,
+            "one after the other"
+        );
+        sandbox.shutdown().await;
     }
 
     #[test]

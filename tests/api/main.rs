@@ -9,6 +9,7 @@ mod economy;
 mod ecosystem;
 mod errors;
 mod examples;
+mod fanout;
 mod federation;
 mod help_scout;
 mod helpers;
