@@ -36,7 +36,8 @@ enum Outcome {
 
 /// Send `case`. A request that finds its pooled connection closed under it (hyper closes a
 /// connection after refusing a body it did not read, and the client may already have taken
-/// it for the next request) is sent once more on a fresh connection, and counted.
+/// it for the next request: the request then fails reading the answer, or writing its body
+/// with a broken pipe) is sent once more on a fresh connection, and counted.
 async fn send(
     target: &Target,
     fresh: &reqwest::Client,
@@ -48,7 +49,9 @@ async fn send(
     }
     match send_with(&target.http, target, case).await {
         Outcome::Failed(why)
-            if why.contains("IncompleteMessage") || why.contains("ConnectionReset") =>
+            if why.contains("IncompleteMessage")
+                || why.contains("ConnectionReset")
+                || why.contains("BrokenPipe") =>
         {
             tally.status("retried on a fresh connection");
             send_with(fresh, target, case).await
