@@ -14,6 +14,11 @@
 //! request data and into the response's extensions (for the request log). CORS, when
 //! `[server] cors_origins` is set, is a tower-http layer around every route.
 //!
+//! Every refusal of `/graphql` is a GraphQL error with `extensions.code` (`BAD_USER_INPUT`
+//! unless said otherwise): 400 (no query, bad JSON, a broken WebSocket handshake), 405 (a
+//! method other than GET and POST, with `Allow`; a mutation over GET), 406 (no acceptable
+//! media type), 415 (a POST that is not JSON). Only a request hyper refuses before any
+//! handler runs (431, headers too large) is answered by hyper, without a body.
 //! A body over [`MAX_BODY_BYTES`] is refused with 413 and a coded GraphQL error. A panic while
 //! answering (a bug) is caught by tower-http's `CatchPanicLayer`: the client gets HTTP 500
 //! with an `INTERNAL_SERVER_ERROR` error, `chatstats_panics_total` counts it, the panic hook
@@ -50,7 +55,7 @@ use crate::telemetry::{self, RequestSummary};
 use crate::ws::{self, Live};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-const APPLICATION_JSON: &str = "application/json";
+pub(crate) const APPLICATION_JSON: &str = "application/json";
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -100,6 +105,8 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
     let graphql = get(graphql_get_or_websocket)
         .post(graphql_post)
         .route_layer(middleware::from_fn_with_state(state.clone(), gate))
+        // Not a route: the gate does not run, a wrong method is 405 with or without a key.
+        .fallback(graphql_method_not_allowed)
         .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(catch_panic(state.metrics.clone()))
         .layer(middleware::from_fn_with_state(
@@ -263,7 +270,14 @@ async fn graphql_get_or_websocket(
     let headers = request.headers().clone();
     let raw = match Query::<Vec<(String, String)>>::try_from_uri(request.uri()) {
         Ok(Query(raw)) => raw,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            let media = negotiate(&headers).unwrap_or(APPLICATION_JSON);
+            return reject(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("the query string cannot be read: {}", rejection.body_text()),
+            );
+        }
     };
     graphql_get(state, caller, headers, raw).await
 }
@@ -341,7 +355,7 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// A request-level failure (before any GraphQL processing): 4xx with a GraphQL error body.
-fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
+pub(crate) fn reject(status: StatusCode, media: &'static str, message: &str) -> Response {
     let body =
         json!({"errors": [{"message": message, "extensions": {"code": code::BAD_USER_INPUT}}]});
     let mut response = with_media(status, media, body.to_string());
@@ -494,12 +508,25 @@ async fn graphql_get(
     execute(&state, &headers, request, caller, media).await
 }
 
+/// 406, in `application/json` although the client did not ask for it: a body it may not
+/// read beats none (RFC 9110 allows it).
 fn not_acceptable() -> Response {
-    with_media(
+    reject(
         StatusCode::NOT_ACCEPTABLE,
         APPLICATION_JSON,
-        json!({"errors": [{"message": "chatstats answers application/graphql-response+json or application/json"}]})
-            .to_string(),
+        "chatstats answers application/graphql-response+json or application/json; \
+         send an `Accept` header that takes one of them",
+    )
+}
+
+/// A method `/graphql` does not answer (PUT, DELETE, PATCH, ...): 405 with a coded error;
+/// axum adds the `Allow` header (the methods the route has).
+async fn graphql_method_not_allowed(method: Method, headers: HeaderMap) -> Response {
+    let media = negotiate(&headers).unwrap_or(APPLICATION_JSON);
+    reject(
+        StatusCode::METHOD_NOT_ALLOWED,
+        media,
+        &format!("{method} is not allowed on /graphql; use POST (or GET for queries)"),
     )
 }
 

@@ -10,6 +10,13 @@
 //!   key). A connection without a valid key is closed (code 1002 with the reason) unless
 //!   access is open. Every operation gets the [`Caller`] in its *request* data (the guard and
 //!   the resolvers read it there), and its own [`Fetcher`].
+//! - **Protocol.** A [`Referee`] reads every graphql-transport-ws message before
+//!   async-graphql's state machine does and closes the connection as the protocol says: 4400
+//!   (with the reason) for a message that is not valid JSON, has an unknown `type` or
+//!   mistyped fields; 4401 for a `subscribe` before `connection_init`; 4409 for a `subscribe`
+//!   with the id of a running operation; 4429 for a second `connection_init`. A refused
+//!   handshake (no graphql-transport-ws protocol, missing WebSocket headers) is an HTTP 4xx
+//!   with a coded JSON error.
 //! - **Limits.** Every operation sent over a socket spends a token of its client's request
 //!   rate (`[limits] requests_per_minute`, the same bucket as its HTTP requests; the upgrade
 //!   itself is one request): over it, that operation is answered with `RATE_LIMITED` and
@@ -24,18 +31,18 @@
 //! - **Shutdown.** [`Live::close`] tells every connection to send a close frame (1001, going
 //!   away) and stop; the subscriptions' streams are dropped with the connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::{ClientMessage, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, ErrorExtensions, Executor, Request, Response, ServerError};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::response::Response as HttpResponse;
 use futures::stream::{BoxStream, StreamExt};
 use futures::{FutureExt, SinkExt};
 use tokio::sync::watch;
@@ -147,15 +154,21 @@ pub async fn upgrade(
 ) -> HttpResponse {
     let (mut parts, _body) = request.into_parts();
     let Some(protocol) = protocol(&parts.headers) else {
-        return (
+        return handshake_refused(
             StatusCode::BAD_REQUEST,
-            "WebSocket /graphql speaks `Sec-WebSocket-Protocol: graphql-transport-ws`",
-        )
-            .into_response();
+            "WebSocket /graphql speaks `Sec-WebSocket-Protocol: graphql-transport-ws`".into(),
+        );
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        // A missing or wrong `Connection`, `Sec-WebSocket-Key` or `Sec-WebSocket-Version` (400),
+        // or a connection that cannot be upgraded (426).
+        Err(rejection) => {
+            return handshake_refused(
+                rejection.status(),
+                format!("not a WebSocket handshake: {}", rejection.body_text()),
+            )
+        }
     };
     let peer = peer.map(|p| p.ip());
     #[cfg(feature = "fault-injection")]
@@ -166,6 +179,11 @@ pub async fn upgrade(
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |ws| serve(ws, protocol, socket, caller, peer))
+}
+
+/// A refused upgrade: a coded JSON error like every other refusal of `/graphql`.
+fn handshake_refused(status: StatusCode, message: String) -> HttpResponse {
+    crate::http::reject(status, crate::http::APPLICATION_JSON, &message)
 }
 
 fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
@@ -202,6 +220,7 @@ async fn serve(
     let on_init =
         move |payload: serde_json::Value| authenticate(access, header_caller, payload, caller);
     let (mut sink, stream) = ws.split();
+    let referee = Arc::new(Mutex::new(Referee::new(protocol)));
     let input = stream
         .take_while(|message| futures::future::ready(message.is_ok()))
         .filter_map(|message| {
@@ -209,23 +228,37 @@ async fn serve(
                 Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
                 _ => None,
             })
+        })
+        // A message the referee refuses ends the input, which ends `messages`; the loop
+        // below then sends the referee's close frame.
+        .scan(referee.clone(), |referee, bytes| {
+            futures::future::ready(lock(referee).read(&bytes))
         });
     let mut messages =
-        async_graphql::http::WebSocket::new(executor, input, protocol).on_connection_init(on_init);
+        async_graphql::http::WebSocket::from_message_stream(executor, input, protocol)
+            .on_connection_init(on_init);
     loop {
         tokio::select! {
             message = messages.next() => match message {
                 Some(WsMessage::Text(text)) => {
+                    lock(&referee).sent(&text);
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => {
-                    let frame = CloseFrame { code, reason: reason.into() };
+                    let frame = CloseFrame { code, reason: close_reason(reason).into() };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     break;
                 }
-                None => break,
+                None => {
+                    let verdict = lock(&referee).verdict.take();
+                    if let Some((code, reason)) = verdict {
+                        let frame = CloseFrame { code, reason: close_reason(reason).into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                    }
+                    break;
+                }
             },
             _ = closing.wait_for(|closing| *closing).map(|_| ()) => {
                 let frame = CloseFrame {
@@ -238,6 +271,182 @@ async fn serve(
         }
     }
     // Dropping `messages` drops every subscription's stream, which gives back its slot.
+}
+
+/// Close codes of graphql-transport-ws
+/// (<https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md>).
+pub mod close {
+    /// A message that is not a valid graphql-transport-ws message.
+    pub const BAD_REQUEST: u16 = 4400;
+    /// A `subscribe` before the connection was acknowledged.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// A `subscribe` with the id of an operation still running.
+    pub const SUBSCRIBER_ALREADY_EXISTS: u16 = 4409;
+    /// A second `connection_init`.
+    pub const TOO_MANY_INITIALISATION_REQUESTS: u16 = 4429;
+}
+
+/// The longest reason a close frame carries (RFC 6455: 125 bytes of payload, 2 of them the code).
+const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// `reason` cut to what a close frame carries, on a character boundary (reasons can quote the
+/// client's input, e.g. an id).
+fn close_reason(mut reason: String) -> String {
+    if reason.len() > MAX_CLOSE_REASON_BYTES {
+        let mut end = MAX_CLOSE_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+fn lock(referee: &Mutex<Referee>) -> std::sync::MutexGuard<'_, Referee> {
+    referee.lock().expect("the referee lock is never poisoned")
+}
+
+/// The graphql-transport-ws rules async-graphql's state machine leaves out (it closes 1002 on
+/// any message it cannot read, 1011 on a `subscribe` before `connection_init`, and replaces a
+/// running operation whose id is reused): every client message passes here first, and the
+/// first one that breaks a rule ends the connection with the protocol's close code.
+///
+/// One per connection, shared by the input stream (which reads client messages) and the
+/// connection's loop (which sees the server's `complete`s): both run in the connection's one
+/// task, so the lock is never contended.
+struct Referee {
+    /// The legacy `graphql-ws` protocol (subscriptions-transport-ws) is passed through as is.
+    checked: bool,
+    /// A `connection_init` was read. async-graphql reads no further message until it has
+    /// answered that one, and closes the connection if it refused it, so any later message
+    /// is read on an acknowledged connection.
+    initialised: bool,
+    /// Ids of operations started and not yet completed by either side.
+    running: HashSet<String>,
+    /// The close frame for the message that broke a rule.
+    verdict: Option<(u16, String)>,
+}
+
+impl Referee {
+    fn new(protocol: WebSocketProtocols) -> Self {
+        Self {
+            checked: protocol == WebSocketProtocols::GraphQLWS,
+            initialised: false,
+            running: HashSet::new(),
+            verdict: None,
+        }
+    }
+
+    /// The message for async-graphql, or None (the input ends) after setting the verdict.
+    fn read(&mut self, bytes: &[u8]) -> Option<serde_json::Result<ClientMessage>> {
+        if !self.checked {
+            return Some(ClientMessage::from_bytes(bytes));
+        }
+        match self.judge(bytes) {
+            Ok(message) => Some(Ok(message)),
+            Err(verdict) => {
+                self.verdict = Some(verdict);
+                None
+            }
+        }
+    }
+
+    fn judge(&mut self, bytes: &[u8]) -> Result<ClientMessage, (u16, String)> {
+        let invalid = |why: String| {
+            (
+                close::BAD_REQUEST,
+                format!("Invalid message received: {why}"),
+            )
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        let kind = value
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| invalid("an object with a string `type` expected".into()))?;
+        match kind {
+            "connection_init" => {
+                if self.initialised {
+                    return Err((
+                        close::TOO_MANY_INITIALISATION_REQUESTS,
+                        "Too many initialisation requests".into(),
+                    ));
+                }
+                self.initialised = true;
+            }
+            "ping" | "pong" => {}
+            "subscribe" => {
+                let id = operation_id(&value).map_err(invalid)?;
+                check_subscribe_payload(&value["payload"]).map_err(invalid)?;
+                if !self.initialised {
+                    return Err((close::UNAUTHORIZED, "Unauthorized".into()));
+                }
+                if !self.running.insert(id.to_owned()) {
+                    return Err((
+                        close::SUBSCRIBER_ALREADY_EXISTS,
+                        format!("Subscriber for {id} already exists"),
+                    ));
+                }
+            }
+            "complete" => {
+                let id = operation_id(&value).map_err(invalid)?;
+                self.running.remove(id);
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown type {other:?} (graphql-transport-ws: connection_init, ping, \
+                     pong, subscribe, complete)"
+                )))
+            }
+        }
+        serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The server sent `text`: a `complete` frees its id for a new operation.
+    fn sent(&mut self, text: &str) {
+        // async-graphql writes the `type` tag first; only `complete` needs parsing.
+        if self.checked && text.starts_with(r#"{"type":"complete""#) {
+            if let Ok(complete) = serde_json::from_str::<serde_json::Value>(text) {
+                if let Some(id) = complete["id"].as_str() {
+                    self.running.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// The `id` of a `subscribe` or `complete`: a non-empty string.
+fn operation_id(message: &serde_json::Value) -> Result<&str, String> {
+    match message.get("id").and_then(serde_json::Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(id),
+        _ => Err("`id` must be a non-empty string".into()),
+    }
+}
+
+/// The payload of a `subscribe`, as the protocol types it: `query` a string, `variables` and
+/// `extensions` objects or null, `operationName` a string or null.
+fn check_subscribe_payload(payload: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let Value::Object(fields) = payload else {
+        return Err("`payload` of a subscribe must be an object".into());
+    };
+    if !matches!(fields.get("query"), Some(Value::String(_))) {
+        return Err("`payload.query` must be a string".into());
+    }
+    for (name, object) in [
+        ("variables", true),
+        ("extensions", true),
+        ("operationName", false),
+    ] {
+        match fields.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(_)) if object => {}
+            Some(Value::String(_)) if !object => {}
+            Some(_) if object => return Err(format!("`payload.{name}` must be an object or null")),
+            Some(_) => return Err(format!("`payload.{name}` must be a string or null")),
+        }
+    }
+    Ok(())
 }
 
 /// `connection_init`: the key in the payload, else the one the upgrade's headers carried, else

@@ -391,3 +391,90 @@ async fn logs_written_to_a_pipe_have_no_colour_escapes() {
         "{request}"
     );
 }
+
+/// The code of the one error of a refusal, checking the body is a JSON GraphQL error.
+async fn refusal_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{status}: the body is not JSON: {text:?}"));
+    let code = body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{status}: no extensions.code in {body}"))
+        .to_string();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{status}: {body}"
+    );
+    (status, code)
+}
+
+#[tokio::test]
+async fn every_refusal_of_graphql_is_a_coded_json_error() {
+    let app = spawn_app().await;
+    let not_acceptable = app
+        .http
+        .post(app.url("/graphql"))
+        .header("accept", "text/html")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        refusal_code(not_acceptable).await,
+        (StatusCode::NOT_ACCEPTABLE, "BAD_USER_INPUT".into())
+    );
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = app
+            .http
+            .request(method.clone(), app.url("/graphql"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .expect("answers");
+        let allow = response.headers()["allow"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(
+            allow.contains("GET") && allow.contains("POST"),
+            "{method}: Allow {allow}"
+        );
+        assert_eq!(
+            refusal_code(response).await,
+            (StatusCode::METHOD_NOT_ALLOWED, "BAD_USER_INPUT".into()),
+            "{method}"
+        );
+    }
+    // `Upgrade: websocket` without the rest of a handshake, and a handshake without our
+    // subprotocol.
+    let broken_handshakes: [&[(&str, &str)]; 3] = [
+        &[("upgrade", "websocket")],
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-protocol", "graphql-transport-ws"),
+        ],
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    ];
+    for headers in broken_handshakes {
+        let mut request = app.http.get(app.url("/graphql"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("answers");
+        assert_eq!(
+            refusal_code(response).await,
+            (StatusCode::BAD_REQUEST, "BAD_USER_INPUT".into()),
+            "{headers:?}"
+        );
+    }
+}

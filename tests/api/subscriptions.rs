@@ -12,7 +12,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{client, eventually, rfc3339, sample, spawn_app_with, Binary, TestApp};
+use crate::helpers::{
+    client, eventually, rfc3339, sample, spawn_app, spawn_app_with, Binary, TestApp,
+};
 use chatstats::config::Scope;
 
 /// A bound on every wait for a message, so a broken server fails the test instead of hanging
@@ -112,6 +114,25 @@ impl Socket {
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return End::Closed(None),
+            }
+        }
+    }
+
+    /// The close frame that must come next, skipping other messages: its code and reason.
+    async fn close_frame(&mut self) -> (u16, String) {
+        // One bound for the whole wait: a live subscription that is never closed keeps
+        // sending messages.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("a close frame within the test's patience");
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
             }
         }
     }
@@ -403,4 +424,105 @@ async fn a_panic_in_a_websocket_operation_ends_that_operation_with_a_coded_error
         Some(0.0)
     );
     socket.close().await;
+}
+
+#[tokio::test]
+async fn invalid_graphql_transport_ws_messages_close_4400_with_a_reason() {
+    let app = spawn_app().await;
+    let cases: [(&str, Message); 7] = [
+        (
+            "bad JSON",
+            Message::Text(r#"{"type": "subscribe", "id""#.into()),
+        ),
+        ("no type", Message::Text(r#"{"id": "1"}"#.into())),
+        // `start` is the legacy protocol's word; graphql-transport-ws has no such type.
+        (
+            "unknown type",
+            Message::Text(r#"{"id": "1", "type": "start"}"#.into()),
+        ),
+        (
+            "no payload",
+            Message::Text(r#"{"id": "1", "type": "subscribe"}"#.into()),
+        ),
+        (
+            "variables not an object",
+            Message::Text(
+                json!({"id": "1", "type": "subscribe",
+                       "payload": {"query": "{ __typename }", "variables": []}})
+                .to_string()
+                .into(),
+            ),
+        ),
+        (
+            "complete without id",
+            Message::Text(r#"{"type": "complete"}"#.into()),
+        ),
+        (
+            "binary junk",
+            Message::Binary(vec![0xff, 0x00, 0x7b].into()),
+        ),
+    ];
+    for (what, message) in cases {
+        let mut socket = Socket::connect(&app, &[], json!({})).await;
+        socket.ws.send(message).await.expect("the message is sent");
+        let (code, reason) = socket.close_frame().await;
+        assert_eq!(code, 4400, "{what}: {reason}");
+        assert!(
+            reason.starts_with("Invalid message received: "),
+            "{what}: {reason:?}"
+        );
+        assert!(reason.len() <= 123, "{what}: {reason:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscribe_before_connection_init_closes_4401_and_a_second_init_4429() {
+    let app = spawn_app().await;
+    let mut socket = Socket::open(app.addr, &[]).await.expect("upgraded");
+    socket.subscribe("1", "{ __typename }").await;
+    assert_eq!(socket.close_frame().await, (4401, "Unauthorized".into()));
+
+    let mut socket = Socket::connect(&app, &[], json!({})).await;
+    socket.init(json!({})).await;
+    assert_eq!(
+        socket.close_frame().await,
+        (4429, "Too many initialisation requests".into())
+    );
+}
+
+#[tokio::test]
+async fn a_subscribe_reusing_a_running_id_closes_4409_but_a_completed_id_is_free_again() {
+    let app = live_app(20).await;
+    let mut socket = Socket::connect(&app, &[], json!({})).await;
+    // A query completes on its own (the server sends `complete`): its id is free again.
+    for _ in 0..2 {
+        socket.subscribe("q", "{ __typename }").await;
+        let payload = socket.next_payload("q").await;
+        assert_eq!(payload["data"]["__typename"], "Query", "{payload}");
+        assert_eq!(
+            socket.next().await,
+            End::Message(json!({"id": "q", "type": "complete"}))
+        );
+    }
+    // A subscription the client completes: its id is free again too.
+    socket.subscribe("s", &live_query()).await;
+    assert_live_emission(&socket.next_payload("s").await);
+    socket.send(json!({"id": "s", "type": "complete"})).await;
+    socket.subscribe("s", &live_query()).await;
+    loop {
+        match socket.next().await {
+            End::Message(message) if message["type"] == "complete" => continue,
+            End::Message(message) if message["type"] == "next" && message["id"] == "s" => {
+                assert_live_emission(&message["payload"]);
+                break;
+            }
+            other => panic!("expected the new subscription's `next`, got {other:?}"),
+        }
+    }
+    // The same id while it runs: the connection is closed as the protocol says.
+    socket.subscribe("s", &live_query()).await;
+    assert_eq!(
+        socket.close_frame().await,
+        (4409, "Subscriber for s already exists".into())
+    );
 }

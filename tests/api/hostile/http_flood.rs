@@ -212,11 +212,7 @@ fn judge(tally: &mut Tally, index: usize, case: &HttpCase, outcome: Outcome) {
                 tally.code_with_example(&format!("<{status}, uncoded>"), || {
                     case.describe(index).chars().take(150).collect()
                 });
-                // 406 is answered by `http::not_acceptable` without a code: reported, pinned
-                // by `http_4xx_answers_carry_a_code` (ignored until http.rs codes it).
-                if status != 406 {
-                    tally.fail(format!("uncoded error {error}: {}", case.describe(index)));
-                }
+                tally.fail(format!("uncoded error {error}: {}", case.describe(index)));
             }
         }
     }

@@ -11,7 +11,7 @@
 //! print a table of what was sent and what came back ([`tally`]):
 //! [`http_flood`] (10,000 requests from [`generate`]: mutations of `schema/examples` and the
 //! README example, envelopes, headers, raw HTTP) and [`ws_flood`] (5,000 graphql-transport-ws
-//! messages). [`reported`] pins, ignored, what they found in files others are changing.
+//! messages). [`reported`] pins what they found in `src/ws.rs` and `src/http.rs` (fixed).
 
 mod generate;
 mod http_flood;

@@ -1,6 +1,7 @@
-//! What the floods found in files another engineer is changing (`src/ws.rs`, `src/http.rs`):
-//! written as tests of what the protocols ask for, ignored until those changes land. None is
-//! a crash or a hang; the floods count them (the WS close codes, the `<4xx, ...>` rows).
+//! What the floods found in `src/ws.rs` and `src/http.rs`, written as tests of what the
+//! protocols ask for (fixed since: graphql-transport-ws close codes 4401 and 4409, coded JSON
+//! for every refusal of `/graphql`). None was a crash or a hang; the floods count them (the WS
+//! close codes, the `<4xx, ...>` rows).
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -10,7 +11,6 @@ use super::tally::Tally;
 use super::ws_flood::{Conn, Got, CHEAP_SUBSCRIPTION};
 
 #[tokio::test]
-#[ignore = "src/ws.rs: async-graphql closes 1011 (internal error), not 4401, on a subscribe before connection_init"]
 async fn a_subscribe_before_connection_init_closes_4401_unauthorized() {
     let target = Target::start("4401").await;
     let mut tally = Tally::default();
@@ -23,7 +23,6 @@ async fn a_subscribe_before_connection_init_closes_4401_unauthorized() {
 }
 
 #[tokio::test]
-#[ignore = "src/ws.rs: async-graphql replaces a running subscription whose id is reused instead of closing 4409"]
 async fn a_subscribe_with_the_id_of_a_running_one_closes_4409_subscriber_already_exists() {
     let target = Target::start("4409").await;
     let mut tally = Tally::default();
@@ -42,7 +41,6 @@ async fn a_subscribe_with_the_id_of_a_running_one_closes_4409_subscriber_already
 }
 
 #[tokio::test]
-#[ignore = "src/http.rs: 406 (no code), 405 and 413 (no JSON body) answers of /graphql are not coded GraphQL errors"]
 async fn every_refusal_of_graphql_is_a_json_error_with_a_code() {
     let target = Target::start("4xx").await;
     let big = format!(
