@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::prometheus::{CacheGauges, Metrics};
+use crate::process_metrics::{CacheGauges, Metrics};
 use crate::providers::Provider;
 
 /// The version of the key and block-value layout. Bump it when a key's JSON or a block's

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::prometheus::{CircuitGauge, CircuitState};
+use crate::process_metrics::{CircuitGauge, CircuitState};
 
 /// The window of the retry budget.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);

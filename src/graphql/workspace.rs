@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject, ID};
 
 use crate::error::{ApiError, UpstreamError};
+use crate::fetch::Fetcher;
 use crate::graphql::bot::{self, Bot};
 use crate::graphql::channel::Channel;
 use crate::graphql::operator::{self, Operator, OperatorGroup};
@@ -12,7 +13,6 @@ use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::stats::{DialogStats, MessageStats, SatisfactionStats, UserStats};
 use crate::graphql::survey::{self, Survey};
 use crate::graphql::window::WindowInput;
-use crate::planner::Fetcher;
 use crate::providers::xenioo::CallWait;
 use crate::providers::Provider;
 use crate::workspace::Workspace;

@@ -208,7 +208,7 @@ pub fn plan_blocks(indices: &[i64], group: DateGroup) -> Vec<Vec<i64>> {
         DateGroup::Hour => MAX_HOUR_BLOCKS_PER_CALL,
         DateGroup::Day | DateGroup::Month => MAX_BLOCKS_PER_CALL,
     };
-    crate::planner::contiguous_runs(indices, max)
+    crate::fetch::contiguous_runs(indices, max)
 }
 
 /// True when `field` of any window can be served from month blocks: the rows of a SUM field

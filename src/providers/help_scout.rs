@@ -216,7 +216,7 @@ pub fn block_end(index: i64) -> DateTime<Utc> {
 /// The calls for the missing blocks `indices` (ascending): contiguous runs of at most two
 /// blocks, each one day-view call of at most 60 days.
 pub fn plan_blocks(indices: &[i64]) -> Vec<Vec<i64>> {
-    crate::planner::contiguous_runs(indices, (MAX_DAY_RANGE_DAYS / BLOCK_DAYS) as usize)
+    crate::fetch::contiguous_runs(indices, (MAX_DAY_RANGE_DAYS / BLOCK_DAYS) as usize)
 }
 
 /// The UTC buckets of `granularity` that cover `window`.

@@ -16,7 +16,7 @@ use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
 use futures::FutureExt;
 
-use crate::planner::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
+use crate::fetch::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
