@@ -338,7 +338,7 @@ impl fmt::Display for DashboardField {
 
 /// One dashboard row: a value per [`DashboardField`]. A field the upstream sent as `null` or
 /// left out is `None` (unknown), so "not reported" never turns into a measured 0.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DashboardRow {
     /// Indexed by `DashboardField as usize` (the enum is in wire order).
     values: [Option<f64>; DashboardField::ALL.len()],
@@ -357,7 +357,7 @@ impl DashboardRow {
 }
 
 /// A dashboard answer.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dashboard {
     /// The whole-window row (`date` = `"0"`), when the upstream sent one.
     pub total: Option<DashboardRow>,
@@ -412,7 +412,7 @@ pub fn total(dashboard: &Dashboard, field: DashboardField) -> Option<f64> {
 }
 
 /// The operator report: one summary per operator over the range.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorReport {
     /// The operators, in upstream order.
     pub operators: Vec<OperatorRow>,
@@ -434,7 +434,7 @@ impl OperatorReport {
 
 /// One operator's summary over the range. Counters the upstream left out or sent as `null`
 /// are 0; times are seconds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRow {
     /// `_id`.
     pub id: String,
@@ -1381,6 +1381,28 @@ mod tests {
             );
         }
         assert_eq!(w.bucket(2).1 - w.bucket(2).0, chrono::Duration::hours(25));
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn month_blocks_and_the_operator_report_round_trip_through_their_stored_form() {
+        let sandbox = spawn().await;
+        let ct = client(&sandbox, acme().token);
+        let first = block_index(utc(2024, 2, 1, 0));
+        for group in [DateGroup::Hour, DateGroup::Day] {
+            let months = ct
+                .dashboard_blocks(group, &[first, first + 1])
+                .await
+                .expect("the sandbox answers");
+            assert_eq!(months.len(), 2);
+            for month in &months {
+                assert!(!month.rows.is_empty(), "{group:?}");
+                crate::cache::assert_round_trips(month);
+            }
+        }
+        let report = ct.operators(&day_range()).await.expect("operators answer");
+        assert!(!report.operators.is_empty());
+        crate::cache::assert_round_trips(&report);
         sandbox.shutdown().await;
     }
 

@@ -248,3 +248,42 @@ impl ConnectyCube {
             .header("CB-Administration-API-Key", self.key.expose())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{self, accounts::ACME, SandboxOptions};
+    use chrono::TimeZone;
+
+    #[tokio::test]
+    async fn a_page_block_from_the_sandbox_round_trips_through_its_stored_form() {
+        let sandbox = sandbox::start(
+            "127.0.0.1:0".parse().expect("valid address"),
+            SandboxOptions::default(),
+        )
+        .await
+        .expect("sandbox starts");
+        let client = ConnectyCube::new(
+            reqwest::Client::new(),
+            format!(
+                "{}{}",
+                sandbox.base_url(),
+                sandbox::Provider::ConnectyCube.prefix()
+            ),
+            Secret::new(ACME.connectycube.admin_api_key),
+        );
+        let index = block_index(Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap());
+        for metric in [
+            CcMetric::MessagesSent,
+            CcMetric::DialogsCreated(vec![DialogKind::Group]),
+        ] {
+            let block = client
+                .block(&metric, index)
+                .await
+                .expect("the sandbox answers");
+            assert!(block.iter().any(|sample| sample.value > 0.0), "{metric:?}");
+            crate::cache::assert_round_trips(&block);
+        }
+        sandbox.shutdown().await;
+    }
+}

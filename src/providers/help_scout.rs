@@ -116,7 +116,7 @@ pub struct VolumeRequest {
 }
 
 /// One bucket of a report.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeRow {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -440,6 +440,47 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[tokio::test]
+    async fn a_day_view_block_from_the_sandbox_round_trips_through_its_stored_form() {
+        use crate::sandbox::{self, accounts::ACME, SandboxOptions};
+        let sandbox = sandbox::start(
+            "127.0.0.1:0".parse().expect("valid address"),
+            SandboxOptions::default(),
+        )
+        .await
+        .expect("sandbox starts");
+        let client = HelpScout::new(
+            reqwest::Client::new(),
+            format!(
+                "{}{}",
+                sandbox.base_url(),
+                sandbox::Provider::HelpScout.prefix()
+            ),
+            HelpScoutCredentials::AccessToken(Secret::new(
+                ACME.help_scout
+                    .access_token
+                    .expect("acme has a static token"),
+            )),
+        );
+        let index = block_index(Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap());
+        let filter = VolumeFilter::new(ACME.help_scout.mailboxes.to_vec(), vec![], vec![]);
+        let blocks = client
+            .volume_blocks(&filter, &[index])
+            .await
+            .expect("the sandbox answers");
+        let block = &blocks[0];
+        assert_eq!(
+            block.len() as i64,
+            BLOCK_DAYS,
+            "one row per day of the block"
+        );
+        assert!(block
+            .iter()
+            .any(|row| row.chat + row.email + row.phone > 0.0));
+        crate::cache::assert_round_trips(block);
+        sandbox.shutdown().await;
+    }
 
     fn window(
         from: (i32, u32, u32),

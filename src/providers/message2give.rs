@@ -171,7 +171,7 @@ fn js_offset_minutes(offset: FixedOffset) -> i32 {
 ///
 /// `None` is the upstream's `null` or an absent entry: the day appeared in one of the user's
 /// maps but not in this one.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserDay {
     /// Local midnight at the month's offset, as a UTC instant.
     pub start: DateTime<Utc>,
@@ -202,7 +202,7 @@ impl UserDay {
 
 /// The answer of one chat statistics call. Day lists are oldest first (the upstream sends
 /// newest first); days the upstream left out are absent.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatStats {
     /// User id → days (`stats.users`).
     pub users: BTreeMap<String, Vec<UserDay>>,
@@ -238,7 +238,7 @@ impl ChatStats {
 }
 
 /// One survey's SMS usage on one upstream day `[start, end)` (24 hours).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurveyDay {
     /// Local midnight at the month's offset, as a UTC instant.
     pub start: DateTime<Utc>,
@@ -251,7 +251,7 @@ pub struct SurveyDay {
 }
 
 /// The answer of one SMS usage call. Day lists are oldest first.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SmsUsage {
     /// Survey id → days (`usage.surveys`).
     pub surveys: BTreeMap<String, Vec<SurveyDay>>,
@@ -1094,6 +1094,29 @@ mod tests {
     }
 
     // --- against the sandbox -----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn month_chunks_from_the_sandbox_round_trip_through_their_stored_form() {
+        let sandbox = sandbox().await;
+        let m2g = client(&sandbox, &ACME);
+        let w = window(zone("Australia/Sydney"), (2024, 4, 3), (2024, 4, 10));
+        let month = plan(&w)[0];
+        for chat in ChatType::ALL {
+            let stats = m2g
+                .chat_stats(&ChatKey { chat, month })
+                .await
+                .expect("chat stats");
+            assert!(
+                !stats.users.is_empty() && !stats.ccts.is_empty(),
+                "{chat:?}"
+            );
+            crate::cache::assert_round_trips(&stats);
+        }
+        let usage = m2g.sms_usage(&month).await.expect("sms usage");
+        assert!(!usage.surveys.is_empty());
+        crate::cache::assert_round_trips(&usage);
+        sandbox.shutdown().await;
+    }
 
     #[tokio::test]
     async fn a_windows_session_totals_equal_the_sandbox_truth() {
