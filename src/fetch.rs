@@ -907,27 +907,3 @@ pub fn erase_blocks<T: CacheValue>(blocks: Vec<T>) -> Vec<(Arc<dyn Any + Send + 
         })
         .collect()
 }
-
-impl Weigh for crate::providers::message2give::ChatStats {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::message2give::ChatStats::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::message2give::SmsUsage {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::message2give::SmsUsage::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::chat_tonic::Dashboard {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::chat_tonic::Dashboard::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::chat_tonic::OperatorReport {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::chat_tonic::OperatorReport::approx_bytes(self)
-    }
-}

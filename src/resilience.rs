@@ -235,7 +235,8 @@ impl Verdict {
             | UpstreamErrorKind::OutOfRetention(_)
             // Not made by a permitted call; listed so a new kind must be classified here.
             | UpstreamErrorKind::CircuitOpen { .. }
-            | UpstreamErrorKind::WaitingForNextCall { .. } => Verdict::Inconclusive,
+            | UpstreamErrorKind::WaitingForNextCall { .. }
+            | UpstreamErrorKind::NotConfigured => Verdict::Inconclusive,
         }
     }
 }

@@ -41,14 +41,12 @@ pub struct Source {
 fn sources_of(workspace: &Workspace) -> Vec<Source> {
     let now = chrono::Utc::now();
     workspace
-        .upstreams()
+        .sources()
         .into_iter()
-        .map(|upstream| {
+        .map(|source| {
+            let upstream = source.upstream();
             let health = upstream.health();
-            let next_call = match upstream.provider() {
-                Provider::Xenioo => workspace.xenioo.as_ref().and_then(|x| x.next_call()),
-                _ => None,
-            };
+            let next_call = source.next_call();
             Source {
                 provider: upstream.provider(),
                 healthy: health.healthy(),

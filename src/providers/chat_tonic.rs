@@ -32,10 +32,46 @@ use serde_json::{Map, Value};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
 
 /// The finest granularity Chat-Tonic offers (hour groups of the dashboard).
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "UserStats.new",
+        from: "newUsers",
+    },
+    Feed {
+        field: "UserStats.active",
+        from: "activeUsers",
+    },
+    Feed {
+        field: "UserStats.total",
+        from: "totalUsers",
+    },
+    Feed {
+        field: "DialogStats.pending / inProgress / resolved / failed",
+        from: "pending / progress / resolved / failed",
+    },
+    Feed {
+        field: "ServiceLevel.*",
+        from: "userEfficiency / attention / resolution / attentionAndResolution",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "messagesSent",
+    },
+    Feed {
+        field: "MessageStats.received",
+        from: "messagesReceived",
+    },
+    Feed {
+        field: "SatisfactionStats.nps / csat",
+        from: "nps / csat",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Hour;
 
 /// The longest range for which a non-UTC window is built from UTC hour rows. Beyond it the
@@ -541,11 +577,6 @@ impl ChatTonic {
         }
     }
 
-    /// The HTTP side: shared client and health record.
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
     /// One dashboard call: the whole-window row and one row per group, spans clipped to the
     /// key's range. Rows whose group lies wholly outside the range are dropped (with a
     /// warning), as is any whole-window row after the first.
@@ -888,6 +919,34 @@ fn optional_instant<'de, D: Deserializer<'de>>(
                     "`lastConnection` must be null or an RFC 3339 instant such as 2021-11-01T03:00:00.000Z",
                 )
             }),
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for Dashboard {
+    fn approx_bytes(&self) -> usize {
+        Dashboard::approx_bytes(self)
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for OperatorReport {
+    fn approx_bytes(&self) -> usize {
+        OperatorReport::approx_bytes(self)
+    }
+}
+
+impl Source for ChatTonic {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
     }
 }
 

@@ -12,13 +12,25 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
 
 /// Days per page.
 pub const PAGE_DAYS: i64 = 100;
 
 /// The finest granularity ConnectyCube offers.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "DialogStats.created",
+        from: "dialogs created (of the types filter)",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "messages sent",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// Dialog types as ConnectyCube numbers them.
@@ -179,10 +191,6 @@ impl ConnectyCube {
         }
     }
 
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
     /// One page of day samples.
     pub async fn page(&self, key: &CcPage) -> Result<Vec<Sample>, UpstreamError> {
         let mut params = key.metric.params(key.start, key.end);
@@ -246,6 +254,20 @@ impl ConnectyCube {
             .http()
             .get(format!("{}{}", self.base_url, path))
             .header("CB-Administration-API-Key", self.key.expose())
+    }
+}
+
+impl Source for ConnectyCube {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
 
 /// The longest range `viewBy=day` accepts.
@@ -136,6 +136,18 @@ impl VolumeRow {
 }
 
 /// The finest granularity Help Scout offers.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "Channel.conversations",
+        from: "conversations of the chat, email or phone channel",
+    },
+    Feed {
+        field: "DialogStats.created",
+        from: "conversations of all channels",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// The legal calls that cover `window`. `window.granularity()` must be DAY or coarser.
@@ -291,10 +303,6 @@ impl HelpScout {
         }
     }
 
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
     /// All rows for `window`: the planned calls run concurrently.
     pub async fn volume_for_window(
         &self,
@@ -434,6 +442,20 @@ impl WireRow {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Source for HelpScout {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
 }
 
 #[cfg(test)]

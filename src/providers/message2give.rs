@@ -24,10 +24,42 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window};
 
 /// The finest granularity message2give offers: a local day.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "Channel.conversations",
+        from: "sessions.count (web/sms, all users)",
+    },
+    Feed {
+        field: "Channel.responseTime / waitTime",
+        from: "response / wait averages across users, weighted by the user-day's sessions.count",
+    },
+    Feed {
+        field: "Channel.sessionDuration",
+        from: "sessions.average weighted by count",
+    },
+    Feed {
+        field: "DialogStats.created",
+        from: "sessions.count (web+sms)",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "SMS usage messages (all surveys)",
+    },
+    Feed {
+        field: "Operator.* series",
+        from: "per-user response / wait / sessions.count / sessions.average",
+    },
+    Feed {
+        field: "Survey.messages / units",
+        from: "SMS usage",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// An upstream day: always 24 hours, because the offset is fixed for the whole month.
@@ -304,11 +336,6 @@ impl Message2Give {
             token,
             mfa,
         }
-    }
-
-    /// The HTTP side of the account (health for `Workspace.sources`).
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
     }
 
     /// `GET /organisations/{org}/stats/chat/{web|sms}` for one month.
@@ -746,6 +773,34 @@ pub fn surveys(usage: &[&SmsUsage]) -> BTreeSet<String> {
         .iter()
         .flat_map(|usage| usage.surveys.keys().cloned())
         .collect()
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for ChatStats {
+    fn approx_bytes(&self) -> usize {
+        ChatStats::approx_bytes(self)
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for SmsUsage {
+    fn approx_bytes(&self) -> usize {
+        SmsUsage::approx_bytes(self)
+    }
+}
+
+impl Source for Message2Give {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
 }
 
 #[cfg(test)]
