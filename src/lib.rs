@@ -33,13 +33,15 @@
 //!   on [`cache`]: the shared byte-bounded chunk cache (single flight, live/history TTLs, stale
 //!   serving), keyed by upstream account (provider + SHA-256 fingerprint), not by workspace.
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
-//!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
+//!   types, mapping answers into [`series::Sample`]s, each a [`providers::Source`] (the series
+//!   it feeds, its finest granularity) beside its block grid and batch plan; [`providers::upstream`] holds the shared
 //!   HTTP call, error mapping and health, and applies [`resilience`]: timeouts, retries with
 //!   backoff and a budget, the circuit breaker per provider account; and the cap on calls in
 //!   flight towards each provider, shared by all its accounts.
 //! - [`series`]: the time-series engine, plain Rust with no I/O: zones, calendar buckets
 //!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
-//! - [`workspace`]: the runtime of each configured workspace (its zone and clients).
+//! - [`workspace`]: the runtime of each configured workspace (its zone and clients);
+//!   [`workspace::Workspace::sources`] lists its configured providers as [`providers::Source`]s.
 //! - [`config`]: typed settings from TOML with `${ENV}` interpolation, validated with key paths.
 //! - [`app`]: [`app::App::build`] wires config → clients → schema → router and binds the
 //!   port; tests start the server through the same function.

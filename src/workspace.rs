@@ -1,4 +1,5 @@
-//! The runtime side of a configured workspace: its zone and one client per configured provider.
+//! The runtime side of a configured workspace: its zone and one client per configured provider,
+//! each a [`Source`] ([`Workspace::sources`]).
 //! Built once at start-up from [`crate::config`]; shared read-only by every request.
 
 use std::collections::HashMap;
