@@ -14,9 +14,8 @@ use futures::future::{join_all, try_join_all};
 
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
-use futures::FutureExt;
 
-use crate::fetch::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
+use crate::fetch::{Fetched, Fetcher, SeriesKey};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
@@ -146,27 +145,7 @@ impl Part {
                     "volume-by-channel",
                     filter,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    let filter = filter.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: help_scout::block_end,
-                        plan: Box::new(help_scout::plan_blocks),
-                        fetch: move |group: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            let filter = filter.clone();
-                            async move {
-                                let client =
-                                    configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
-                                client
-                                    .volume_blocks(&filter, &group)
-                                    .await
-                                    .map(erase_blocks)
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || help_scout::block_source(workspace.clone(), filter.clone());
                 let pages = fetcher
                     .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
                     .await?;
@@ -211,30 +190,7 @@ impl Part {
                     metric.per_day_endpoint(),
                     metric,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    let metric = metric.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: connectycube::block_end,
-                        plan: Box::new(connectycube::plan_blocks),
-                        fetch: move |group: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            let metric = metric.clone();
-                            async move {
-                                let client = configured(
-                                    workspace.connectycube.as_ref(),
-                                    Provider::ConnectyCube,
-                                )?;
-                                let mut blocks = Vec::with_capacity(group.len());
-                                for index in group {
-                                    blocks.push(client.block(&metric, index).await?);
-                                }
-                                Ok(erase_blocks(blocks))
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || connectycube::block_source(workspace.clone(), metric.clone());
                 let pages = fetcher
                     .blocks::<Vec<Sample>>(&series, &connectycube::blocks_for(range), source)
                     .await?;
@@ -298,27 +254,7 @@ impl Part {
                     "stats/bigquery",
                     &group,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: chat_tonic::block_end,
-                        plan: Box::new(move |indices: &[i64]| {
-                            chat_tonic::plan_blocks(indices, group)
-                        }),
-                        fetch: move |blocks: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            async move {
-                                let client =
-                                    configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
-                                client
-                                    .dashboard_blocks(group, &blocks)
-                                    .await
-                                    .map(erase_blocks)
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || chat_tonic::block_source(workspace.clone(), group);
                 let months = fetcher
                     .blocks::<Dashboard>(&series, &chat_tonic::blocks_for(window), source)
                     .await?;

@@ -31,9 +31,13 @@ use serde_json::{Map, Value};
 
 use crate::config::Secret;
 use crate::error::UpstreamError;
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// The finest granularity Chat-Tonic offers (hour groups of the dashboard).
 /// The series fields this provider feeds (its rows of SPEC §2.1).
@@ -934,6 +938,27 @@ impl crate::fetch::Weigh for OperatorReport {
     fn approx_bytes(&self) -> usize {
         OperatorReport::approx_bytes(self)
     }
+}
+
+/// The batch loader's view of the dashboard in `group`: UTC-month blocks, contiguous missing
+/// months merged into one call within the group's limits ([`plan_blocks`]), each answer cut
+/// back into months.
+pub fn block_source(workspace: Arc<Workspace>, group: DateGroup) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(move |indices: &[i64]| plan_blocks(indices, group)),
+        fetch: move |blocks: Vec<i64>| {
+            let workspace = workspace.clone();
+            async move {
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
+                client
+                    .dashboard_blocks(group, &blocks)
+                    .await
+                    .map(erase_blocks)
+            }
+            .boxed()
+        },
+    })
 }
 
 impl Source for ChatTonic {

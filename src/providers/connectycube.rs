@@ -11,9 +11,13 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// Days per page.
 pub const PAGE_DAYS: i64 = 100;
@@ -255,6 +259,28 @@ impl ConnectyCube {
             .get(format!("{}{}", self.base_url, path))
             .header("CB-Administration-API-Key", self.key.expose())
     }
+}
+
+/// The batch loader's view of `metric`'s per-day endpoint: one page of [`PAGE_DAYS`] days per
+/// block, the pages of a batch ([`plan_blocks`]) fetched one after another.
+pub fn block_source(workspace: Arc<Workspace>, metric: CcMetric) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(plan_blocks),
+        fetch: move |group: Vec<i64>| {
+            let workspace = workspace.clone();
+            let metric = metric.clone();
+            async move {
+                let client = configured(workspace.connectycube.as_ref(), Provider::ConnectyCube)?;
+                let mut blocks = Vec::with_capacity(group.len());
+                for index in group {
+                    blocks.push(client.block(&metric, index).await?);
+                }
+                Ok(erase_blocks(blocks))
+            }
+            .boxed()
+        },
+    })
 }
 
 impl Source for ConnectyCube {

@@ -13,9 +13,13 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// The longest range `viewBy=day` accepts.
 const MAX_DAY_RANGE_DAYS: i64 = 60;
@@ -442,6 +446,27 @@ impl WireRow {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The batch loader's view of the day-view endpoint for `filter`: blocks of [`BLOCK_DAYS`] UTC
+/// days, missing ones merged into calls by [`plan_blocks`], each call cut back into blocks.
+pub fn block_source(workspace: Arc<Workspace>, filter: VolumeFilter) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(plan_blocks),
+        fetch: move |group: Vec<i64>| {
+            let workspace = workspace.clone();
+            let filter = filter.clone();
+            async move {
+                let client = configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
+                client
+                    .volume_blocks(&filter, &group)
+                    .await
+                    .map(erase_blocks)
+            }
+            .boxed()
+        },
+    })
 }
 
 impl Source for HelpScout {
