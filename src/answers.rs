@@ -12,11 +12,11 @@
 //!   answers to the request itself ([`is_deterministic`]: bad input, not found, forbidden,
 //!   out of retention), never an upstream failure that a later request might not meet.
 //! - **Freshness**: an answer is served until the earliest moment one of its chunks stops
-//!   being fresh ([`crate::planner::RequestScope::reusable_until`]); then the next request
+//!   being fresh ([`crate::fetch::RequestScope::reusable_until`]); then the next request
 //!   resolves again and meets the chunk cache's own refresh and stale rules. What an answer
 //!   shows that changes without any chunk changing (`Workspace.sources`: health, last
 //!   success, the Xenioo throttle) is checked on every reuse
-//!   ([`crate::planner::RequestScope::still_true_while`]): it must still read the same.
+//!   ([`crate::fetch::RequestScope::still_true_while`]): it must still read the same.
 //! - **Bounded by bytes** (`[cache] answer_max_bytes`; 0 turns answers off), separately from
 //!   the chunk cache: an answer is a copy of data the chunk cache holds anyway, so under
 //!   memory pressure answers go first without costing a single upstream call.
@@ -31,9 +31,9 @@ use axum::body::Bytes;
 
 use crate::auth::Caller;
 use crate::error::code;
+use crate::fetch::Condition;
 use crate::graphql::document_cache::RequestKey;
-use crate::planner::Condition;
-use crate::prometheus::Metrics;
+use crate::process_metrics::Metrics;
 
 /// Everything an answer depends on besides the data: who asks, and what.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use crate::graphql::guard::Guard;
 use crate::http::{router, HttpState};
 use crate::limits::{QueryLimits, SchemaShape};
 use crate::persisted::{PersistedQueries, Safelist};
-use crate::prometheus::Metrics;
+use crate::process_metrics::Metrics;
 use crate::providers::chat_tonic::ChatTonic;
 use crate::providers::connectycube::ConnectyCube;
 use crate::providers::help_scout::{HelpScout, HelpScoutCredentials};

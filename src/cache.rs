@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::prometheus::{CacheGauges, Metrics};
+use crate::process_metrics::{CacheGauges, Metrics};
 use crate::providers::Provider;
 
 /// The version of the key and block-value layout. Bump it when a key's JSON or a block's
@@ -134,7 +134,9 @@ impl CacheKey {
     }
 
     /// The key as one stable string, the form a shared tier (Redis) stores it under:
-    /// `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:{endpoint}:{request JSON}`.
+    /// `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:{endpoint}:{request JSON}`. The value
+    /// stored under it is [`encode_value`]'s `{"v":KEY_VERSION,"value":...}`, which every chunk
+    /// value round-trips through unchanged (each provider module tests one real block).
     pub fn stable_text(&self) -> String {
         format!(
             "chatstats:v{KEY_VERSION}:{}:{}:{}:{}",
@@ -144,6 +146,58 @@ impl CacheKey {
             self.request
         )
     }
+}
+
+/// Why a stored value could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeValueError {
+    /// Written by code with another value layout: the entry is a miss, never misread.
+    #[error("stored value has layout version {found}, this build reads {KEY_VERSION}")]
+    Version { found: u32 },
+    #[error("stored value is not valid: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+/// A block or per-range value as the text a shared tier stores under
+/// [`CacheKey::stable_text`]: `{"v":KEY_VERSION,"value":...}`. The in-process cache keeps the
+/// value itself; this is the contract a shared tier (Redis) will use, and every value the
+/// chunk cache keeps ([`crate::fetch::CacheValue`]) round-trips through it unchanged.
+pub fn encode_value<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&serde_json::json!({ "v": KEY_VERSION, "value": value }))
+}
+
+/// Reads back what [`encode_value`] wrote, refusing another layout version.
+pub fn decode_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeValueError> {
+    #[derive(serde::Deserialize)]
+    struct Versioned<T> {
+        value: T,
+    }
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        v: u32,
+    }
+    // The version first, so a value of another layout is reported as such, not as bad data.
+    let VersionOnly { v } = serde_json::from_str(text)?;
+    if v != KEY_VERSION {
+        return Err(DecodeValueError::Version { found: v });
+    }
+    let Versioned { value } = serde_json::from_str(text)?;
+    Ok(value)
+}
+
+/// Asserts that `value` reads back equal from its stored form ([`encode_value`]).
+#[cfg(test)]
+pub(crate) fn assert_round_trips<T>(value: &T)
+where
+    T: crate::fetch::CacheValue + PartialEq + fmt::Debug,
+{
+    let text = encode_value(value).expect("a block value serializes");
+    assert!(
+        text.starts_with(&format!(r#"{{"v":{KEY_VERSION},"value":"#)),
+        "{text}"
+    );
+    let back: T = decode_value(&text).expect("a stored value reads back");
+    assert_eq!(&back, value, "{text}");
 }
 
 /// A cached chunk, type-erased.
@@ -1004,5 +1058,26 @@ mod tests {
             AccountKey::new(Provider::HelpScout, &["http://x", "secret"]),
             account
         );
+    }
+
+    #[test]
+    fn a_stored_value_of_another_layout_version_is_refused_not_misread() {
+        let current = encode_value(&vec![1.5_f64, 2.0]).expect("serializes");
+        assert_eq!(
+            current,
+            format!(r#"{{"v":{KEY_VERSION},"value":[1.5,2.0]}}"#)
+        );
+        let read: Vec<f64> = decode_value(&current).expect("reads back");
+        assert_eq!(read, vec![1.5, 2.0]);
+
+        let older = format!(r#"{{"v":{},"value":[1.5,2.0]}}"#, KEY_VERSION + 1);
+        assert!(matches!(
+            decode_value::<Vec<f64>>(&older),
+            Err(DecodeValueError::Version { found }) if found == KEY_VERSION + 1
+        ));
+        assert!(matches!(
+            decode_value::<Vec<f64>>(&format!(r#"{{"v":{KEY_VERSION}}}"#)),
+            Err(DecodeValueError::Invalid(_))
+        ));
     }
 }

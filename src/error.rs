@@ -64,6 +64,10 @@ pub enum UpstreamErrorKind {
     /// The window reaches further back than the provider keeps data.
     #[error("keeps no data before {0}; shorten the window")]
     OutOfRetention(String),
+    /// A provider's part was asked of a workspace that has no account there (an internal
+    /// fault: parts are built only for configured providers).
+    #[error("is not configured for this workspace")]
+    NotConfigured,
 }
 
 /// An upstream failure, attributed to its provider.
@@ -98,6 +102,7 @@ impl UpstreamError {
             UpstreamErrorKind::Rejected { .. } => code::UPSTREAM_REJECTED,
             UpstreamErrorKind::Invalid(_) => code::UPSTREAM_INVALID,
             UpstreamErrorKind::OutOfRetention(_) => code::OUT_OF_RETENTION,
+            UpstreamErrorKind::NotConfigured => code::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -22,24 +22,26 @@
 //! - [`answers`]: a read-only request asked again while every chunk behind its answer is
 //!   fresh gets the kept answer without being resolved; anything else is executed.
 //! - [`graphql`]: the schema, one file per type. Series fields build a
-//!   [`metrics::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
+//!   [`catalogue::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
 //!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
-//! - [`metrics`]: what every series is made of (SPEC §2.1) and [`metrics::compute`], which
+//! - [`catalogue`]: what every series is made of (SPEC §2.1) and [`catalogue::compute`], which
 //!   fetches each provider's part concurrently, puts it on the window's buckets and adds them.
-//! - [`planner`]: the doors to the upstreams, traced for `extensions.upstream`:
-//!   [`planner::Fetcher::blocks`] reads history blocks on each provider's calendar grid through
+//! - [`fetch`]: the doors to the upstreams, traced for `extensions.upstream`:
+//!   [`fetch::Fetcher::blocks`] reads history blocks on each provider's calendar grid through
 //!   a per-request async-graphql DataLoader that plans the fewest calls for a tick's missing
-//!   blocks; [`planner::Fetcher::get`] makes per-range requests at most once per query. Both sit
+//!   blocks; [`fetch::Fetcher::get`] makes per-range requests at most once per query. Both sit
 //!   on [`cache`]: the shared byte-bounded chunk cache (single flight, live/history TTLs, stale
 //!   serving), keyed by upstream account (provider + SHA-256 fingerprint), not by workspace.
 //! - [`providers`]: one client per upstream (`help_scout`, `connectycube`, ...) with its wire
-//!   types, mapping answers into [`series::Sample`]s; [`providers::upstream`] holds the shared
+//!   types, mapping answers into [`series::Sample`]s, each a [`providers::Source`] (the series
+//!   it feeds, its finest granularity) beside its block grid and batch plan; [`providers::upstream`] holds the shared
 //!   HTTP call, error mapping and health, and applies [`resilience`]: timeouts, retries with
 //!   backoff and a budget, the circuit breaker per provider account; and the cap on calls in
 //!   flight towards each provider, shared by all its accounts.
 //! - [`series`]: the time-series engine, plain Rust with no I/O: zones, calendar buckets
 //!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
-//! - [`workspace`]: the runtime of each configured workspace (its zone and clients).
+//! - [`workspace`]: the runtime of each configured workspace (its zone and clients);
+//!   [`workspace::Workspace::sources`] lists its configured providers as [`providers::Source`]s.
 //! - [`config`]: typed settings from TOML with `${ENV}` interpolation, validated with key paths.
 //! - [`app`]: [`app::App::build`] wires config → clients → schema → router and binds the
 //!   port; tests start the server through the same function.
@@ -47,23 +49,23 @@
 //!   `chatstats serve` without a config, by the tests and by the benchmarks.
 //! - [`error`]: the stable error codes and the one conversion to GraphQL errors.
 //! - [`telemetry`]: logging, the one log line per GraphQL request
-//!   ([`telemetry::observe_graphql`]) and the shutdown signal; [`prometheus`]: the metrics
+//!   ([`telemetry::observe_graphql`]) and the shutdown signal; [`process_metrics`]: the metrics
 //!   behind `/metrics`, one registry per [`app::App`].
 
 pub mod answers;
 pub mod app;
 pub mod auth;
 pub mod cache;
+pub mod catalogue;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod limits;
-pub mod metrics;
 pub mod persisted;
-pub mod planner;
-pub mod prometheus;
+pub mod process_metrics;
 pub mod providers;
 pub mod rate_limit;
 pub mod resilience;

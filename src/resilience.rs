@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::prometheus::{CircuitGauge, CircuitState};
+use crate::process_metrics::{CircuitGauge, CircuitState};
 
 /// The window of the retry budget.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
@@ -235,7 +235,8 @@ impl Verdict {
             | UpstreamErrorKind::OutOfRetention(_)
             // Not made by a permitted call; listed so a new kind must be classified here.
             | UpstreamErrorKind::CircuitOpen { .. }
-            | UpstreamErrorKind::WaitingForNextCall { .. } => Verdict::Inconclusive,
+            | UpstreamErrorKind::WaitingForNextCall { .. }
+            | UpstreamErrorKind::NotConfigured => Verdict::Inconclusive,
         }
     }
 }

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::planner::RequestScope;
-use crate::prometheus::Metrics;
+use crate::fetch::RequestScope;
+use crate::process_metrics::Metrics;
 
 /// Install the global `tracing` subscriber and the panic hook: human-readable by default,
 /// JSON lines when `CHATSTATS_LOG_FORMAT=json`; level from `RUST_LOG` (default `info`).
@@ -166,7 +166,7 @@ pub async fn observe_graphql(
     let operation = summary
         .operation
         .as_deref()
-        .map(crate::prometheus::sanitize)
+        .map(crate::process_metrics::sanitize)
         .unwrap_or_default();
     tracing::info!(
         target: "chatstats::request",

@@ -50,9 +50,9 @@ use tokio::sync::watch;
 use crate::auth::{Access, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
+use crate::fetch::{Fetcher, RequestScope};
 use crate::graphql::ChatstatsSchema;
-use crate::planner::{Fetcher, RequestScope};
-use crate::prometheus::Metrics;
+use crate::process_metrics::Metrics;
 use crate::rate_limit::{rate_limited_message, retry_after_secs, RateKey};
 
 /// The close code sent to every connection when the server shuts down (RFC 6455: going away).

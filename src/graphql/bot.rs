@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object, ID};
 
+use crate::catalogue::{xenioo_snapshot, Part, SeriesSpec, Unit};
 use crate::error::ApiError;
+use crate::fetch::Fetcher;
 use crate::graphql::channel::Channel;
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{xenioo_snapshot, Part, SeriesSpec, Unit};
-use crate::planner::Fetcher;
 use crate::providers::xenioo;
 use crate::series::Aggregation;
 use crate::workspace::Workspace;

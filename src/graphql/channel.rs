@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object, ID};
 
+use crate::catalogue::{xenioo_snapshot, M2gStat, M2gWho, Part, SeriesSpec, Unit};
 use crate::error::UpstreamError;
+use crate::fetch::Fetcher;
 use crate::graphql::time_series::{optional_series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{xenioo_snapshot, M2gStat, M2gWho, Part, SeriesSpec, Unit};
-use crate::planner::Fetcher;
 use crate::providers::help_scout::{HsChannel, VolumeFilter};
 use crate::providers::message2give::ChatType;
 use crate::providers::xenioo::{self, BotMetric};

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{Duration, Utc};
 
+use crate::catalogue::{
+    chat_tonic_operators, message2give_chat, M2gStat, M2gWho, Part, SeriesSpec, Unit,
+};
 use crate::error::{ApiError, UpstreamError};
+use crate::fetch::Fetcher;
 use crate::graphql::channel::ChannelKind;
 use crate::graphql::scalars::Instant;
 use crate::graphql::time_series::{optional_series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{
-    chat_tonic_operators, message2give_chat, M2gStat, M2gWho, Part, SeriesSpec, Unit,
-};
-use crate::planner::Fetcher;
 use crate::providers::chat_tonic::{OperatorRow, RangeKey};
 use crate::providers::message2give::{self, ChatKey, ChatType};
 use crate::providers::Provider;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object};
 
+use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
 use crate::providers::chat_tonic::DashboardField;
 use crate::providers::connectycube::{CcMetric, DialogKind};
 use crate::providers::help_scout::{HsChannel, VolumeFilter};

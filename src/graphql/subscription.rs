@@ -3,7 +3,7 @@
 //! One field, `workspace(id)`, yields the workspace again and again; the client's selection
 //! (any series, any windows) is resolved anew for every emission. The resolvers read the
 //! operation's [`Fetcher`] as they do for a query; what makes it live is that the operation's
-//! [`RequestScope`](crate::planner::RequestScope) is renewed before each emission, so each
+//! [`RequestScope`](crate::fetch::RequestScope) is renewed before each emission, so each
 //! emission is a fresh request to the shared [`ChunkCache`](crate::cache::ChunkCache).
 //!
 //! When: the first emission at once, the next when the first chunk the previous emission
@@ -19,9 +19,9 @@ use async_graphql::{Context, Subscription as SubscriptionObject, ID};
 use futures::Stream;
 
 use crate::error::ApiError;
+use crate::fetch::Fetcher;
 use crate::graphql::visible_workspace;
 use crate::graphql::workspace::WorkspaceObject;
-use crate::planner::Fetcher;
 
 /// Live data over WebSocket (graphql-transport-ws on `/graphql`).
 pub struct Subscription;

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, ID};
 
+use crate::catalogue::{message2give_sms, Part, SeriesSpec, Unit};
 use crate::error::ApiError;
+use crate::fetch::Fetcher;
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::metrics::{message2give_sms, Part, SeriesSpec, Unit};
-use crate::planner::Fetcher;
 use crate::providers::message2give;
 use crate::providers::Provider;
 use crate::series::{Aggregation, Window};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject};
 use tokio::sync::OnceCell;
 
+use crate::catalogue::{compute, Computed, SeriesSpec, Unit};
 use crate::error::ApiError;
+use crate::fetch::Fetcher;
 use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::window::{Aggregation, Fill, Granularity, WindowInput};
-use crate::metrics::{compute, Computed, SeriesSpec, Unit};
-use crate::planner::Fetcher;
 use crate::providers::Provider;
 use crate::series::{self, change};
 use crate::workspace::Workspace;
@@ -29,7 +29,7 @@ struct Recipe {
     fetcher: Fetcher,
     spec: SeriesSpec,
     /// The window and its previous one together, when both are needed: the extent the
-    /// span-planned providers fetch for either (see `metrics::compute`).
+    /// span-planned providers fetch for either (see `catalogue::compute`).
     span: Option<series::Window>,
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject, ID};
 
 use crate::error::{ApiError, UpstreamError};
+use crate::fetch::Fetcher;
 use crate::graphql::bot::{self, Bot};
 use crate::graphql::channel::Channel;
 use crate::graphql::operator::{self, Operator, OperatorGroup};
@@ -12,7 +13,6 @@ use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::stats::{DialogStats, MessageStats, SatisfactionStats, UserStats};
 use crate::graphql::survey::{self, Survey};
 use crate::graphql::window::WindowInput;
-use crate::planner::Fetcher;
 use crate::providers::xenioo::CallWait;
 use crate::providers::Provider;
 use crate::workspace::Workspace;
@@ -41,14 +41,12 @@ pub struct Source {
 fn sources_of(workspace: &Workspace) -> Vec<Source> {
     let now = chrono::Utc::now();
     workspace
-        .upstreams()
+        .sources()
         .into_iter()
-        .map(|upstream| {
+        .map(|source| {
+            let upstream = source.upstream();
             let health = upstream.health();
-            let next_call = match upstream.provider() {
-                Provider::Xenioo => workspace.xenioo.as_ref().and_then(|x| x.next_call()),
-                _ => None,
-            };
+            let next_call = source.next_call();
             Source {
                 provider: upstream.provider(),
                 healthy: health.healthy(),

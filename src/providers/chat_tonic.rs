@@ -31,11 +31,51 @@ use serde_json::{Map, Value};
 
 use crate::config::Secret;
 use crate::error::UpstreamError;
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// The finest granularity Chat-Tonic offers (hour groups of the dashboard).
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "UserStats.new",
+        from: "newUsers",
+    },
+    Feed {
+        field: "UserStats.active",
+        from: "activeUsers",
+    },
+    Feed {
+        field: "UserStats.total",
+        from: "totalUsers",
+    },
+    Feed {
+        field: "DialogStats.pending / inProgress / resolved / failed",
+        from: "pending / progress / resolved / failed",
+    },
+    Feed {
+        field: "ServiceLevel.*",
+        from: "userEfficiency / attention / resolution / attentionAndResolution",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "messagesSent",
+    },
+    Feed {
+        field: "MessageStats.received",
+        from: "messagesReceived",
+    },
+    Feed {
+        field: "SatisfactionStats.nps / csat",
+        from: "nps / csat",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Hour;
 
 /// The longest range for which a non-UTC window is built from UTC hour rows. Beyond it the
@@ -208,7 +248,7 @@ pub fn plan_blocks(indices: &[i64], group: DateGroup) -> Vec<Vec<i64>> {
         DateGroup::Hour => MAX_HOUR_BLOCKS_PER_CALL,
         DateGroup::Day | DateGroup::Month => MAX_BLOCKS_PER_CALL,
     };
-    crate::planner::contiguous_runs(indices, max)
+    crate::fetch::contiguous_runs(indices, max)
 }
 
 /// True when `field` of any window can be served from month blocks: the rows of a SUM field
@@ -338,7 +378,7 @@ impl fmt::Display for DashboardField {
 
 /// One dashboard row: a value per [`DashboardField`]. A field the upstream sent as `null` or
 /// left out is `None` (unknown), so "not reported" never turns into a measured 0.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DashboardRow {
     /// Indexed by `DashboardField as usize` (the enum is in wire order).
     values: [Option<f64>; DashboardField::ALL.len()],
@@ -357,7 +397,7 @@ impl DashboardRow {
 }
 
 /// A dashboard answer.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dashboard {
     /// The whole-window row (`date` = `"0"`), when the upstream sent one.
     pub total: Option<DashboardRow>,
@@ -412,7 +452,7 @@ pub fn total(dashboard: &Dashboard, field: DashboardField) -> Option<f64> {
 }
 
 /// The operator report: one summary per operator over the range.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorReport {
     /// The operators, in upstream order.
     pub operators: Vec<OperatorRow>,
@@ -434,7 +474,7 @@ impl OperatorReport {
 
 /// One operator's summary over the range. Counters the upstream left out or sent as `null`
 /// are 0; times are seconds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRow {
     /// `_id`.
     pub id: String,
@@ -539,11 +579,6 @@ impl ChatTonic {
             codename,
             token,
         }
-    }
-
-    /// The HTTP side: shared client and health record.
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
     }
 
     /// One dashboard call: the whole-window row and one row per group, spans clipped to the
@@ -888,6 +923,55 @@ fn optional_instant<'de, D: Deserializer<'de>>(
                     "`lastConnection` must be null or an RFC 3339 instant such as 2021-11-01T03:00:00.000Z",
                 )
             }),
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for Dashboard {
+    fn approx_bytes(&self) -> usize {
+        Dashboard::approx_bytes(self)
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for OperatorReport {
+    fn approx_bytes(&self) -> usize {
+        OperatorReport::approx_bytes(self)
+    }
+}
+
+/// The batch loader's view of the dashboard in `group`: UTC-month blocks, contiguous missing
+/// months merged into one call within the group's limits ([`plan_blocks`]), each answer cut
+/// back into months.
+pub fn block_source(workspace: Arc<Workspace>, group: DateGroup) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(move |indices: &[i64]| plan_blocks(indices, group)),
+        fetch: move |blocks: Vec<i64>| {
+            let workspace = workspace.clone();
+            async move {
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
+                client
+                    .dashboard_blocks(group, &blocks)
+                    .await
+                    .map(erase_blocks)
+            }
+            .boxed()
+        },
+    })
+}
+
+impl Source for ChatTonic {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
     }
 }
 
@@ -1381,6 +1465,28 @@ mod tests {
             );
         }
         assert_eq!(w.bucket(2).1 - w.bucket(2).0, chrono::Duration::hours(25));
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn month_blocks_and_the_operator_report_round_trip_through_their_stored_form() {
+        let sandbox = spawn().await;
+        let ct = client(&sandbox, acme().token);
+        let first = block_index(utc(2024, 2, 1, 0));
+        for group in [DateGroup::Hour, DateGroup::Day] {
+            let months = ct
+                .dashboard_blocks(group, &[first, first + 1])
+                .await
+                .expect("the sandbox answers");
+            assert_eq!(months.len(), 2);
+            for month in &months {
+                assert!(!month.rows.is_empty(), "{group:?}");
+                crate::cache::assert_round_trips(month);
+            }
+        }
+        let report = ct.operators(&day_range()).await.expect("operators answer");
+        assert!(!report.operators.is_empty());
+        crate::cache::assert_round_trips(&report);
         sandbox.shutdown().await;
     }
 

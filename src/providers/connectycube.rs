@@ -11,14 +11,30 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// Days per page.
 pub const PAGE_DAYS: i64 = 100;
 
 /// The finest granularity ConnectyCube offers.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "DialogStats.created",
+        from: "dialogs created (of the types filter)",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "messages sent",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// Dialog types as ConnectyCube numbers them.
@@ -179,10 +195,6 @@ impl ConnectyCube {
         }
     }
 
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
     /// One page of day samples.
     pub async fn page(&self, key: &CcPage) -> Result<Vec<Sample>, UpstreamError> {
         let mut params = key.metric.params(key.start, key.end);
@@ -246,5 +258,80 @@ impl ConnectyCube {
             .http()
             .get(format!("{}{}", self.base_url, path))
             .header("CB-Administration-API-Key", self.key.expose())
+    }
+}
+
+/// The batch loader's view of `metric`'s per-day endpoint: one page of [`PAGE_DAYS`] days per
+/// block, the pages of a batch ([`plan_blocks`]) fetched one after another.
+pub fn block_source(workspace: Arc<Workspace>, metric: CcMetric) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(plan_blocks),
+        fetch: move |group: Vec<i64>| {
+            let workspace = workspace.clone();
+            let metric = metric.clone();
+            async move {
+                let client = configured(workspace.connectycube.as_ref(), Provider::ConnectyCube)?;
+                let mut blocks = Vec::with_capacity(group.len());
+                for index in group {
+                    blocks.push(client.block(&metric, index).await?);
+                }
+                Ok(erase_blocks(blocks))
+            }
+            .boxed()
+        },
+    })
+}
+
+impl Source for ConnectyCube {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{self, accounts::ACME, SandboxOptions};
+    use chrono::TimeZone;
+
+    #[tokio::test]
+    async fn a_page_block_from_the_sandbox_round_trips_through_its_stored_form() {
+        let sandbox = sandbox::start(
+            "127.0.0.1:0".parse().expect("valid address"),
+            SandboxOptions::default(),
+        )
+        .await
+        .expect("sandbox starts");
+        let client = ConnectyCube::new(
+            reqwest::Client::new(),
+            format!(
+                "{}{}",
+                sandbox.base_url(),
+                sandbox::Provider::ConnectyCube.prefix()
+            ),
+            Secret::new(ACME.connectycube.admin_api_key),
+        );
+        let index = block_index(Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap());
+        for metric in [
+            CcMetric::MessagesSent,
+            CcMetric::DialogsCreated(vec![DialogKind::Group]),
+        ] {
+            let block = client
+                .block(&metric, index)
+                .await
+                .expect("the sandbox answers");
+            assert!(block.iter().any(|sample| sample.value > 0.0), "{metric:?}");
+            crate::cache::assert_round_trips(&block);
+        }
+        sandbox.shutdown().await;
     }
 }

@@ -13,9 +13,13 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
+use crate::workspace::{configured, Workspace};
+use futures::FutureExt;
+use std::sync::Arc;
 
 /// The longest range `viewBy=day` accepts.
 const MAX_DAY_RANGE_DAYS: i64 = 60;
@@ -116,7 +120,7 @@ pub struct VolumeRequest {
 }
 
 /// One bucket of a report.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeRow {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -136,6 +140,18 @@ impl VolumeRow {
 }
 
 /// The finest granularity Help Scout offers.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "Channel.conversations",
+        from: "conversations of the chat, email or phone channel",
+    },
+    Feed {
+        field: "DialogStats.created",
+        from: "conversations of all channels",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// The legal calls that cover `window`. `window.granularity()` must be DAY or coarser.
@@ -216,7 +232,7 @@ pub fn block_end(index: i64) -> DateTime<Utc> {
 /// The calls for the missing blocks `indices` (ascending): contiguous runs of at most two
 /// blocks, each one day-view call of at most 60 days.
 pub fn plan_blocks(indices: &[i64]) -> Vec<Vec<i64>> {
-    crate::planner::contiguous_runs(indices, (MAX_DAY_RANGE_DAYS / BLOCK_DAYS) as usize)
+    crate::fetch::contiguous_runs(indices, (MAX_DAY_RANGE_DAYS / BLOCK_DAYS) as usize)
 }
 
 /// The UTC buckets of `granularity` that cover `window`.
@@ -289,10 +305,6 @@ impl HelpScout {
             credentials,
             token: tokio::sync::Mutex::new(None),
         }
-    }
-
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
     }
 
     /// All rows for `window`: the planned calls run concurrently.
@@ -436,10 +448,86 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The batch loader's view of the day-view endpoint for `filter`: blocks of [`BLOCK_DAYS`] UTC
+/// days, missing ones merged into calls by [`plan_blocks`], each call cut back into blocks.
+pub fn block_source(workspace: Arc<Workspace>, filter: VolumeFilter) -> Arc<dyn BlockSource> {
+    Arc::new(FnBlockSource {
+        block_end,
+        plan: Box::new(plan_blocks),
+        fetch: move |group: Vec<i64>| {
+            let workspace = workspace.clone();
+            let filter = filter.clone();
+            async move {
+                let client = configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
+                client
+                    .volume_blocks(&filter, &group)
+                    .await
+                    .map(erase_blocks)
+            }
+            .boxed()
+        },
+    })
+}
+
+impl Source for HelpScout {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[tokio::test]
+    async fn a_day_view_block_from_the_sandbox_round_trips_through_its_stored_form() {
+        use crate::sandbox::{self, accounts::ACME, SandboxOptions};
+        let sandbox = sandbox::start(
+            "127.0.0.1:0".parse().expect("valid address"),
+            SandboxOptions::default(),
+        )
+        .await
+        .expect("sandbox starts");
+        let client = HelpScout::new(
+            reqwest::Client::new(),
+            format!(
+                "{}{}",
+                sandbox.base_url(),
+                sandbox::Provider::HelpScout.prefix()
+            ),
+            HelpScoutCredentials::AccessToken(Secret::new(
+                ACME.help_scout
+                    .access_token
+                    .expect("acme has a static token"),
+            )),
+        );
+        let index = block_index(Utc.with_ymd_and_hms(2024, 3, 10, 0, 0, 0).unwrap());
+        let filter = VolumeFilter::new(ACME.help_scout.mailboxes.to_vec(), vec![], vec![]);
+        let blocks = client
+            .volume_blocks(&filter, &[index])
+            .await
+            .expect("the sandbox answers");
+        let block = &blocks[0];
+        assert_eq!(
+            block.len() as i64,
+            BLOCK_DAYS,
+            "one row per day of the block"
+        );
+        assert!(block
+            .iter()
+            .any(|row| row.chat + row.email + row.phone > 0.0));
+        crate::cache::assert_round_trips(block);
+        sandbox.shutdown().await;
+    }
 
     fn window(
         from: (i32, u32, u32),

@@ -24,10 +24,42 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::providers::upstream::Upstream;
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window};
 
 /// The finest granularity message2give offers: a local day.
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "Channel.conversations",
+        from: "sessions.count (web/sms, all users)",
+    },
+    Feed {
+        field: "Channel.responseTime / waitTime",
+        from: "response / wait averages across users, weighted by the user-day's sessions.count",
+    },
+    Feed {
+        field: "Channel.sessionDuration",
+        from: "sessions.average weighted by count",
+    },
+    Feed {
+        field: "DialogStats.created",
+        from: "sessions.count (web+sms)",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "SMS usage messages (all surveys)",
+    },
+    Feed {
+        field: "Operator.* series",
+        from: "per-user response / wait / sessions.count / sessions.average",
+    },
+    Feed {
+        field: "Survey.messages / units",
+        from: "SMS usage",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Day;
 
 /// An upstream day: always 24 hours, because the offset is fixed for the whole month.
@@ -171,7 +203,7 @@ fn js_offset_minutes(offset: FixedOffset) -> i32 {
 ///
 /// `None` is the upstream's `null` or an absent entry: the day appeared in one of the user's
 /// maps but not in this one.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserDay {
     /// Local midnight at the month's offset, as a UTC instant.
     pub start: DateTime<Utc>,
@@ -202,7 +234,7 @@ impl UserDay {
 
 /// The answer of one chat statistics call. Day lists are oldest first (the upstream sends
 /// newest first); days the upstream left out are absent.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatStats {
     /// User id → days (`stats.users`).
     pub users: BTreeMap<String, Vec<UserDay>>,
@@ -238,7 +270,7 @@ impl ChatStats {
 }
 
 /// One survey's SMS usage on one upstream day `[start, end)` (24 hours).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurveyDay {
     /// Local midnight at the month's offset, as a UTC instant.
     pub start: DateTime<Utc>,
@@ -251,7 +283,7 @@ pub struct SurveyDay {
 }
 
 /// The answer of one SMS usage call. Day lists are oldest first.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SmsUsage {
     /// Survey id → days (`usage.surveys`).
     pub surveys: BTreeMap<String, Vec<SurveyDay>>,
@@ -304,11 +336,6 @@ impl Message2Give {
             token,
             mfa,
         }
-    }
-
-    /// The HTTP side of the account (health for `Workspace.sources`).
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
     }
 
     /// `GET /organisations/{org}/stats/chat/{web|sms}` for one month.
@@ -748,6 +775,34 @@ pub fn surveys(usage: &[&SmsUsage]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for ChatStats {
+    fn approx_bytes(&self) -> usize {
+        ChatStats::approx_bytes(self)
+    }
+}
+
+/// Its weight in the chunk cache's byte budget.
+impl crate::fetch::Weigh for SmsUsage {
+    fn approx_bytes(&self) -> usize {
+        SmsUsage::approx_bytes(self)
+    }
+}
+
+impl Source for Message2Give {
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1094,6 +1149,29 @@ mod tests {
     }
 
     // --- against the sandbox -----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn month_chunks_from_the_sandbox_round_trip_through_their_stored_form() {
+        let sandbox = sandbox().await;
+        let m2g = client(&sandbox, &ACME);
+        let w = window(zone("Australia/Sydney"), (2024, 4, 3), (2024, 4, 10));
+        let month = plan(&w)[0];
+        for chat in ChatType::ALL {
+            let stats = m2g
+                .chat_stats(&ChatKey { chat, month })
+                .await
+                .expect("chat stats");
+            assert!(
+                !stats.users.is_empty() && !stats.ccts.is_empty(),
+                "{chat:?}"
+            );
+            crate::cache::assert_round_trips(&stats);
+        }
+        let usage = m2g.sms_usage(&month).await.expect("sms usage");
+        assert!(!usage.surveys.is_empty());
+        crate::cache::assert_round_trips(&usage);
+        sandbox.shutdown().await;
+    }
 
     #[tokio::test]
     async fn a_windows_session_totals_equal_the_sandbox_truth() {

@@ -2,6 +2,11 @@
 //! private wire types, and a mapping into engine types ([`crate::series::Sample`]) at the edge,
 //! so no provider's JSON shape leaks inward. [`upstream`] holds what all clients share: the HTTP
 //! call, status mapping, body limits and health tracking.
+//!
+//! Every client is a [`Source`]: what the rest of the gateway may ask of any provider without
+//! naming it (its upstream, which series it feeds, its finest granularity, when it may next be
+//! called). Each module also holds its block grid and batch plan (`blocks_for`, `block_range`,
+//! `plan_blocks`) and how its cached values weigh ([`crate::fetch::Weigh`]).
 
 pub mod chat_tonic;
 pub mod connectycube;
@@ -11,6 +16,8 @@ pub mod upstream;
 pub mod xenioo;
 
 use std::fmt;
+
+use crate::series::Granularity;
 
 /// The upstream platforms chatstats reads statistics from.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,5 +70,38 @@ impl fmt::Display for Provider {
             Provider::ConnectyCube => "ConnectyCube",
             Provider::HelpScout => "Help Scout",
         })
+    }
+}
+
+/// One row of the series catalogue (SPEC §2.1) that a provider feeds: the GraphQL field and
+/// what of the provider's data goes into it. Each provider module lists its own (`FEEDS`), so
+/// the mapping sits next to the code that fetches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feed {
+    /// The series field, e.g. `MessageStats.sent`.
+    pub field: &'static str,
+    /// What the provider contributes to it, in its own terms.
+    pub from: &'static str,
+}
+
+/// What the gateway may ask of any configured provider without naming it.
+pub trait Source: Send + Sync {
+    /// The HTTP side: its provider, health and call policy.
+    fn upstream(&self) -> &upstream::Upstream;
+
+    fn provider(&self) -> Provider {
+        self.upstream().provider()
+    }
+
+    /// The series fields it feeds (its rows of SPEC §2.1).
+    fn feeds(&self) -> &'static [Feed];
+
+    /// The finest granularity it can answer.
+    fn finest(&self) -> Granularity;
+
+    /// When the provider lets this account's next call through, for providers that allow one
+    /// call per interval (Xenioo); None for the others, which may be called at any time.
+    fn next_call(&self) -> Option<xenioo::NextCall> {
+        None
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::LimitsConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
-use crate::prometheus::Metrics;
+use crate::process_metrics::Metrics;
 use crate::providers::Provider;
 use crate::resilience::{CircuitBreaker, Clock, RetryBudget, RetryPolicy, SystemClock, Verdict};
 

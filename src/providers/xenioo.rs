@@ -67,10 +67,42 @@ use serde_json::{Map, Value};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
-use crate::providers::Provider;
+use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Zone};
 
 /// The finest granularity Xenioo offers (we always ask for hour groups).
+/// The series fields this provider feeds (its rows of SPEC §2.1).
+pub const FEEDS: &[Feed] = &[
+    Feed {
+        field: "Channel.messages",
+        from: "3 Messages for that ChannelName",
+    },
+    Feed {
+        field: "UserStats.new",
+        from: "0 (new users)",
+    },
+    Feed {
+        field: "UserStats.returning",
+        from: "1 (returning users)",
+    },
+    Feed {
+        field: "UserStats.active",
+        from: "2 (active users)",
+    },
+    Feed {
+        field: "MessageStats.sent",
+        from: "3 Messages + 17 Operator Message",
+    },
+    Feed {
+        field: "MessageStats.received",
+        from: "13 Incoming Message",
+    },
+    Feed {
+        field: "Bot.metric",
+        from: "every event type, per BotName (and ChannelName when `channel` is given)",
+    },
+];
+
 pub const FINEST: Granularity = Granularity::Hour;
 
 /// The one call's endpoint name, in metrics and the request trace.
@@ -472,11 +504,6 @@ impl Xenioo {
             }),
             gate: Arc::new(Gate::new(min_interval)),
         }
-    }
-
-    /// The HTTP side (health for `Workspace.sources`).
-    pub fn upstream(&self) -> &Upstream {
-        &self.client.upstream
     }
 
     /// The account's snapshot. Never a second upstream call within `min_interval` of the
@@ -954,6 +981,24 @@ fn parse_group_label(label: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
             span(Granularity::Year, midnight(first)?)
         }
         _ => None,
+    }
+}
+
+impl Source for Xenioo {
+    fn upstream(&self) -> &Upstream {
+        &self.client.upstream
+    }
+
+    fn feeds(&self) -> &'static [Feed] {
+        FEEDS
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn next_call(&self) -> Option<NextCall> {
+        Xenioo::next_call(self)
     }
 }
 

@@ -49,7 +49,7 @@ impl Fill {
 /// One upstream value covering the source bucket [start, end).
 ///
 /// A sample with `end <= start` is treated as a value at the instant `start`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Start of the provider's bucket.
     pub start: DateTime<Utc>,

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -28,6 +29,14 @@ use crate::error::{UpstreamError, UpstreamErrorKind};
 pub trait Weigh {
     fn approx_bytes(&self) -> usize;
 }
+
+/// What the chunk cache may keep as a block or a per-range chunk: weighed for the byte budget
+/// and serde-serializable both ways, so a shared tier can store it under
+/// [`CacheKey::stable_text`] in the versioned form [`crate::cache::encode_value`] gives. The
+/// in-process cache keeps the value itself; the bound only makes every stored type ready.
+pub trait CacheValue: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T> CacheValue for T where T: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T> Weigh for Vec<T> {
     fn approx_bytes(&self) -> usize {
@@ -437,7 +446,7 @@ impl Fetcher {
     ) -> Result<Fetched<T>, UpstreamError>
     where
         K: Serialize,
-        T: Weigh + Send + Sync + 'static,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>> + Send + 'static,
     {
@@ -543,7 +552,7 @@ impl Fetcher {
     /// Blocks `indices` of `series`, through this request's batch loader of the series'
     /// endpoint: the blocks every field asks for in the same tick are planned together (see
     /// [`BlockLoader`]). `source` is asked for only the first time the request uses the series.
-    pub async fn blocks<T: Send + Sync + 'static>(
+    pub async fn blocks<T: CacheValue>(
         &self,
         series: &SeriesKey,
         indices: &[i64],
@@ -889,9 +898,7 @@ pub struct Derived<T> {
 }
 
 /// Erases a provider call's blocks for [`ChunkCache::get_blocks`].
-pub fn erase_blocks<T: Weigh + Send + Sync + 'static>(
-    blocks: Vec<T>,
-) -> Vec<(Arc<dyn Any + Send + Sync>, usize)> {
+pub fn erase_blocks<T: CacheValue>(blocks: Vec<T>) -> Vec<(Arc<dyn Any + Send + Sync>, usize)> {
     blocks
         .into_iter()
         .map(|block| {
@@ -899,28 +906,4 @@ pub fn erase_blocks<T: Weigh + Send + Sync + 'static>(
             (Arc::new(block) as Arc<dyn Any + Send + Sync>, bytes)
         })
         .collect()
-}
-
-impl Weigh for crate::providers::message2give::ChatStats {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::message2give::ChatStats::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::message2give::SmsUsage {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::message2give::SmsUsage::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::chat_tonic::Dashboard {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::chat_tonic::Dashboard::approx_bytes(self)
-    }
-}
-
-impl Weigh for crate::providers::chat_tonic::OperatorReport {
-    fn approx_bytes(&self) -> usize {
-        crate::providers::chat_tonic::OperatorReport::approx_bytes(self)
-    }
 }

@@ -14,9 +14,8 @@ use futures::future::{join_all, try_join_all};
 
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
-use futures::FutureExt;
 
-use crate::planner::{erase_blocks, BlockSource, Fetched, Fetcher, FnBlockSource, SeriesKey};
+use crate::fetch::{Fetched, Fetcher, SeriesKey};
 use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
@@ -26,7 +25,7 @@ use crate::providers::message2give::{
 use crate::providers::xenioo::{self, BotMetric, Served, SnapshotRead};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
-use crate::workspace::Workspace;
+use crate::workspace::{configured, Workspace};
 
 /// The unit of a series' values.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,30 +141,11 @@ impl Part {
                     return help_scout_per_range(workspace, fetcher, span, filter, channels).await;
                 };
                 let series = SeriesKey::new(
-                    workspace.account(Provider::HelpScout),
+                    workspace.account(Provider::HelpScout)?,
                     "volume-by-channel",
                     filter,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    let filter = filter.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: help_scout::block_end,
-                        plan: Box::new(help_scout::plan_blocks),
-                        fetch: move |group: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            let filter = filter.clone();
-                            async move {
-                                let client = workspace.help_scout.as_ref().expect("configured");
-                                client
-                                    .volume_blocks(&filter, &group)
-                                    .await
-                                    .map(erase_blocks)
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || help_scout::block_source(workspace.clone(), filter.clone());
                 let pages = fetcher
                     .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
                     .await?;
@@ -178,7 +158,7 @@ impl Part {
                     && metric.is_summable()
                     && !connectycube::total_from_blocks(window) =>
             {
-                let account = workspace.account(Provider::ConnectyCube);
+                let account = workspace.account(Provider::ConnectyCube)?;
                 let key = (metric.clone(), window.from(), window.to());
                 let live = is_live(window.to());
                 let workspace = workspace.clone();
@@ -189,7 +169,10 @@ impl Part {
                         &key.clone(),
                         live,
                         move || async move {
-                            let client = workspace.connectycube.as_ref().expect("configured");
+                            let client = configured(
+                                workspace.connectycube.as_ref(),
+                                Provider::ConnectyCube,
+                            )?;
                             client.total(&key.0, key.1, key.2).await
                         },
                     )
@@ -203,31 +186,11 @@ impl Part {
                 // A total-only window served by blocks needs only its own blocks.
                 let range = if total_only { window } else { span };
                 let series = SeriesKey::new(
-                    workspace.account(Provider::ConnectyCube),
+                    workspace.account(Provider::ConnectyCube)?,
                     metric.per_day_endpoint(),
                     metric,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    let metric = metric.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: connectycube::block_end,
-                        plan: Box::new(connectycube::plan_blocks),
-                        fetch: move |group: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            let metric = metric.clone();
-                            async move {
-                                let client = workspace.connectycube.as_ref().expect("configured");
-                                let mut blocks = Vec::with_capacity(group.len());
-                                for index in group {
-                                    blocks.push(client.block(&metric, index).await?);
-                                }
-                                Ok(erase_blocks(blocks))
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || connectycube::block_source(workspace.clone(), metric.clone());
                 let pages = fetcher
                     .blocks::<Vec<Sample>>(&series, &connectycube::blocks_for(range), source)
                     .await?;
@@ -287,30 +250,11 @@ impl Part {
             Part::ChatTonic(field) if chat_tonic::from_blocks(*field) => {
                 let group = chat_tonic::plan_dashboard(window).group;
                 let series = SeriesKey::new(
-                    workspace.account(Provider::ChatTonic),
+                    workspace.account(Provider::ChatTonic)?,
                     "stats/bigquery",
                     &group,
                 );
-                let source = || -> Arc<dyn BlockSource> {
-                    let workspace = workspace.clone();
-                    Arc::new(FnBlockSource {
-                        block_end: chat_tonic::block_end,
-                        plan: Box::new(move |indices: &[i64]| {
-                            chat_tonic::plan_blocks(indices, group)
-                        }),
-                        fetch: move |blocks: Vec<i64>| {
-                            let workspace = workspace.clone();
-                            async move {
-                                let client = workspace.chat_tonic.as_ref().expect("configured");
-                                client
-                                    .dashboard_blocks(group, &blocks)
-                                    .await
-                                    .map(erase_blocks)
-                            }
-                            .boxed()
-                        },
-                    })
-                };
+                let source = || chat_tonic::block_source(workspace.clone(), group);
                 let months = fetcher
                     .blocks::<Dashboard>(&series, &chat_tonic::blocks_for(window), source)
                     .await?;
@@ -328,7 +272,7 @@ impl Part {
                 Ok(contribution)
             }
             Part::Xenioo { kind, bot, channel } => {
-                let xenioo = workspace.xenioo.as_ref().expect("configured");
+                let xenioo = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?;
                 let earliest = xenioo.earliest_coverage(Utc::now());
                 if window.to() <= earliest {
                     // No snapshot, held or new, has any of the window: do not spend the hour.
@@ -375,7 +319,7 @@ async fn help_scout_per_range(
     filter: &VolumeFilter,
     channels: &[HsChannel],
 ) -> Result<Contribution, UpstreamError> {
-    let account = workspace.account(Provider::HelpScout);
+    let account = workspace.account(Provider::HelpScout)?;
     let pages = try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
         let workspace = workspace.clone();
         let live = is_live(request.end);
@@ -387,7 +331,8 @@ async fn help_scout_per_range(
                     &request.clone(),
                     live,
                     move || async move {
-                        let client = workspace.help_scout.as_ref().expect("configured");
+                        let client =
+                            configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
                         client.volume(&request).await
                     },
                 )
@@ -406,12 +351,12 @@ pub async fn message2give_chat(
     fetcher: &Fetcher,
     key: ChatKey,
 ) -> Result<Fetched<ChatStats>, UpstreamError> {
-    let account = workspace.account(Provider::Message2Give);
+    let account = workspace.account(Provider::Message2Give)?;
     let live = is_live(key.month.end());
     let workspace = workspace.clone();
     fetcher
         .get(account, "stats/chat", &key, live, move || async move {
-            let client = workspace.message2give.as_ref().expect("configured");
+            let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
             client.chat_stats(&key).await
         })
         .await
@@ -423,7 +368,7 @@ pub async fn message2give_sms(
     fetcher: &Fetcher,
     month: MonthKey,
 ) -> Result<Fetched<SmsUsage>, UpstreamError> {
-    let account = workspace.account(Provider::Message2Give);
+    let account = workspace.account(Provider::Message2Give)?;
     let live = is_live(month.end());
     let workspace = workspace.clone();
     fetcher
@@ -433,7 +378,7 @@ pub async fn message2give_sms(
             &month,
             live,
             move || async move {
-                let client = workspace.message2give.as_ref().expect("configured");
+                let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
                 client.sms_usage(&month).await
             },
         )
@@ -446,7 +391,7 @@ pub async fn chat_tonic_dashboard(
     fetcher: &Fetcher,
     window: &Window,
 ) -> Result<Fetched<Dashboard>, UpstreamError> {
-    let account = workspace.account(Provider::ChatTonic);
+    let account = workspace.account(Provider::ChatTonic)?;
     let key = chat_tonic::plan_dashboard(window);
     let live = is_live(key.range.end);
     let workspace = workspace.clone();
@@ -457,7 +402,7 @@ pub async fn chat_tonic_dashboard(
             &key.clone(),
             live,
             move || async move {
-                let client = workspace.chat_tonic.as_ref().expect("configured");
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
                 client.dashboard(&key).await
             },
         )
@@ -470,7 +415,7 @@ pub async fn chat_tonic_operators(
     fetcher: &Fetcher,
     range: RangeKey,
 ) -> Result<Fetched<OperatorReport>, UpstreamError> {
-    let account = workspace.account(Provider::ChatTonic);
+    let account = workspace.account(Provider::ChatTonic)?;
     let live = is_live(range.end);
     let workspace = workspace.clone();
     fetcher
@@ -480,7 +425,7 @@ pub async fn chat_tonic_operators(
             &range.clone(),
             live,
             move || async move {
-                let client = workspace.chat_tonic.as_ref().expect("configured");
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
                 client.operators(&range).await
             },
         )
@@ -498,16 +443,13 @@ pub async fn xenioo_snapshot(
     fetcher: &Fetcher,
 ) -> Result<SnapshotRead, UpstreamError> {
     let key = CacheKey {
-        account: workspace.account(Provider::Xenioo).clone(),
+        account: workspace.account(Provider::Xenioo)?.clone(),
         endpoint: xenioo::ENDPOINT,
         request: String::new(),
     };
     let (workspace, scope, traced) = (workspace.clone(), fetcher.scope.clone(), key.clone());
     let read = fetcher.once(key, move || async move {
-        let (read, served) = workspace
-            .xenioo
-            .as_ref()
-            .expect("configured")
+        let (read, served) = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?
             .snapshot_served()
             .await;
         let stale = matches!(&read, Ok(read) if read.stale);
@@ -655,6 +597,7 @@ async fn resampled(
     span: &Window,
     spec: &SeriesSpec,
 ) -> Result<Resampled, UpstreamError> {
+    let account = workspace.account(part.provider())?;
     let key = (!matches!(part, Part::Xenioo { .. })).then(|| {
         // Instants as integer microseconds: formatting dates was a visible share of a warm
         // query's CPU, and the key only has to be unique, not readable.
@@ -670,7 +613,7 @@ async fn resampled(
             total_only: bool,
         }
         CacheKey::new(
-            workspace.account(part.provider()),
+            account,
             "derived",
             &DerivedRequest {
                 part: &part_text(part),
