@@ -202,41 +202,67 @@ pub struct LimitsConfig {
 
 /// `[limits.upstream_concurrency_per_provider]`: the most calls in flight towards each
 /// provider; a provider left out uses `upstream_concurrency`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub type ProviderConcurrency = ProviderOverrides<usize>;
+
+/// `[limits.upstream_timeouts_ms]`: a timeout per provider, in milliseconds; a provider
+/// left out uses `upstream_timeout_ms`.
+pub type ProviderTimeouts = ProviderOverrides<u64>;
+
+/// One optional override of a `[limits]` setting per provider, keyed in the file by the
+/// provider's slug; a provider left out uses the general setting.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderConcurrency {
-    /// message2give calls. Default: `upstream_concurrency`.
-    pub message2give: Option<usize>,
-    /// Chat-Tonic calls. Default: `upstream_concurrency`.
-    pub chat_tonic: Option<usize>,
-    /// Xenioo calls. Default: `upstream_concurrency`.
-    pub xenioo: Option<usize>,
-    /// ConnectyCube calls. Default: `upstream_concurrency`.
-    pub connectycube: Option<usize>,
-    /// Help Scout calls. Default: `upstream_concurrency`.
-    pub help_scout: Option<usize>,
+pub struct ProviderOverrides<T> {
+    /// message2give calls.
+    pub message2give: Option<T>,
+    /// Chat-Tonic calls.
+    pub chat_tonic: Option<T>,
+    /// Xenioo calls.
+    pub xenioo: Option<T>,
+    /// ConnectyCube calls.
+    pub connectycube: Option<T>,
+    /// Help Scout calls.
+    pub help_scout: Option<T>,
+}
+
+// Derived `Default` would require `T: Default`; no override needs none.
+impl<T> Default for ProviderOverrides<T> {
+    fn default() -> Self {
+        ProviderOverrides {
+            message2give: None,
+            chat_tonic: None,
+            xenioo: None,
+            connectycube: None,
+            help_scout: None,
+        }
+    }
+}
+
+impl<T: Copy> ProviderOverrides<T> {
+    /// Every provider's override, keyed by its slug (the key in the config file): the one
+    /// table lookups and validation read, so neither matches on the provider.
+    pub fn by_slug(&self) -> [(&'static str, Option<T>); 5] {
+        [
+            ("message2give", self.message2give),
+            ("chat_tonic", self.chat_tonic),
+            ("xenioo", self.xenioo),
+            ("connectycube", self.connectycube),
+            ("help_scout", self.help_scout),
+        ]
+    }
+
+    /// `provider`'s override, if it has one.
+    pub fn of(&self, provider: crate::providers::Provider) -> Option<T> {
+        self.by_slug()
+            .into_iter()
+            .find(|(slug, _)| *slug == provider.slug())
+            .and_then(|(_, value)| value)
+    }
 }
 
 /// The largest `upstream_concurrency` accepted: far above what one upstream should see from
 /// one gateway, and a bound that keeps a typo from meaning "unlimited".
 pub const MAX_UPSTREAM_CONCURRENCY: usize = 10_000;
-
-/// `[limits.upstream_timeouts_ms]`: a timeout per provider, in milliseconds; a provider
-/// left out uses `upstream_timeout_ms`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderTimeouts {
-    /// message2give calls. Default: `upstream_timeout_ms`.
-    pub message2give: Option<u64>,
-    /// Chat-Tonic calls. Default: `upstream_timeout_ms`.
-    pub chat_tonic: Option<u64>,
-    /// Xenioo calls. Default: `upstream_timeout_ms`.
-    pub xenioo: Option<u64>,
-    /// ConnectyCube calls. Default: `upstream_timeout_ms`.
-    pub connectycube: Option<u64>,
-    /// Help Scout calls. Default: `upstream_timeout_ms`.
-    pub help_scout: Option<u64>,
-}
 
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
@@ -271,31 +297,16 @@ impl LimitsConfig {
 
     /// The timeout of `provider`'s calls: its override, else `upstream_timeout_ms`.
     pub fn upstream_timeout_of(&self, provider: crate::providers::Provider) -> Duration {
-        use crate::providers::Provider;
-        let t = &self.upstream_timeouts_ms;
-        let ms = match provider {
-            Provider::Message2Give => t.message2give,
-            Provider::ChatTonic => t.chat_tonic,
-            Provider::Xenioo => t.xenioo,
-            Provider::ConnectyCube => t.connectycube,
-            Provider::HelpScout => t.help_scout,
-        };
+        let ms = self.upstream_timeouts_ms.of(provider);
         Duration::from_millis(ms.unwrap_or(self.upstream_timeout_ms))
     }
 
     /// The most calls in flight towards `provider`: its override, else
     /// `upstream_concurrency`.
     pub fn upstream_concurrency_of(&self, provider: crate::providers::Provider) -> usize {
-        use crate::providers::Provider;
-        let c = &self.upstream_concurrency_per_provider;
-        let cap = match provider {
-            Provider::Message2Give => c.message2give,
-            Provider::ChatTonic => c.chat_tonic,
-            Provider::Xenioo => c.xenioo,
-            Provider::ConnectyCube => c.connectycube,
-            Provider::HelpScout => c.help_scout,
-        };
-        cap.unwrap_or(self.upstream_concurrency)
+        self.upstream_concurrency_per_provider
+            .of(provider)
+            .unwrap_or(self.upstream_concurrency)
     }
 }
 

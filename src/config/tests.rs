@@ -889,3 +889,25 @@ fn the_upstream_concurrency_cap_has_per_provider_overrides_and_is_checked() {
         assert!(error.starts_with(message), "{text}: {error}");
     }
 }
+
+#[test]
+fn every_provider_finds_its_own_override_by_slug() {
+    use crate::providers::Provider;
+    let overrides = ProviderTimeouts {
+        message2give: Some(1),
+        chat_tonic: Some(2),
+        xenioo: Some(3),
+        connectycube: Some(4),
+        help_scout: Some(5),
+    };
+    let found = [
+        Provider::Message2Give,
+        Provider::ChatTonic,
+        Provider::Xenioo,
+        Provider::ConnectyCube,
+        Provider::HelpScout,
+    ]
+    .map(|provider| overrides.of(provider));
+    assert_eq!(found, [1, 2, 3, 4, 5].map(Some));
+    assert_eq!(ProviderConcurrency::default().of(Provider::Xenioo), None);
+}

@@ -90,30 +90,21 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
             limits.circuit_failure_threshold == 0,
         ),
         ("circuit_cooldown_ms", limits.circuit_cooldown_ms == 0),
-        (
-            "upstream_timeouts_ms.message2give",
-            limits.upstream_timeouts_ms.message2give == Some(0),
-        ),
-        (
-            "upstream_timeouts_ms.chat_tonic",
-            limits.upstream_timeouts_ms.chat_tonic == Some(0),
-        ),
-        (
-            "upstream_timeouts_ms.xenioo",
-            limits.upstream_timeouts_ms.xenioo == Some(0),
-        ),
-        (
-            "upstream_timeouts_ms.connectycube",
-            limits.upstream_timeouts_ms.connectycube == Some(0),
-        ),
-        (
-            "upstream_timeouts_ms.help_scout",
-            limits.upstream_timeouts_ms.help_scout == Some(0),
-        ),
     ];
     if let Some((key, _)) = zeros.iter().find(|(_, is_zero)| *is_zero) {
         return Err(invalid(
             format!("limits.{key}"),
+            "must be at least 1 (0 would refuse every request); omit the key for the default",
+        ));
+    }
+    let zero_timeout = limits
+        .upstream_timeouts_ms
+        .by_slug()
+        .into_iter()
+        .find(|(_, ms)| *ms == Some(0));
+    if let Some((slug, _)) = zero_timeout {
+        return Err(invalid(
+            format!("limits.upstream_timeouts_ms.{slug}"),
             "must be at least 1 (0 would refuse every request); omit the key for the default",
         ));
     }
@@ -146,27 +137,15 @@ fn limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
 /// `upstream_concurrency` and each override: at least 1 (0 would let no call through) and
 /// at most [`MAX_UPSTREAM_CONCURRENCY`].
 fn upstream_concurrency(limits: &LimitsConfig) -> Result<(), ConfigError> {
-    let per = &limits.upstream_concurrency_per_provider;
-    let caps = [
-        ("upstream_concurrency", Some(limits.upstream_concurrency)),
-        (
-            "upstream_concurrency_per_provider.message2give",
-            per.message2give,
-        ),
-        (
-            "upstream_concurrency_per_provider.chat_tonic",
-            per.chat_tonic,
-        ),
-        ("upstream_concurrency_per_provider.xenioo", per.xenioo),
-        (
-            "upstream_concurrency_per_provider.connectycube",
-            per.connectycube,
-        ),
-        (
-            "upstream_concurrency_per_provider.help_scout",
-            per.help_scout,
-        ),
-    ];
+    let overrides = limits
+        .upstream_concurrency_per_provider
+        .by_slug()
+        .map(|(slug, cap)| (format!("upstream_concurrency_per_provider.{slug}"), cap));
+    let caps = std::iter::once((
+        "upstream_concurrency".to_owned(),
+        Some(limits.upstream_concurrency),
+    ))
+    .chain(overrides);
     for (key, cap) in caps {
         if cap.is_some_and(|cap| cap == 0 || cap > MAX_UPSTREAM_CONCURRENCY) {
             return Err(invalid(
