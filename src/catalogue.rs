@@ -16,13 +16,13 @@ use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
 
 use crate::fetch::{Fetched, Fetcher, SeriesKey};
-use crate::providers::chat_tonic::{self, Dashboard, DashboardField, OperatorReport, RangeKey};
+use crate::providers::chat_tonic::{self, Dashboard, DashboardField};
 use crate::providers::connectycube::{self, CcMetric};
 use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
 use crate::providers::message2give::{
     self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
 };
-use crate::providers::xenioo::{self, BotMetric, Served, SnapshotRead};
+use crate::providers::xenioo::{self, BotMetric};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
 use crate::workspace::{configured, Workspace};
@@ -138,7 +138,11 @@ impl Part {
         match self {
             Part::HelpScout { channels, filter } => {
                 let Some(blocks) = help_scout::blocks_for(span) else {
-                    return help_scout_per_range(workspace, fetcher, span, filter, channels).await;
+                    let pages =
+                        help_scout::per_range_reports(workspace, fetcher, span, filter).await?;
+                    return Ok(Contribution::from_pages(&pages, |rows| {
+                        help_scout::samples(rows, channels)
+                    }));
                 };
                 let series = SeriesKey::new(
                     workspace.account(Provider::HelpScout)?,
@@ -160,7 +164,7 @@ impl Part {
             {
                 let account = workspace.account(Provider::ConnectyCube)?;
                 let key = (metric.clone(), window.from(), window.to());
-                let live = is_live(window.to());
+                let live = crate::providers::is_live(window.to());
                 let workspace = workspace.clone();
                 let total = fetcher
                     .get(
@@ -207,7 +211,7 @@ impl Part {
                     .collect();
                 let pages = try_join_all(
                     keys.into_iter()
-                        .map(|key| message2give_chat(workspace, fetcher, key)),
+                        .map(|key| message2give::chat_month(workspace, fetcher, key)),
                 )
                 .await?;
                 let stats: Vec<&ChatStats> = pages.iter().map(|page| page.value.as_ref()).collect();
@@ -238,7 +242,7 @@ impl Part {
                 let pages = try_join_all(
                     months
                         .into_iter()
-                        .map(|month| message2give_sms(workspace, fetcher, month)),
+                        .map(|month| message2give::sms_month(workspace, fetcher, month)),
                 )
                 .await?;
                 let usage: Vec<&SmsUsage> = pages.iter().map(|page| page.value.as_ref()).collect();
@@ -263,7 +267,7 @@ impl Part {
                 }))
             }
             Part::ChatTonic(field) => {
-                let dashboard = chat_tonic_dashboard(workspace, fetcher, window).await?;
+                let dashboard = chat_tonic::dashboard_for(workspace, fetcher, window).await?;
                 let mut contribution =
                     Contribution::from_pages(std::slice::from_ref(&dashboard), |d| {
                         chat_tonic::samples(d, *field)
@@ -278,7 +282,7 @@ impl Part {
                     // No snapshot, held or new, has any of the window: do not spend the hour.
                     return Err(out_of_retention(earliest));
                 }
-                let read = xenioo_snapshot(workspace, fetcher).await?;
+                let read = xenioo::snapshot_read(workspace, fetcher).await?;
                 let snapshot = &read.snapshot;
                 let mut contribution = Contribution {
                     samples: xenioo::samples(
@@ -310,176 +314,6 @@ impl Part {
     }
 }
 
-/// Help Scout week- or month-view reports (ranges the day view cannot serve): the legal calls
-/// covering `span`, each a per-range entry.
-async fn help_scout_per_range(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-    span: &Window,
-    filter: &VolumeFilter,
-    channels: &[HsChannel],
-) -> Result<Contribution, UpstreamError> {
-    let account = workspace.account(Provider::HelpScout)?;
-    let pages = try_join_all(help_scout::plan(span, filter).into_iter().map(|request| {
-        let workspace = workspace.clone();
-        let live = is_live(request.end);
-        async move {
-            fetcher
-                .get(
-                    account,
-                    "volume-by-channel",
-                    &request.clone(),
-                    live,
-                    move || async move {
-                        let client =
-                            configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
-                        client.volume(&request).await
-                    },
-                )
-                .await
-        }
-    }))
-    .await?;
-    Ok(Contribution::from_pages(&pages, |rows| {
-        help_scout::samples(rows, channels)
-    }))
-}
-
-/// One message2give chat-statistics month, through the fetcher.
-pub async fn message2give_chat(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-    key: ChatKey,
-) -> Result<Fetched<ChatStats>, UpstreamError> {
-    let account = workspace.account(Provider::Message2Give)?;
-    let live = is_live(key.month.end());
-    let workspace = workspace.clone();
-    fetcher
-        .get(account, "stats/chat", &key, live, move || async move {
-            let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
-            client.chat_stats(&key).await
-        })
-        .await
-}
-
-/// One message2give SMS-usage month, through the fetcher.
-pub async fn message2give_sms(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-    month: MonthKey,
-) -> Result<Fetched<SmsUsage>, UpstreamError> {
-    let account = workspace.account(Provider::Message2Give)?;
-    let live = is_live(month.end());
-    let workspace = workspace.clone();
-    fetcher
-        .get(
-            account,
-            "usage/sms/console",
-            &month,
-            live,
-            move || async move {
-                let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
-                client.sms_usage(&month).await
-            },
-        )
-        .await
-}
-
-/// The Chat-Tonic dashboard for `window` (one call serves every dashboard field), through the fetcher.
-pub async fn chat_tonic_dashboard(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-    window: &Window,
-) -> Result<Fetched<Dashboard>, UpstreamError> {
-    let account = workspace.account(Provider::ChatTonic)?;
-    let key = chat_tonic::plan_dashboard(window);
-    let live = is_live(key.range.end);
-    let workspace = workspace.clone();
-    fetcher
-        .get(
-            account,
-            "stats/bigquery",
-            &key.clone(),
-            live,
-            move || async move {
-                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
-                client.dashboard(&key).await
-            },
-        )
-        .await
-}
-
-/// The Chat-Tonic operator report for `range`, through the fetcher.
-pub async fn chat_tonic_operators(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-    range: RangeKey,
-) -> Result<Fetched<OperatorReport>, UpstreamError> {
-    let account = workspace.account(Provider::ChatTonic)?;
-    let live = is_live(range.end);
-    let workspace = workspace.clone();
-    fetcher
-        .get(
-            account,
-            "stats/operator",
-            &range.clone(),
-            live,
-            move || async move {
-                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
-                client.operators(&range).await
-            },
-        )
-        .await
-}
-
-/// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
-/// interval and serves its last snapshot, stale when a refresh failed. Read once per request
-/// (every Xenioo field of an answer shows the same snapshot) and traced like a chunk: how the
-/// client served it (`upstream`, `coalesced`, `hit`, `stale`, `error`, or `throttled` when
-/// the gate refused without a call). The request's scope learns how long the snapshot holds,
-/// or that the read failed or was stale, as it would from a chunk.
-pub async fn xenioo_snapshot(
-    workspace: &Arc<Workspace>,
-    fetcher: &Fetcher,
-) -> Result<SnapshotRead, UpstreamError> {
-    let key = CacheKey {
-        account: workspace.account(Provider::Xenioo)?.clone(),
-        endpoint: xenioo::ENDPOINT,
-        request: String::new(),
-    };
-    let (workspace, scope, traced) = (workspace.clone(), fetcher.scope.clone(), key.clone());
-    let read = fetcher.once(key, move || async move {
-        let (read, served) = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?
-            .snapshot_served()
-            .await;
-        let stale = matches!(&read, Ok(read) if read.stale);
-        let (outcome, latency, called) = match (&read, served) {
-            (Ok(_), Served::Called { latency }) if !stale => ("upstream", Some(latency), true),
-            (Ok(_), Served::Called { latency }) => ("stale", Some(latency), true),
-            (Err(_), Served::Called { latency }) => ("error", Some(latency), true),
-            (Ok(_), Served::Joined) if !stale => ("coalesced", None, true),
-            (Ok(_), Served::Joined) => ("stale", None, true),
-            (Err(_), Served::Joined) => ("error", None, true),
-            // Inside the interval: no call, whatever the gate holds.
-            (Ok(_), Served::Held) if !stale => ("hit", None, false),
-            (Ok(_), Served::Held) => ("stale", None, false),
-            (Err(_), Served::Held) => ("throttled", None, false),
-        };
-        scope.record_read(&traced, outcome, latency, called);
-        match &read {
-            Ok(read) if !read.stale => scope.used(read.fresh_until),
-            _ => scope.failed(),
-        }
-        read
-    });
-    read.await.unwrap_or_else(|| {
-        Err(UpstreamError::new(
-            Provider::Xenioo,
-            UpstreamErrorKind::Invalid("internal: the snapshot was read as another type".into()),
-        ))
-    })
-}
-
 /// True when the message2give months cover `window` end to end with no gap or overlap. Each
 /// month is fetched at the offset in force at its local start, so where the zone's offset
 /// changes between two months their days leave an hour uncovered or covered twice at the
@@ -504,11 +338,6 @@ fn out_of_retention(from: DateTime<Utc>) -> UpstreamError {
             from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )),
     )
-}
-
-/// True when a chunk ending at `end` touches the present (and so gets the live TTL).
-fn is_live(end: DateTime<Utc>) -> bool {
-    end > Utc::now()
 }
 
 /// One part's samples and how fresh they are.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object, ID};
 
-use crate::catalogue::{xenioo_snapshot, Part, SeriesSpec, Unit};
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::graphql::channel::Channel;
@@ -134,7 +134,7 @@ pub async fn bots(
     if workspace.xenioo.is_none() {
         return Ok(Vec::new());
     }
-    let read = xenioo_snapshot(workspace, fetcher)
+    let read = crate::providers::xenioo::snapshot_read(workspace, fetcher)
         .await
         .map_err(ApiError::from)?;
     Ok(xenioo::bots(&read.snapshot)

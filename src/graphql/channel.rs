@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object, ID};
 
-use crate::catalogue::{xenioo_snapshot, M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
 use crate::error::UpstreamError;
 use crate::fetch::Fetcher;
 use crate::graphql::time_series::{optional_series, TimeSeries};
@@ -85,7 +85,7 @@ impl Channel {
         }
         let mut error = None;
         if with_xenioo && workspace.xenioo.is_some() {
-            match xenioo_snapshot(workspace, fetcher).await {
+            match crate::providers::xenioo::snapshot_read(workspace, fetcher).await {
                 Ok(read) => sources.extend(
                     xenioo::channels(&read.snapshot)
                         .iter()

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{Duration, Utc};
 
-use crate::catalogue::{
-    chat_tonic_operators, message2give_chat, M2gStat, M2gWho, Part, SeriesSpec, Unit,
-};
+use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
 use crate::error::{ApiError, UpstreamError};
 use crate::fetch::Fetcher;
 use crate::graphql::channel::ChannelKind;
@@ -241,7 +239,8 @@ impl Operator {
             start: window.from(),
             end: window.to(),
         };
-        let report = chat_tonic_operators(&self.workspace, fetcher, range).await?;
+        let report =
+            crate::providers::chat_tonic::operators_for(&self.workspace, fetcher, range).await?;
         Ok(report
             .value
             .operators
@@ -439,7 +438,7 @@ async fn message2give_people(
         .collect();
     let pages = futures::future::try_join_all(
         keys.into_iter()
-            .map(|key| message2give_chat(workspace, fetcher, key)),
+            .map(|key| crate::providers::message2give::chat_month(workspace, fetcher, key)),
     )
     .await?;
     let stats: Vec<_> = pages.iter().map(|page| page.value.as_ref()).collect();
@@ -476,7 +475,9 @@ pub async fn operators(
     let (chat_tonic, message2give) = futures::join!(
         async {
             match workspace.chat_tonic {
-                Some(_) => Some(chat_tonic_operators(workspace, fetcher, range).await),
+                Some(_) => Some(
+                    crate::providers::chat_tonic::operators_for(workspace, fetcher, range).await,
+                ),
                 None => None,
             }
         },
@@ -588,7 +589,7 @@ async fn find_in(
             start: recent.from(),
             end: recent.to(),
         };
-        let report = chat_tonic_operators(workspace, fetcher, range).await?;
+        let report = crate::providers::chat_tonic::operators_for(workspace, fetcher, range).await?;
         return Ok(report
             .value
             .operators

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, ID};
 
-use crate::catalogue::{message2give_sms, Part, SeriesSpec, Unit};
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::graphql::time_series::{series, TimeSeries};
@@ -90,7 +90,7 @@ pub async fn surveys(
     let pages = futures::future::try_join_all(
         message2give::plan(window)
             .into_iter()
-            .map(|month| message2give_sms(workspace, fetcher, month)),
+            .map(|month| crate::providers::message2give::sms_month(workspace, fetcher, month)),
     )
     .await
     .map_err(ApiError::from)?;

@@ -32,6 +32,8 @@ use serde_json::{Map, Value};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
+use crate::fetch::{Fetched, Fetcher};
+use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
@@ -973,6 +975,53 @@ impl Source for ChatTonic {
     fn finest(&self) -> Granularity {
         FINEST
     }
+}
+
+/// The Chat-Tonic dashboard for `window` (one call serves every dashboard field), through the fetcher.
+pub async fn dashboard_for(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+) -> Result<Fetched<Dashboard>, UpstreamError> {
+    let account = workspace.account(Provider::ChatTonic)?;
+    let key = plan_dashboard(window);
+    let live = is_live(key.range.end);
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "stats/bigquery",
+            &key.clone(),
+            live,
+            move || async move {
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
+                client.dashboard(&key).await
+            },
+        )
+        .await
+}
+
+/// The Chat-Tonic operator report for `range`, through the fetcher.
+pub async fn operators_for(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    range: RangeKey,
+) -> Result<Fetched<OperatorReport>, UpstreamError> {
+    let account = workspace.account(Provider::ChatTonic)?;
+    let live = is_live(range.end);
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "stats/operator",
+            &range.clone(),
+            live,
+            move || async move {
+                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
+                client.operators(&range).await
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -14,10 +14,13 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
+use crate::fetch::{Fetched, Fetcher};
+use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
 use crate::workspace::{configured, Workspace};
+use futures::future::try_join_all;
 use futures::FutureExt;
 use std::sync::Arc;
 
@@ -481,6 +484,37 @@ impl Source for HelpScout {
     fn finest(&self) -> Granularity {
         FINEST
     }
+}
+
+/// Help Scout week- or month-view reports (ranges the day view cannot serve): the legal calls
+/// covering `span`, each a per-range entry, through the fetcher.
+pub async fn per_range_reports(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    span: &Window,
+    filter: &VolumeFilter,
+) -> Result<Vec<Fetched<Vec<VolumeRow>>>, UpstreamError> {
+    let account = workspace.account(Provider::HelpScout)?;
+    try_join_all(plan(span, filter).into_iter().map(|request| {
+        let workspace = workspace.clone();
+        let live = is_live(request.end);
+        async move {
+            fetcher
+                .get(
+                    account,
+                    "volume-by-channel",
+                    &request.clone(),
+                    live,
+                    move || async move {
+                        let client =
+                            configured(workspace.help_scout.as_ref(), Provider::HelpScout)?;
+                        client.volume(&request).await
+                    },
+                )
+                .await
+        }
+    }))
+    .await
 }
 
 #[cfg(test)]

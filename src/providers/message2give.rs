@@ -23,9 +23,13 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::UpstreamError;
+use crate::fetch::{Fetched, Fetcher};
+use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window};
+use crate::workspace::{configured, Workspace};
+use std::sync::Arc;
 
 /// The finest granularity message2give offers: a local day.
 /// The series fields this provider feeds (its rows of SPEC §2.1).
@@ -801,6 +805,46 @@ impl Source for Message2Give {
     fn finest(&self) -> Granularity {
         FINEST
     }
+}
+
+/// One message2give chat-statistics month, through the fetcher.
+pub async fn chat_month(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    key: ChatKey,
+) -> Result<Fetched<ChatStats>, UpstreamError> {
+    let account = workspace.account(Provider::Message2Give)?;
+    let live = is_live(key.month.end());
+    let workspace = workspace.clone();
+    fetcher
+        .get(account, "stats/chat", &key, live, move || async move {
+            let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
+            client.chat_stats(&key).await
+        })
+        .await
+}
+
+/// One message2give SMS-usage month, through the fetcher.
+pub async fn sms_month(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    month: MonthKey,
+) -> Result<Fetched<SmsUsage>, UpstreamError> {
+    let account = workspace.account(Provider::Message2Give)?;
+    let live = is_live(month.end());
+    let workspace = workspace.clone();
+    fetcher
+        .get(
+            account,
+            "usage/sms/console",
+            &month,
+            live,
+            move || async move {
+                let client = configured(workspace.message2give.as_ref(), Provider::Message2Give)?;
+                client.sms_usage(&month).await
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

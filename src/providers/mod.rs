@@ -73,6 +73,11 @@ impl fmt::Display for Provider {
     }
 }
 
+/// True when a chunk ending at `end` touches the present (and so gets the live TTL).
+pub fn is_live(end: chrono::DateTime<chrono::Utc>) -> bool {
+    end > chrono::Utc::now()
+}
+
 /// One row of the series catalogue (SPEC §2.1) that a provider feeds: the GraphQL field and
 /// what of the provider's data goes into it. Each provider module lists its own (`FEEDS`), so
 /// the mapping sits next to the code that fetches it.

@@ -64,11 +64,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::cache::CacheKey;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::Fetcher;
 use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Zone};
+use crate::workspace::{configured, Workspace};
 
 /// The finest granularity Xenioo offers (we always ask for hour groups).
 /// The series fields this provider feeds (its rows of SPEC §2.1).
@@ -1000,6 +1003,54 @@ impl Source for Xenioo {
     fn next_call(&self) -> Option<NextCall> {
         Xenioo::next_call(self)
     }
+}
+
+/// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
+/// interval and serves its last snapshot, stale when a refresh failed. Read once per request
+/// (every Xenioo field of an answer shows the same snapshot) and traced like a chunk: how the
+/// client served it (`upstream`, `coalesced`, `hit`, `stale`, `error`, or `throttled` when
+/// the gate refused without a call). The request's scope learns how long the snapshot holds,
+/// or that the read failed or was stale, as it would from a chunk.
+pub async fn snapshot_read(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+) -> Result<SnapshotRead, UpstreamError> {
+    let key = CacheKey {
+        account: workspace.account(Provider::Xenioo)?.clone(),
+        endpoint: ENDPOINT,
+        request: String::new(),
+    };
+    let (workspace, scope, traced) = (workspace.clone(), fetcher.scope.clone(), key.clone());
+    let read = fetcher.once(key, move || async move {
+        let (read, served) = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?
+            .snapshot_served()
+            .await;
+        let stale = matches!(&read, Ok(read) if read.stale);
+        let (outcome, latency, called) = match (&read, served) {
+            (Ok(_), Served::Called { latency }) if !stale => ("upstream", Some(latency), true),
+            (Ok(_), Served::Called { latency }) => ("stale", Some(latency), true),
+            (Err(_), Served::Called { latency }) => ("error", Some(latency), true),
+            (Ok(_), Served::Joined) if !stale => ("coalesced", None, true),
+            (Ok(_), Served::Joined) => ("stale", None, true),
+            (Err(_), Served::Joined) => ("error", None, true),
+            // Inside the interval: no call, whatever the gate holds.
+            (Ok(_), Served::Held) if !stale => ("hit", None, false),
+            (Ok(_), Served::Held) => ("stale", None, false),
+            (Err(_), Served::Held) => ("throttled", None, false),
+        };
+        scope.record_read(&traced, outcome, latency, called);
+        match &read {
+            Ok(read) if !read.stale => scope.used(read.fresh_until),
+            _ => scope.failed(),
+        }
+        read
+    });
+    read.await.unwrap_or_else(|| {
+        Err(UpstreamError::new(
+            Provider::Xenioo,
+            UpstreamErrorKind::Invalid("internal: the snapshot was read as another type".into()),
+        ))
+    })
 }
 
 #[cfg(test)]
