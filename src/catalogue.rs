@@ -10,22 +10,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use futures::future::{join_all, try_join_all};
+use futures::future::join_all;
 
 use crate::cache::CacheKey;
-use crate::error::{ApiError, UpstreamError, UpstreamErrorKind};
+use crate::error::{ApiError, UpstreamError};
 
-use crate::fetch::{Fetched, Fetcher, SeriesKey};
-use crate::providers::chat_tonic::{self, Dashboard, DashboardField};
+use crate::fetch::{Fetched, Fetcher};
+use crate::providers::chat_tonic::{self, DashboardField};
 use crate::providers::connectycube::{self, CcMetric};
-use crate::providers::help_scout::{self, HsChannel, VolumeFilter, VolumeRow};
-use crate::providers::message2give::{
-    self, AverageMetric, ChatKey, ChatStats, ChatType, MonthKey, SmsUsage,
-};
+use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
+use crate::providers::message2give::{self, ChatType};
 use crate::providers::xenioo::{self, BotMetric};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
-use crate::workspace::{configured, Workspace};
+use crate::workspace::Workspace;
 
 /// The unit of a series' values.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,231 +135,62 @@ impl Part {
     ) -> Result<Contribution, UpstreamError> {
         match self {
             Part::HelpScout { channels, filter } => {
-                let Some(blocks) = help_scout::blocks_for(span) else {
-                    let pages =
-                        help_scout::per_range_reports(workspace, fetcher, span, filter).await?;
-                    return Ok(Contribution::from_pages(&pages, |rows| {
-                        help_scout::samples(rows, channels)
-                    }));
-                };
-                let series = SeriesKey::new(
-                    workspace.account(Provider::HelpScout)?,
-                    "volume-by-channel",
-                    filter,
-                );
-                let source = || help_scout::block_source(workspace.clone(), filter.clone());
-                let pages = fetcher
-                    .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
-                    .await?;
-                Ok(Contribution::from_pages(&pages, |rows| {
-                    help_scout::samples(rows, channels)
-                }))
-            }
-            Part::ConnectyCube(metric)
-                if total_only
-                    && metric.is_summable()
-                    && !connectycube::total_from_blocks(window) =>
-            {
-                let account = workspace.account(Provider::ConnectyCube)?;
-                let key = (metric.clone(), window.from(), window.to());
-                let live = crate::providers::is_live(window.to());
-                let workspace = workspace.clone();
-                let total = fetcher
-                    .get(
-                        account,
-                        metric.total_endpoint(),
-                        &key.clone(),
-                        live,
-                        move || async move {
-                            let client = configured(
-                                workspace.connectycube.as_ref(),
-                                Provider::ConnectyCube,
-                            )?;
-                            client.total(&key.0, key.1, key.2).await
-                        },
-                    )
-                    .await?;
-                let mut contribution =
-                    Contribution::from_pages(std::slice::from_ref(&total), |_| Vec::new());
-                contribution.total = Some(*total.value);
-                Ok(contribution)
+                help_scout::contribute(workspace, fetcher, span, channels, filter).await
             }
             Part::ConnectyCube(metric) => {
-                // A total-only window served by blocks needs only its own blocks.
-                let range = if total_only { window } else { span };
-                let series = SeriesKey::new(
-                    workspace.account(Provider::ConnectyCube)?,
-                    metric.per_day_endpoint(),
-                    metric,
-                );
-                let source = || connectycube::block_source(workspace.clone(), metric.clone());
-                let pages = fetcher
-                    .blocks::<Vec<Sample>>(&series, &connectycube::blocks_for(range), source)
-                    .await?;
-                Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
-                    samples.clone()
-                }))
+                connectycube::contribute(workspace, fetcher, window, span, total_only, metric).await
             }
             Part::Message2GiveChat { chats, who, stat } => {
-                let months = message2give::plan(window);
-                let tiled = months_tile_window(&months, window);
-                let keys: Vec<ChatKey> = months
-                    .into_iter()
-                    .flat_map(|month| chats.iter().map(move |chat| ChatKey { chat: *chat, month }))
-                    .collect();
-                let pages = try_join_all(
-                    keys.into_iter()
-                        .map(|key| message2give::chat_month(workspace, fetcher, key)),
-                )
-                .await?;
-                let stats: Vec<&ChatStats> = pages.iter().map(|page| page.value.as_ref()).collect();
-                let scope = match who {
-                    M2gWho::AllUsers => message2give::Scope::AllUsers,
-                    M2gWho::User(user) => message2give::Scope::User(user),
-                    M2gWho::Group(group) => message2give::Scope::Cct(group),
-                };
-                let samples = match stat {
-                    M2gStat::Sessions => message2give::session_samples(&stats, scope),
-                    M2gStat::ResponseTime => {
-                        message2give::average_samples(&stats, scope, AverageMetric::Response)
-                    }
-                    M2gStat::WaitTime => {
-                        message2give::average_samples(&stats, scope, AverageMetric::Wait)
-                    }
-                    M2gStat::SessionDuration => {
-                        message2give::average_samples(&stats, scope, AverageMetric::SessionDuration)
-                    }
-                };
-                Ok(Contribution::from_pages(&pages, |_| Vec::new())
-                    .with_samples(samples)
-                    .inexact_if(!tiled))
+                message2give::contribute_chat(workspace, fetcher, window, chats, who, *stat).await
             }
             Part::Message2GiveSms { survey, units } => {
-                let months = message2give::plan(window);
-                let tiled = months_tile_window(&months, window);
-                let pages = try_join_all(
-                    months
-                        .into_iter()
-                        .map(|month| message2give::sms_month(workspace, fetcher, month)),
-                )
-                .await?;
-                let usage: Vec<&SmsUsage> = pages.iter().map(|page| page.value.as_ref()).collect();
-                let samples = message2give::sms_samples(&usage, survey.as_deref(), *units);
-                Ok(Contribution::from_pages(&pages, |_| Vec::new())
-                    .with_samples(samples)
-                    .inexact_if(!tiled))
-            }
-            Part::ChatTonic(field) if chat_tonic::from_blocks(*field) => {
-                let group = chat_tonic::plan_dashboard(window).group;
-                let series = SeriesKey::new(
-                    workspace.account(Provider::ChatTonic)?,
-                    "stats/bigquery",
-                    &group,
-                );
-                let source = || chat_tonic::block_source(workspace.clone(), group);
-                let months = fetcher
-                    .blocks::<Dashboard>(&series, &chat_tonic::blocks_for(window), source)
-                    .await?;
-                Ok(Contribution::from_pages(&months, |month| {
-                    chat_tonic::samples(month, *field)
-                }))
+                message2give::contribute_sms(workspace, fetcher, window, survey.as_deref(), *units)
+                    .await
             }
             Part::ChatTonic(field) => {
-                let dashboard = chat_tonic::dashboard_for(workspace, fetcher, window).await?;
-                let mut contribution =
-                    Contribution::from_pages(std::slice::from_ref(&dashboard), |d| {
-                        chat_tonic::samples(d, *field)
-                    });
-                contribution.total = chat_tonic::total(&dashboard.value, *field);
-                Ok(contribution)
+                chat_tonic::contribute(workspace, fetcher, window, *field).await
             }
             Part::Xenioo { kind, bot, channel } => {
-                let xenioo = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?;
-                let earliest = xenioo.earliest_coverage(Utc::now());
-                if window.to() <= earliest {
-                    // No snapshot, held or new, has any of the window: do not spend the hour.
-                    return Err(out_of_retention(earliest));
-                }
-                let read = xenioo::snapshot_read(workspace, fetcher).await?;
-                let snapshot = &read.snapshot;
-                let mut contribution = Contribution {
-                    samples: xenioo::samples(
-                        snapshot,
-                        *kind,
-                        bot.as_deref(),
-                        channel.as_deref(),
-                        (window.from(), window.to()),
-                    ),
-                    total: None,
-                    stale: read.stale,
-                    warnings: read.warning.clone().into_iter().collect(),
-                    partial: Vec::new(),
-                    inexact: false,
-                    // Held by the Xenioo client, not the chunk cache.
-                    chunks: Vec::new(),
-                    fresh_until: None,
-                };
-                if window.to() <= snapshot.from {
-                    // Nothing of the window is in the snapshot: Xenioo contributes nothing.
-                    return Err(out_of_retention(snapshot.from));
-                }
-                if window.from() < snapshot.from {
-                    contribution.partial.push(out_of_retention(snapshot.from));
-                }
-                Ok(contribution)
+                xenioo::contribute(
+                    workspace,
+                    fetcher,
+                    window,
+                    *kind,
+                    bot.as_deref(),
+                    channel.as_deref(),
+                )
+                .await
             }
         }
     }
 }
 
-/// True when the message2give months cover `window` end to end with no gap or overlap. Each
-/// month is fetched at the offset in force at its local start, so where the zone's offset
-/// changes between two months their days leave an hour uncovered or covered twice at the
-/// boundary — each day may still fit its bucket, so the engine alone would not notice.
-fn months_tile_window(months: &[MonthKey], window: &Window) -> bool {
-    let (Some(first), Some(last)) = (months.first(), months.last()) else {
-        return true;
-    };
-    first.start() <= window.from()
-        && last.end() >= window.to()
-        && months
-            .windows(2)
-            .all(|pair| pair[0].end() == pair[1].start())
-}
-
-/// Xenioo keeps 30 days: the part of a window before `from` has no Xenioo data.
-fn out_of_retention(from: DateTime<Utc>) -> UpstreamError {
-    UpstreamError::new(
-        Provider::Xenioo,
-        UpstreamErrorKind::OutOfRetention(format!(
-            "{} (Xenioo keeps 30 days of history)",
-            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )),
-    )
-}
-
-/// One part's samples and how fresh they are.
-struct Contribution {
-    samples: Vec<Sample>,
+/// One part's samples and how fresh they are: what each provider module's `contribute`
+/// computes for its part.
+pub(crate) struct Contribution {
+    pub(crate) samples: Vec<Sample>,
     /// A whole-window total the provider computed (Chat-Tonic's total row).
-    total: Option<f64>,
-    stale: bool,
+    pub(crate) total: Option<f64>,
+    pub(crate) stale: bool,
     /// Refresh failures behind stale data.
-    warnings: Vec<UpstreamError>,
+    pub(crate) warnings: Vec<UpstreamError>,
     /// Errors about part of the window (e.g. out of retention); the samples still count.
-    partial: Vec<UpstreamError>,
+    pub(crate) partial: Vec<UpstreamError>,
     /// The upstream chunks do not tile the window exactly (e.g. message2give months fetched
     /// at different offsets leave a gap or an overlap at a DST change), even though each
     /// sample may fit in its bucket.
-    inexact: bool,
+    pub(crate) inexact: bool,
     /// The cached chunks it was read from.
-    chunks: Vec<CacheKey>,
+    pub(crate) chunks: Vec<CacheKey>,
     /// Until when all those chunks are fresh; None when any is stale or not a cached chunk.
-    fresh_until: Option<Instant>,
+    pub(crate) fresh_until: Option<Instant>,
 }
 
 impl Contribution {
-    fn from_pages<T: ?Sized>(pages: &[Fetched<T>], samples: impl Fn(&T) -> Vec<Sample>) -> Self {
+    pub(crate) fn from_pages<T: ?Sized>(
+        pages: &[Fetched<T>],
+        samples: impl Fn(&T) -> Vec<Sample>,
+    ) -> Self {
         Self {
             chunks: pages.iter().map(|page| page.key.clone()).collect(),
             fresh_until: pages
@@ -381,11 +210,11 @@ impl Contribution {
         }
     }
 
-    fn with_samples(self, samples: Vec<Sample>) -> Self {
+    pub(crate) fn with_samples(self, samples: Vec<Sample>) -> Self {
         Self { samples, ..self }
     }
 
-    fn inexact_if(self, inexact: bool) -> Self {
+    pub(crate) fn inexact_if(self, inexact: bool) -> Self {
         Self {
             inexact: self.inexact || inexact,
             ..self

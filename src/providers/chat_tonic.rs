@@ -29,8 +29,10 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::catalogue::Contribution;
 use crate::config::Secret;
 use crate::error::UpstreamError;
+use crate::fetch::SeriesKey;
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::fetch::{Fetched, Fetcher};
 use crate::providers::is_live;
@@ -1022,6 +1024,36 @@ pub async fn operators_for(
             },
         )
         .await
+}
+
+/// Chat-Tonic's contribution to a series of dashboard `field`: the monthly blocks for the
+/// fields they serve, else one dashboard call for `window` (which also gives its total).
+pub(crate) async fn contribute(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    field: DashboardField,
+) -> Result<Contribution, UpstreamError> {
+    if from_blocks(field) {
+        let group = plan_dashboard(window).group;
+        let series = SeriesKey::new(
+            workspace.account(Provider::ChatTonic)?,
+            "stats/bigquery",
+            &group,
+        );
+        let source = || block_source(workspace.clone(), group);
+        let months = fetcher
+            .blocks::<Dashboard>(&series, &blocks_for(window), source)
+            .await?;
+        return Ok(Contribution::from_pages(&months, |month| {
+            samples(month, field)
+        }));
+    }
+    let dashboard = dashboard_for(workspace, fetcher, window).await?;
+    let mut contribution =
+        Contribution::from_pages(std::slice::from_ref(&dashboard), |d| samples(d, field));
+    contribution.total = total(&dashboard.value, field);
+    Ok(contribution)
 }
 
 #[cfg(test)]

@@ -9,9 +9,12 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use crate::catalogue::Contribution;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
+use crate::fetch::{Fetcher, SeriesKey};
+use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
@@ -295,6 +298,56 @@ impl Source for ConnectyCube {
     fn finest(&self) -> Granularity {
         FINEST
     }
+}
+
+/// ConnectyCube's contribution to a series of `metric`. A summable total-only window the
+/// blocks cannot serve is one total call; otherwise the per-day blocks of `span` (of `window`
+/// alone when only its total is needed).
+pub(crate) async fn contribute(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    span: &Window,
+    total_only: bool,
+    metric: &CcMetric,
+) -> Result<Contribution, UpstreamError> {
+    if total_only && metric.is_summable() && !total_from_blocks(window) {
+        let account = workspace.account(Provider::ConnectyCube)?;
+        let key = (metric.clone(), window.from(), window.to());
+        let live = is_live(window.to());
+        let workspace = workspace.clone();
+        let total = fetcher
+            .get(
+                account,
+                metric.total_endpoint(),
+                &key.clone(),
+                live,
+                move || async move {
+                    let client =
+                        configured(workspace.connectycube.as_ref(), Provider::ConnectyCube)?;
+                    client.total(&key.0, key.1, key.2).await
+                },
+            )
+            .await?;
+        let mut contribution =
+            Contribution::from_pages(std::slice::from_ref(&total), |_| Vec::new());
+        contribution.total = Some(*total.value);
+        return Ok(contribution);
+    }
+    // A total-only window served by blocks needs only its own blocks.
+    let range = if total_only { window } else { span };
+    let series = SeriesKey::new(
+        workspace.account(Provider::ConnectyCube)?,
+        metric.per_day_endpoint(),
+        metric,
+    );
+    let source = || block_source(workspace.clone(), metric.clone());
+    let pages = fetcher
+        .blocks::<Vec<Sample>>(&series, &blocks_for(range), source)
+        .await?;
+    Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
+        samples.clone()
+    }))
 }
 
 #[cfg(test)]

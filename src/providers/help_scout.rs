@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
+use crate::catalogue::Contribution;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::fetch::SeriesKey;
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::fetch::{Fetched, Fetcher};
 use crate::providers::is_live;
@@ -515,6 +517,35 @@ pub async fn per_range_reports(
         }
     }))
     .await
+}
+
+/// Help Scout's contribution to a series: `channels` summed, filtered by `filter`, over
+/// `span` — day-view blocks where the day view can serve it, else the week/month reports.
+pub(crate) async fn contribute(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    span: &Window,
+    channels: &[HsChannel],
+    filter: &VolumeFilter,
+) -> Result<Contribution, UpstreamError> {
+    let Some(blocks) = blocks_for(span) else {
+        let pages = per_range_reports(workspace, fetcher, span, filter).await?;
+        return Ok(Contribution::from_pages(&pages, |rows| {
+            samples(rows, channels)
+        }));
+    };
+    let series = SeriesKey::new(
+        workspace.account(Provider::HelpScout)?,
+        "volume-by-channel",
+        filter,
+    );
+    let source = || block_source(workspace.clone(), filter.clone());
+    let pages = fetcher
+        .blocks::<Vec<VolumeRow>>(&series, &blocks, source)
+        .await?;
+    Ok(Contribution::from_pages(&pages, |rows| {
+        samples(rows, channels)
+    }))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::mem::size_of;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
+use crate::catalogue::{Contribution, M2gStat, M2gWho};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::{Fetched, Fetcher};
@@ -29,6 +30,7 @@ use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window};
 use crate::workspace::{configured, Workspace};
+use futures::future::try_join_all;
 use std::sync::Arc;
 
 /// The finest granularity message2give offers: a local day.
@@ -845,6 +847,83 @@ pub async fn sms_month(
             },
         )
         .await
+}
+
+/// message2give's contribution to a chat-statistics series: `stat` of `who` over the chat
+/// types `chats`, from the months covering `window`.
+pub(crate) async fn contribute_chat(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    chats: &[ChatType],
+    who: &M2gWho,
+    stat: M2gStat,
+) -> Result<Contribution, UpstreamError> {
+    let months = plan(window);
+    let tiled = months_tile_window(&months, window);
+    let keys: Vec<ChatKey> = months
+        .into_iter()
+        .flat_map(|month| chats.iter().map(move |chat| ChatKey { chat: *chat, month }))
+        .collect();
+    let pages = try_join_all(
+        keys.into_iter()
+            .map(|key| chat_month(workspace, fetcher, key)),
+    )
+    .await?;
+    let stats: Vec<&ChatStats> = pages.iter().map(|page| page.value.as_ref()).collect();
+    let scope = match who {
+        M2gWho::AllUsers => Scope::AllUsers,
+        M2gWho::User(user) => Scope::User(user),
+        M2gWho::Group(group) => Scope::Cct(group),
+    };
+    let samples = match stat {
+        M2gStat::Sessions => session_samples(&stats, scope),
+        M2gStat::ResponseTime => average_samples(&stats, scope, AverageMetric::Response),
+        M2gStat::WaitTime => average_samples(&stats, scope, AverageMetric::Wait),
+        M2gStat::SessionDuration => average_samples(&stats, scope, AverageMetric::SessionDuration),
+    };
+    Ok(Contribution::from_pages(&pages, |_| Vec::new())
+        .with_samples(samples)
+        .inexact_if(!tiled))
+}
+
+/// message2give's contribution to an SMS series: messages (or `units`) of all surveys or of
+/// `survey`, from the months covering `window`.
+pub(crate) async fn contribute_sms(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    survey: Option<&str>,
+    units: bool,
+) -> Result<Contribution, UpstreamError> {
+    let months = plan(window);
+    let tiled = months_tile_window(&months, window);
+    let pages = try_join_all(
+        months
+            .into_iter()
+            .map(|month| sms_month(workspace, fetcher, month)),
+    )
+    .await?;
+    let usage: Vec<&SmsUsage> = pages.iter().map(|page| page.value.as_ref()).collect();
+    let samples = sms_samples(&usage, survey, units);
+    Ok(Contribution::from_pages(&pages, |_| Vec::new())
+        .with_samples(samples)
+        .inexact_if(!tiled))
+}
+
+/// True when the message2give months cover `window` end to end with no gap or overlap. Each
+/// month is fetched at the offset in force at its local start, so where the zone's offset
+/// changes between two months their days leave an hour uncovered or covered twice at the
+/// boundary — each day may still fit its bucket, so the engine alone would not notice.
+fn months_tile_window(months: &[MonthKey], window: &Window) -> bool {
+    let (Some(first), Some(last)) = (months.first(), months.last()) else {
+        return true;
+    };
+    first.start() <= window.from()
+        && last.end() >= window.to()
+        && months
+            .windows(2)
+            .all(|pair| pair[0].end() == pair[1].start())
 }
 
 #[cfg(test)]

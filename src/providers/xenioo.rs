@@ -65,11 +65,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::cache::CacheKey;
+use crate::catalogue::Contribution;
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::Fetcher;
 use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
 use crate::providers::{Feed, Provider, Source};
+use crate::series::Window;
 use crate::series::{Granularity, Sample, Zone};
 use crate::workspace::{configured, Workspace};
 
@@ -1051,6 +1053,57 @@ pub async fn snapshot_read(
             UpstreamErrorKind::Invalid("internal: the snapshot was read as another type".into()),
         ))
     })
+}
+
+/// Xenioo's contribution to a series of event type `kind`, optionally of one bot and/or
+/// channel, from the hourly snapshot; the part of `window` before the snapshot's start is
+/// reported as out of retention.
+pub(crate) async fn contribute(
+    workspace: &Arc<Workspace>,
+    fetcher: &Fetcher,
+    window: &Window,
+    kind: BotMetric,
+    bot: Option<&str>,
+    channel: Option<&str>,
+) -> Result<Contribution, UpstreamError> {
+    let xenioo = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?;
+    let earliest = xenioo.earliest_coverage(Utc::now());
+    if window.to() <= earliest {
+        // No snapshot, held or new, has any of the window: do not spend the hour.
+        return Err(out_of_retention(earliest));
+    }
+    let read = snapshot_read(workspace, fetcher).await?;
+    let snapshot = &read.snapshot;
+    let mut contribution = Contribution {
+        samples: samples(snapshot, kind, bot, channel, (window.from(), window.to())),
+        total: None,
+        stale: read.stale,
+        warnings: read.warning.clone().into_iter().collect(),
+        partial: Vec::new(),
+        inexact: false,
+        // Held by the Xenioo client, not the chunk cache.
+        chunks: Vec::new(),
+        fresh_until: None,
+    };
+    if window.to() <= snapshot.from {
+        // Nothing of the window is in the snapshot: Xenioo contributes nothing.
+        return Err(out_of_retention(snapshot.from));
+    }
+    if window.from() < snapshot.from {
+        contribution.partial.push(out_of_retention(snapshot.from));
+    }
+    Ok(contribution)
+}
+
+/// Xenioo keeps 30 days: the part of a window before `from` has no Xenioo data.
+fn out_of_retention(from: DateTime<Utc>) -> UpstreamError {
+    UpstreamError::new(
+        Provider::Xenioo,
+        UpstreamErrorKind::OutOfRetention(format!(
+            "{} (Xenioo keeps 30 days of history)",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+    )
 }
 
 #[cfg(test)]
