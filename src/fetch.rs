@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
-use crate::cache::{AccountKey, CacheKey, ChunkCache, FetchMany, Origin};
+use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, FetchMany, Origin};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 
 /// A rough in-memory size, for the cache's byte budget.
@@ -413,6 +413,24 @@ pub struct Fetched<T: ?Sized> {
     pub key: CacheKey,
 }
 
+impl Fetched<dyn Any + Send + Sync> {
+    /// What the cache served for `key`: stale (with its refresh error) or fresh until the
+    /// chunk's freshness ends.
+    fn served(chunk: Chunk, origin: Origin, key: CacheKey) -> Self {
+        let warning = match origin {
+            Origin::Stale { warning } => Some(warning),
+            _ => None,
+        };
+        Fetched {
+            fresh_until: warning.is_none().then(|| chunk.fresh_until()),
+            value: chunk.value,
+            stale: warning.is_some(),
+            warning,
+            key,
+        }
+    }
+}
+
 impl<T: ?Sized> Clone for Fetched<T> {
     fn clone(&self) -> Self {
         Self {
@@ -486,17 +504,7 @@ impl Fetcher {
                         }
                         result.map(|(chunk, origin)| {
                             scope.used(chunk.fresh_until());
-                            let warning = match origin {
-                                Origin::Stale { warning } => Some(warning),
-                                _ => None,
-                            };
-                            Fetched {
-                                fresh_until: warning.is_none().then(|| chunk.fresh_until()),
-                                value: chunk.value,
-                                stale: warning.is_some(),
-                                warning,
-                                key: cache_key,
-                            }
+                            Fetched::served(chunk, origin, cache_key)
                         })
                     }
                     .boxed()
@@ -860,17 +868,7 @@ impl Loader<BlockKey> for BlockLoader {
                             if let Some(scope) = &scope {
                                 scope.used(chunk.fresh_until());
                             }
-                            let warning = match origin {
-                                Origin::Stale { warning } => Some(warning),
-                                _ => None,
-                            };
-                            Fetched {
-                                fresh_until: warning.is_none().then(|| chunk.fresh_until()),
-                                value: chunk.value,
-                                stale: warning.is_some(),
-                                warning,
-                                key: cache_key,
-                            }
+                            Fetched::served(chunk, origin, cache_key)
                         });
                         let key = BlockKey {
                             series: series.clone(),

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
-use chatstats::app::App;
 use chatstats::config::Config;
 use chatstats::sandbox::accounts;
 use chatstats::sandbox::calls::most_in_flight;
@@ -23,7 +22,7 @@ use chatstats::sandbox::{self, SandboxOptions};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_no_errors, rfc3339, sample, TestApp};
+use crate::helpers::{assert_no_errors, rfc3339, sample, spawn_app_on, TestApp};
 
 const ACCOUNTS: usize = 1_000;
 /// `[limits] upstream_concurrency` in this test.
@@ -54,22 +53,12 @@ async fn spawn_fan_out(accounts: usize, edit: impl FnOnce(&mut Config)) -> TestA
     )
     .await
     .expect("sandbox starts");
-    let mut config = Config::from_toml_str(&sandbox.generated_config_toml(), &|_| None)
-        .expect("the generated config is valid");
-    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.limits.upstream_retry_backoff_ms = 1;
-    edit(&mut config);
-    let app = App::build(config).await.expect("app builds");
-    let addr = app.local_addr();
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
-        addr,
-        http: reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(120))
-            .build()
-            .expect("client"),
-        sandbox,
-    }
+    let config_toml = sandbox.generated_config_toml();
+    let http = reqwest::Client::builder()
+        .timeout(StdDuration::from_secs(120))
+        .build()
+        .expect("client");
+    spawn_app_on(sandbox, &config_toml, edit, http).await
 }
 
 /// Seven whole UTC days ending two days ago: closed history for every provider.

@@ -74,8 +74,20 @@ pub async fn spawn_app_with_options(
     let sandbox = sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)
         .await
         .expect("sandbox starts");
-    let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)
-        .expect("the sandbox config is valid");
+    let config_toml = sandbox.config_toml();
+    spawn_app_on(sandbox, &config_toml, edit, reqwest::Client::new()).await
+}
+
+/// A server on `config_toml` (a config for `sandbox`'s accounts), edited by `edit`, on a free
+/// loopback port; `http` is the client the test speaks through.
+pub async fn spawn_app_on(
+    sandbox: Sandbox,
+    config_toml: &str,
+    edit: impl FnOnce(&mut Config),
+    http: reqwest::Client,
+) -> TestApp {
+    let mut config =
+        Config::from_toml_str(config_toml, &|_| None).expect("the sandbox config is valid");
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // Retries wait about 1 ms, not 100: tests count calls, never wait for backoff.
     config.limits.upstream_retry_backoff_ms = 1;
@@ -85,7 +97,7 @@ pub async fn spawn_app_with_options(
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http,
         sandbox,
     }
 }
