@@ -1,5 +1,7 @@
 //! Wiring: [`App::build`] turns a [`Config`] into provider clients, the schema and the router,
 //! and binds the listener. Tests start exactly what production starts, through this function.
+//! [`Reloader`] applies a new configuration to the running server (SIGHUP): the same wiring
+//! (`configure`), keeping what the change leaves alone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,11 +14,11 @@ use tokio::net::TcpListener;
 use crate::answers::AnswerCache;
 use crate::auth::{Access, Clients};
 use crate::cache::{AccountKey, ChunkCache};
-use crate::config::{Config, ConfigError, HelpScoutAuth, WorkspaceConfig};
+use crate::config::{Config, ConfigError, HelpScoutAuth, LimitsConfig, WorkspaceConfig};
 use crate::graphql::build_schema;
 use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::guard::Guard;
-use crate::http::{router, HttpState};
+use crate::http::{router, HttpState, Served};
 use crate::limits::{QueryLimits, SchemaShape};
 use crate::persisted::{PersistedQueries, Safelist};
 use crate::process_metrics::Metrics;
@@ -58,6 +60,26 @@ pub struct App {
     live: Arc<Live>,
     /// The in-process sandbox in sandbox mode; dropping it stops it.
     sandbox: Option<Sandbox>,
+    reloader: Reloader,
+}
+
+/// What every configuration shares: built once at start, kept across reloads.
+struct Fixed {
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    cache: Arc<ChunkCache>,
+    documents: DocumentCache,
+    live: Arc<Live>,
+}
+
+/// The configuration in force and what was built from it that a reload may keep.
+struct Running {
+    config: Config,
+    registry: Arc<Registry>,
+    caps: Arc<ConcurrencyCaps>,
+    persisted: Arc<PersistedQueries>,
+    rate: Arc<RateLimiter>,
 }
 
 impl App {
@@ -70,101 +92,50 @@ impl App {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let caps = ConcurrencyCaps::from_limits(&config.limits);
-        let workspaces = config
-            .workspaces
-            .iter()
-            .map(|w| {
-                let workspace = workspace(w, &http);
-                // Each account gets its own breaker and retry budget, labelled by workspace id;
-                // all accounts of a provider share its cap on calls in flight.
-                for upstream in workspace.upstreams() {
-                    upstream.install(Resilience::from_limits(
-                        &config.limits,
-                        upstream.provider(),
-                        &workspace.id,
-                        metrics.clone(),
-                        clock.clone(),
-                        &caps,
-                    ));
-                }
-                workspace
-            })
-            .collect();
-        let registry = Arc::new(Registry::new(workspaces));
-        let safelist = match &config.limits.safelist {
-            Some(path) => Some(Safelist::load(path)?),
-            None => None,
+        let fixed = Fixed {
+            http,
+            clock: Arc::new(SystemClock),
+            cache: Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone())),
+            documents: DocumentCache::new(),
+            live: Arc::new(Live::new(
+                config.limits.max_subscriptions_per_client,
+                metrics.clone(),
+            )),
+            metrics,
         };
-        let documents = DocumentCache::new();
-        let guard = Guard {
-            limits: Arc::new(QueryLimits {
-                config: config.limits.clone(),
-                shape: SchemaShape::from_sdl(&crate::graphql::sdl(false)),
-            }),
-            persisted: Arc::new(PersistedQueries::new(safelist)),
-            workspace_count: registry.all().len(),
-            documents: documents.clone(),
-        };
-        // HTTP applies the guard in its handler; WebSocket operations go straight to their
-        // schema, which applies it itself (see `build_schema`).
-        let introspection = config.server.introspection;
-        let schema = build_schema(
-            registry.clone(),
-            introspection,
-            None,
-            ValidationMode::Strict,
-        );
-        let validated_schema =
-            build_schema(registry.clone(), introspection, None, ValidationMode::Fast);
-        let ws_schema = build_schema(
-            registry,
-            introspection,
-            Some(guard.clone()),
-            ValidationMode::Strict,
-        );
-        let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
-        let access = Arc::new(Access {
-            clients: Clients::new(&config.clients),
-            rate: RateLimiter::per_minute(config.limits.requests_per_minute),
-            cors_origins: config.server.cors_origins.clone(),
-        });
         let addr = config.server.listen;
-        if access.clients.is_open() {
+        let graphiql = config.server.graphiql;
+        let (state, running) = configure(&fixed, config, None)?;
+        if state.access.clients.is_open() {
             tracing::warn!(
                 %addr,
                 "no [[clients]] configured: /graphql is open to anyone who can reach the server"
             );
         }
-        let live = Arc::new(Live::new(
-            config.limits.max_subscriptions_per_client,
-            metrics.clone(),
-        ));
-        let router = router(
-            HttpState {
-                schema,
-                validated_schema,
-                answers: AnswerCache::new(config.cache.answer_max_bytes, metrics.clone()),
-                cache,
-                metrics,
-                access,
-                documents,
-                guard,
-                ws_schema,
-                live: live.clone(),
-            },
-            config.server.graphiql,
-        );
+        let served = Served::new(state);
+        let router = router(served.clone(), graphiql);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let live = fixed.live.clone();
         Ok(App {
             listener,
             router,
             live,
             sandbox: None,
+            reloader: Reloader {
+                inner: Arc::new(ReloaderInner {
+                    served,
+                    fixed,
+                    running: tokio::sync::Mutex::new(running),
+                }),
+            },
         })
+    }
+
+    /// The handle that applies a new configuration to this server while it runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Sandbox mode: start the simulated upstreams on a free loopback port and serve a
@@ -208,6 +179,7 @@ impl App {
             router,
             live,
             sandbox,
+            reloader: _,
         } = self;
         // The peer address keys the rate limit under open access.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -221,6 +193,289 @@ impl App {
         live.closed(Duration::from_secs(5)).await;
         drop(sandbox);
         result
+    }
+}
+
+/// The settings of `[limits]` that make up each account's [`Resilience`] and the caps; when
+/// a reload changes none of them (and not its own section), a workspace is kept as it runs.
+fn resilience_limits(limits: &LimitsConfig) -> LimitsConfig {
+    LimitsConfig {
+        // Read by the guard, the rate limiter and the WebSocket slots, not by the accounts.
+        max_depth: 0,
+        max_aliases: 0,
+        max_root_fields: 0,
+        max_document_bytes: 0,
+        max_cost: 0,
+        requests_per_minute: 0,
+        safelist: None,
+        max_subscriptions_per_client: 0,
+        ..limits.clone()
+    }
+}
+
+/// Build what `config` decides: the workspaces and their clients, the schemas, the guard and
+/// the API keys. On a reload, `previous` is what runs now: a workspace whose section and whose
+/// resilience limits are unchanged is kept as it is (its breakers, retry budgets and Xenioo
+/// call clock go on), and so are the caps, the persisted queries without a safelist, and the
+/// rate limiter while their settings are unchanged.
+fn configure(
+    fixed: &Fixed,
+    config: Config,
+    previous: Option<&Running>,
+) -> Result<(HttpState, Running), StartError> {
+    let limits = &config.limits;
+    let same_resilience =
+        previous.is_some_and(|p| resilience_limits(&p.config.limits) == resilience_limits(limits));
+    let caps = match previous {
+        Some(p)
+            if p.config.limits.upstream_concurrency == limits.upstream_concurrency
+                && p.config.limits.upstream_concurrency_per_provider
+                    == limits.upstream_concurrency_per_provider =>
+        {
+            p.caps.clone()
+        }
+        _ => Arc::new(ConcurrencyCaps::from_limits(limits)),
+    };
+    let workspaces = config
+        .workspaces
+        .iter()
+        .map(|w| {
+            let unchanged = previous.filter(|_| same_resilience).and_then(|p| {
+                let before = p.config.workspaces.iter().find(|old| old.id == w.id)?;
+                (before == w).then(|| p.registry.get(&w.id).cloned())?
+            });
+            if let Some(workspace) = unchanged {
+                return workspace;
+            }
+            let workspace = workspace(w, &fixed.http);
+            // Each account gets its own breaker and retry budget, labelled by workspace id;
+            // all accounts of a provider share its cap on calls in flight.
+            for upstream in workspace.upstreams() {
+                upstream.install(Resilience::from_limits(
+                    limits,
+                    upstream.provider(),
+                    &workspace.id,
+                    fixed.metrics.clone(),
+                    fixed.clock.clone(),
+                    &caps,
+                ));
+            }
+            Arc::new(workspace)
+        })
+        .collect();
+    let registry = Arc::new(Registry::from_shared(workspaces));
+    let persisted = match (&limits.safelist, previous) {
+        // No safelist before or now: keep the APQ registrations.
+        (None, Some(p)) if p.config.limits.safelist.is_none() => p.persisted.clone(),
+        (None, _) => Arc::new(PersistedQueries::new(None)),
+        // A safelist is read again on every reload: the file may have changed.
+        (Some(path), _) => Arc::new(PersistedQueries::new(Some(Safelist::load(path)?))),
+    };
+    let rate = match previous {
+        Some(p) if p.config.limits.requests_per_minute == limits.requests_per_minute => {
+            p.rate.clone()
+        }
+        _ => Arc::new(RateLimiter::per_minute(limits.requests_per_minute)),
+    };
+    let guard = Guard {
+        limits: Arc::new(QueryLimits {
+            config: limits.clone(),
+            shape: SchemaShape::from_sdl(&crate::graphql::sdl(false)),
+        }),
+        persisted: persisted.clone(),
+        workspace_count: registry.all().len(),
+        documents: fixed.documents.clone(),
+    };
+    // HTTP applies the guard in its handler; WebSocket operations go straight to their
+    // schema, which applies it itself (see `build_schema`).
+    let introspection = config.server.introspection;
+    let schema = build_schema(
+        registry.clone(),
+        introspection,
+        None,
+        ValidationMode::Strict,
+    );
+    let validated_schema =
+        build_schema(registry.clone(), introspection, None, ValidationMode::Fast);
+    let ws_schema = build_schema(
+        registry.clone(),
+        introspection,
+        Some(guard.clone()),
+        ValidationMode::Strict,
+    );
+    let access = Arc::new(Access {
+        clients: Clients::new(&config.clients),
+        rate: rate.clone(),
+        cors_origins: config.server.cors_origins.clone(),
+    });
+    fixed
+        .live
+        .set_max_per_client(limits.max_subscriptions_per_client);
+    let state = HttpState {
+        schema,
+        validated_schema,
+        // Kept answers are not carried over: one may show a workspace or a permission the
+        // new configuration no longer has.
+        answers: AnswerCache::new(config.cache.answer_max_bytes, fixed.metrics.clone()),
+        cache: fixed.cache.clone(),
+        metrics: fixed.metrics.clone(),
+        access,
+        documents: fixed.documents.clone(),
+        guard,
+        ws_schema,
+        live: fixed.live.clone(),
+    };
+    let running = Running {
+        config,
+        registry,
+        caps,
+        persisted,
+        rate,
+    };
+    Ok((state, running))
+}
+
+/// Applies a new configuration to a running server (SIGHUP, see `main.rs`): clients,
+/// workspaces and limits. Requests already running finish on the configuration they started
+/// with; requests that start after [`Reloader::apply`] returns use the new one. Restart-only
+/// settings ([`crate::config::RESTART_ONLY`]) keep their running values. Counted in
+/// `chatstats_config_reloads_total{result}`.
+#[derive(Clone)]
+pub struct Reloader {
+    inner: Arc<ReloaderInner>,
+}
+
+struct ReloaderInner {
+    served: Arc<Served>,
+    fixed: Fixed,
+    /// Held for a whole reload, so two reloads never interleave.
+    running: tokio::sync::Mutex<Running>,
+}
+
+/// What one reload changed, for the log and the tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Workspaces added, removed, and rebuilt (their section or the resilience limits changed).
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub rebuilt: Vec<String>,
+    /// Configured clients after the reload.
+    pub clients: usize,
+    /// Chunk-cache entries dropped with the accounts no workspace uses any more.
+    pub dropped_entries: u64,
+    /// Restart-only settings the file changes (not applied).
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Reloader {
+    /// Re-read `path` and apply it (see [`Config::reload`]; `listen` is the command line's
+    /// `--listen`). A file that cannot be read, parsed or validated changes nothing: the error
+    /// is logged with its key path and counted as `invalid`.
+    pub async fn reload_file(
+        &self,
+        path: &std::path::Path,
+        listen: Option<SocketAddr>,
+    ) -> Result<ReloadReport, StartError> {
+        let mut running = self.inner.running.lock().await;
+        let reloaded = Config::reload(path, &running.config, listen);
+        self.apply_locked(&mut running, reloaded.map_err(StartError::from))
+            .await
+    }
+
+    /// Apply `config` (restart-only settings are kept at their running values).
+    pub async fn apply(&self, config: Config) -> Result<ReloadReport, StartError> {
+        let mut running = self.inner.running.lock().await;
+        let reloaded = config.keeping_restart_only(&running.config);
+        self.apply_locked(&mut running, Ok(reloaded)).await
+    }
+
+    async fn apply_locked(
+        &self,
+        running: &mut Running,
+        reloaded: Result<crate::config::Reloaded, StartError>,
+    ) -> Result<ReloadReport, StartError> {
+        let inner = &self.inner;
+        let built = reloaded.and_then(|reloaded| {
+            let needs_restart = reloaded.needs_restart;
+            configure(&inner.fixed, reloaded.config, Some(running))
+                .map(|(state, next)| (state, next, needs_restart))
+        });
+        let (state, next, needs_restart) = match built {
+            Ok(built) => built,
+            Err(error) => {
+                inner.fixed.metrics.config_reload("invalid");
+                let path = match &error {
+                    StartError::Config(e) => e.path().unwrap_or(""),
+                    _ => "",
+                };
+                tracing::error!(
+                    %error,
+                    key = path,
+                    "configuration reload refused; the running configuration stays"
+                );
+                return Err(error);
+            }
+        };
+        let ids = |r: &Running| -> Vec<String> {
+            r.config.workspaces.iter().map(|w| w.id.clone()).collect()
+        };
+        let (before, after) = (ids(running), ids(&next));
+        let mut report = ReloadReport {
+            added: after
+                .iter()
+                .filter(|id| !before.contains(id))
+                .cloned()
+                .collect(),
+            removed: before
+                .iter()
+                .filter(|id| !after.contains(id))
+                .cloned()
+                .collect(),
+            rebuilt: next
+                .registry
+                .all()
+                .iter()
+                .filter(|w| {
+                    running
+                        .registry
+                        .get(&w.id)
+                        .is_some_and(|old| !Arc::ptr_eq(old, w))
+                })
+                .map(|w| w.id.clone())
+                .collect(),
+            clients: next.config.clients.len(),
+            dropped_entries: 0,
+            needs_restart,
+        };
+        let gone: std::collections::HashSet<_> = running
+            .registry
+            .accounts()
+            .difference(&next.registry.accounts())
+            .cloned()
+            .collect();
+        inner.served.replace(state);
+        *running = next;
+        for id in &report.removed {
+            inner.fixed.metrics.forget_workspace(id);
+        }
+        report.dropped_entries = inner.fixed.cache.forget_accounts(&gone).await;
+        inner.fixed.metrics.config_reload("applied");
+        for setting in &report.needs_restart {
+            tracing::warn!(
+                setting,
+                "configuration reload: this setting changed in the file but applies only at \
+                 restart; it keeps its running value"
+            );
+        }
+        tracing::info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            rebuilt = ?report.rebuilt,
+            clients = report.clients,
+            dropped_cache_entries = report.dropped_entries,
+            "configuration reloaded"
+        );
+        Ok(report)
     }
 }
 

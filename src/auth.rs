@@ -157,8 +157,10 @@ pub enum AuthError {
 pub struct Access {
     /// The API keys (empty: open access).
     pub clients: Clients,
-    /// One bucket per client name, or per peer IP under open access.
-    pub rate: crate::rate_limit::RateLimiter,
+    /// One bucket per client name, or per peer IP under open access. Shared with the
+    /// `Access` a reload builds while `requests_per_minute` stays the same, so reloading does
+    /// not refill anyone's bucket.
+    pub rate: std::sync::Arc<crate::rate_limit::RateLimiter>,
     /// `[server] cors_origins`: origins browsers may call from (`"*"`: any).
     pub cors_origins: Vec<String>,
 }

@@ -705,6 +705,24 @@ impl ChunkCache {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
     }
+
+    /// Drop every entry of the `accounts` a configuration reload removed (see
+    /// [`crate::app::Reloader`]); returns how many were dropped.
+    pub async fn forget_accounts(&self, accounts: &std::collections::HashSet<AccountKey>) -> u64 {
+        if accounts.is_empty() {
+            return 0;
+        }
+        let doomed: Vec<Arc<CacheKey>> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| accounts.contains(&key.account))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &doomed {
+            self.entries.invalidate(key.as_ref()).await;
+        }
+        doomed.len() as u64
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ use crate::ws::{self, Live};
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub(crate) const APPLICATION_JSON: &str = "application/json";
 
-/// Shared state of the HTTP handlers.
+/// What the HTTP handlers read, as one configuration made it. A reload builds a new one and
+/// swaps it in ([`Served`]); every request runs on the one it took first ([`Snapshot`]).
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: ChatstatsSchema,
@@ -84,6 +85,52 @@ pub struct HttpState {
     pub live: Arc<Live>,
 }
 
+/// The [`HttpState`] in force: the router's state. A configuration reload replaces it whole
+/// ([`crate::app::Reloader`]); requests already running keep the one they took.
+pub struct Served {
+    current: arc_swap::ArcSwap<HttpState>,
+}
+
+impl Served {
+    pub fn new(state: HttpState) -> Arc<Served> {
+        Arc::new(Served {
+            current: arc_swap::ArcSwap::from_pointee(state),
+        })
+    }
+
+    /// The state new requests use now.
+    pub fn current(&self) -> Arc<HttpState> {
+        self.current.load_full()
+    }
+
+    /// Make `state` the one new requests use; returns the one it replaces.
+    pub fn replace(&self, state: HttpState) -> Arc<HttpState> {
+        self.current.swap(Arc::new(state))
+    }
+}
+
+/// The [`HttpState`] one request runs on: taken once, by the first extractor that asks
+/// (`gate`, for `/graphql`), and kept in the request's extensions for the handler, so a reload
+/// in between cannot authenticate a request with one configuration and run it on another.
+#[derive(Clone)]
+pub struct Snapshot(pub Arc<HttpState>);
+
+impl axum::extract::FromRequestParts<Arc<Served>> for Snapshot {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        served: &Arc<Served>,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(taken) = parts.extensions.get::<Snapshot>() {
+            return Ok(taken.clone());
+        }
+        let snapshot = Snapshot(served.current());
+        parts.extensions.insert(snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
 /// The request header that asks for `extensions.upstream`.
 pub const TRACE_HEADER: &str = "x-chatstats-trace";
 
@@ -91,8 +138,10 @@ pub const TRACE_HEADER: &str = "x-chatstats-trace";
 /// refusal can name it). Documents are limited further by `[limits] max_document_bytes`.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// All routes; GraphiQL at `/` only when `graphiql` is on.
-pub fn router(state: HttpState, graphiql: bool) -> Router {
+/// All routes; GraphiQL at `/` only when `graphiql` is on. CORS and the metrics are taken
+/// from the state in force now: they do not change on a reload.
+pub fn router(served: Arc<Served>, graphiql: bool) -> Router {
+    let state = served.current();
     let cors = cors_layer(&state.access.cors_origins);
     let router = Router::new();
     let router = if graphiql {
@@ -104,7 +153,7 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
     // wraps the panic catcher, so a request that panicked is logged with its 500.
     let graphql = get(graphql_get_or_websocket)
         .post(graphql_post)
-        .route_layer(middleware::from_fn_with_state(state.clone(), gate))
+        .route_layer(middleware::from_fn_with_state(served.clone(), gate))
         // Not a route: the gate does not run, a wrong method is 405 with or without a key.
         .fallback(graphql_method_not_allowed)
         .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -125,7 +174,7 @@ pub fn router(state: HttpState, graphiql: bool) -> Router {
                 axum::Json(json!({"error": "not found"})),
             )
         })
-        .with_state(state)
+        .with_state(served)
         .layer(catch_panic_anywhere);
     match cors {
         Some(cors) => router.layer(cors),
@@ -190,7 +239,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// Authenticate and rate-limit a `/graphql` request; the [`Caller`] goes into the request's
 /// extensions for the handler and into the response's for whoever logs it.
 async fn gate(
-    State(state): State<HttpState>,
+    Snapshot(state): Snapshot,
     mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
@@ -244,7 +293,8 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 /// `GET /graphql`: a WebSocket upgrade goes to [`ws::upgrade`] (subscriptions), anything else
 /// is GraphQL over HTTP.
 async fn graphql_get_or_websocket(
-    State(state): State<HttpState>,
+    Snapshot(state): Snapshot,
+    State(served): State<Arc<Served>>,
     request: axum::extract::Request,
 ) -> Response {
     let caller = request.extensions().get::<Caller>().cloned();
@@ -254,9 +304,8 @@ async fn graphql_get_or_websocket(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0);
         let socket = ws::Socket {
-            schema: state.ws_schema.clone(),
+            served,
             cache: state.cache.clone(),
-            access: state.access.clone(),
             live: state.live.clone(),
             #[cfg(feature = "fault-injection")]
             panics: false,
@@ -314,14 +363,11 @@ fn rate_limited(media: &'static str, wait: Duration) -> Response {
     response
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-async fn metrics_text(State(state): State<HttpState>) -> Response {
+/// `GET /metrics`: the OpenMetrics text exposition (Prometheus reads it).
+async fn metrics_text(Snapshot(state): Snapshot) -> Response {
     let text = state.metrics.render(state.cache.gauges().await);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::process_metrics::CONTENT_TYPE)],
         text,
     )
         .into_response()
@@ -399,7 +445,7 @@ fn media_with_charset(media: &'static str) -> &'static str {
 }
 
 async fn graphql_post(
-    State(state): State<HttpState>,
+    Snapshot(state): Snapshot,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -463,7 +509,7 @@ async fn graphql_post(
 }
 
 async fn graphql_get(
-    state: HttpState,
+    state: Arc<HttpState>,
     caller: Caller,
     headers: HeaderMap,
     raw: Vec<(String, String)>,

@@ -1,10 +1,11 @@
-//! The `chatstats` command: parse arguments, set up logging, build and run the [`App`].
+//! The `chatstats` command: parse arguments, set up logging, build and run the [`App`], and
+//! reload its configuration on SIGHUP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chatstats::app::App;
+use chatstats::app::{App, Reloader};
 use chatstats::config::Config;
 use chatstats::sandbox::{self, SandboxOptions};
 use clap::{Parser, Subcommand};
@@ -93,9 +94,9 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), String> {
-    let app = match config {
+    let app = match &config {
         Some(path) => {
-            let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+            let mut config = Config::load(path).map_err(|e| e.to_string())?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
@@ -108,9 +109,39 @@ async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<()
     if let Some(url) = app.sandbox_url() {
         println!("sandbox mode: simulated upstreams at {url}");
     }
+    reload_on_sighup(app.reloader(), config, listen);
     println!("listening on http://{addr}");
     println!("GraphiQL: http://{addr}/");
     app.run_until(chatstats::telemetry::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
+
+/// SIGHUP re-reads the configuration file and applies it ([`Reloader::reload_file`]); in
+/// sandbox mode there is no file, and the signal is only logged (rather than ending the
+/// process, SIGHUP's default).
+#[cfg(unix)]
+fn reload_on_sighup(reloader: Reloader, config: Option<PathBuf>, listen: Option<SocketAddr>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP: configuration reloads are off");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match &config {
+                // The reloader logs and counts the outcome, whatever it is.
+                Some(path) => {
+                    let _ = reloader.reload_file(path, listen).await;
+                }
+                None => tracing::warn!("SIGHUP: sandbox mode has no configuration file to reload"),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_: Reloader, _: Option<PathBuf>, _: Option<SocketAddr>) {}

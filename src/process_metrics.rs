@@ -1,20 +1,31 @@
-//! The process's Prometheus metrics, served as text at `GET /metrics`.
+//! The process's Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
 //!
-//! Hand-rolled rather than a metrics crate: a dozen families with small, bounded label sets
-//! need little more than a map behind a mutex, and the exposition format is a few lines of
-//! text. One [`Metrics`] per [`App`](crate::app::App) (not a global), so servers started side
-//! by side (the tests) count separately.
+//! Built on `prometheus-client`: one typed [`Family`] per metric, keyed by a small label struct
+//! whose values are `&'static str` (providers, endpoints, outcomes come from our own code) or
+//! an interned `Arc<str>` (operation names), so recording a value looks its series up under a
+//! shared read lock and bumps an atomic: no label vector is built and no mutex is taken per
+//! increment. (A histogram's buckets sit behind a lock of their own series, inside the crate.)
+//! One [`Metrics`] per [`App`](crate::app::App) (not a global), so servers started side by side
+//! (the tests) count separately.
 //!
 //! Cardinality is bounded by construction: providers, endpoints, outcomes, error codes and
 //! workspace ids come from our own code or the config; operation names come from clients, so
 //! [`OperationLabels`] keeps the first [`MAX_OPERATION_LABELS`] distinct (sanitized) names and
 //! files every later one under `other`. No label is ever built from a credential.
+//!
+//! Adding a metric: create it, keep a clone where it is updated, and hand it to
+//! [`Metrics::register`] (or register it in [`Metrics::new`] beside the others).
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::providers::Provider;
 
@@ -24,147 +35,82 @@ pub const MAX_OPERATION_LABELS: usize = 100;
 /// Longest operation name kept in a label (longer ones are cut).
 pub const MAX_OPERATION_LEN: usize = 64;
 
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Latency buckets, in seconds: 5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding a metrics lock leaves plain numbers behind: keep counting.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
-/// A metric family: one value per label tuple.
-struct Family<V> {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<Vec<String>, V>>,
+/// A family of latency histograms (their buckets are [`LATENCY_BUCKETS`]).
+type Latencies<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn latencies<S: Clone + std::hash::Hash + Eq>() -> Latencies<S> {
+    Family::new_with_constructor(latency_histogram)
 }
 
-impl<V: Default> Family<V> {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Update the value of `labels` (created at its default).
-    fn update(&self, labels: &[&str], change: impl FnOnce(&mut V)) {
-        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect();
-        change(lock(&self.values).entry(key).or_default());
-    }
+/// `operation`, `status`: GraphQL requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: Arc<str>,
+    status: u16,
 }
 
-/// A counter family.
-type Counters = Family<u64>;
-
-impl Counters {
-    fn inc(&self, labels: &[&str]) {
-        self.add(labels, 1);
-    }
-
-    fn add(&self, labels: &[&str], n: u64) {
-        self.update(labels, |value| *value += n);
-    }
-
-    fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect();
-        lock(&self.values).get(&key).copied().unwrap_or(0)
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        for (values, n) in lock(&self.values).iter() {
-            let _ = writeln!(out, "{}{} {n}", self.name, label_set(self.labels, values));
-        }
-    }
+/// `code`: GraphQL errors by `extensions.code`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
 }
 
-#[derive(Clone, Default)]
-struct HistogramData {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// `provider`, `endpoint`, `outcome`: upstream requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    provider: &'static str,
+    endpoint: &'static str,
+    outcome: &'static str,
 }
 
-/// A latency histogram family.
-type Histograms = Family<HistogramData>;
-
-impl Histograms {
-    fn observe(&self, labels: &[&str], duration: Duration) {
-        let seconds = duration.as_secs_f64();
-        self.update(labels, |data| {
-            for (bucket, bound) in data.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1;
-                }
-            }
-            data.count += 1;
-            data.sum += seconds;
-        });
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        for (values, data) in lock(&self.values).iter() {
-            let mut names: Vec<&str> = self.labels.to_vec();
-            names.push("le");
-            for (bound, n) in LATENCY_BUCKETS.iter().zip(data.buckets) {
-                let mut with_le = values.clone();
-                with_le.push(bound.to_string());
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{} {n}",
-                    self.name,
-                    label_set(&names, &with_le)
-                );
-            }
-            let mut with_le = values.clone();
-            with_le.push("+Inf".into());
-            let _ = writeln!(
-                out,
-                "{}_bucket{} {}",
-                self.name,
-                label_set(&names, &with_le),
-                data.count
-            );
-            let labels = label_set(self.labels, values);
-            let _ = writeln!(out, "{}_sum{labels} {}", self.name, data.sum);
-            let _ = writeln!(out, "{}_count{labels} {}", self.name, data.count);
-        }
-    }
+/// `provider`, `endpoint`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    provider: &'static str,
+    endpoint: &'static str,
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// `provider`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
 }
 
-fn label_set(names: &[&str], values: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    let pairs: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(name, value)| format!("{name}=\"{}\"", escape(value)))
-        .collect();
-    format!("{{{}}}", pairs.join(","))
+/// `provider`, `workspace`: one provider account.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    provider: &'static str,
+    workspace: String,
 }
 
-/// Label-value escaping of the text format: backslash, double quote and newline.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// `outcome` (cache lookups, kept answers).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// `cause` (cache evictions).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+/// `result` (configuration reloads).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 /// The state of one provider account's circuit breaker, as the gauge reports it.
@@ -176,43 +122,80 @@ pub enum CircuitState {
     Open = 2,
 }
 
-/// A circuit gauge the breaker writes and `/metrics` reads.
+/// A circuit gauge the breaker writes and `/metrics` reads: the series of its (provider,
+/// workspace) in `chatstats_upstream_circuit_state` once registered
+/// ([`Metrics::register_circuit`]), a gauge of its own otherwise.
 #[derive(Debug, Default)]
-pub struct CircuitGauge(AtomicU8);
+pub struct CircuitGauge(Gauge);
 
 impl CircuitGauge {
     pub fn set(&self, state: CircuitState) {
-        self.0.store(state as u8, Ordering::Relaxed);
+        self.0.set(state as i64);
     }
 
     pub fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+        u8::try_from(self.0.get()).unwrap_or(u8::MAX)
     }
 }
 
 /// Client-chosen operation names, bounded: the first [`MAX_OPERATION_LABELS`] distinct
-/// sanitized names keep their own label value, later ones become `other`.
-#[derive(Default)]
+/// sanitized names keep their own label value, later ones become `other`. Names are interned,
+/// so a known name costs a read-locked set lookup and a reference count, not an allocation.
 pub struct OperationLabels {
-    known: Mutex<HashSet<String>>,
+    known: RwLock<HashSet<Arc<str>>>,
+    anonymous: Arc<str>,
+    other: Arc<str>,
+}
+
+impl Default for OperationLabels {
+    fn default() -> Self {
+        Self {
+            known: RwLock::new(HashSet::new()),
+            anonymous: Arc::from("anonymous"),
+            other: Arc::from("other"),
+        }
+    }
 }
 
 impl OperationLabels {
     /// The label value for `name` (`anonymous` when the operation has none).
-    pub fn label(&self, name: Option<&str>) -> String {
-        let Some(name) = name.map(sanitize).filter(|n| !n.is_empty()) else {
-            return "anonymous".into();
+    pub fn label(&self, name: Option<&str>) -> Arc<str> {
+        let Some(name) = name else {
+            return self.anonymous.clone();
         };
-        let mut known = lock(&self.known);
-        if known.contains(&name) {
-            return name;
+        // Most names are already clean and known: look them up as they are.
+        if is_clean(name) {
+            if let Some(known) = self.read().get(name) {
+                return known.clone();
+            }
+        }
+        let name = sanitize(name);
+        if name.is_empty() {
+            return self.anonymous.clone();
+        }
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = known.get(name.as_str()) {
+            return known.clone();
         }
         if known.len() < MAX_OPERATION_LABELS {
+            let name: Arc<str> = Arc::from(name);
             known.insert(name.clone());
             return name;
         }
-        "other".into()
+        self.other.clone()
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<Arc<str>>> {
+        // A panic while holding the lock leaves a plain set behind: keep using it.
+        self.known.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// True when `name` is what [`sanitize`] would make of it.
+fn is_clean(name: &str) -> bool {
+    name.len() <= MAX_OPERATION_LEN
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Keeps GraphQL name characters (`[A-Za-z0-9_]`), at most [`MAX_OPERATION_LEN`] of them.
@@ -225,24 +208,30 @@ pub fn sanitize(name: &str) -> String {
 
 /// Every metric of one server. Cheap to share (`Arc`); every method takes `&self`.
 pub struct Metrics {
-    requests: Counters,
-    request_seconds: Histograms,
-    graphql_errors: Counters,
-    upstream_requests: Counters,
-    upstream_seconds: Histograms,
-    upstream_retries: Counters,
-    upstream_queue_seconds: Histograms,
-    retry_budget_exhausted: Counters,
-    circuit_rejections: Counters,
-    cache_lookups: Counters,
-    answers: Counters,
-    cache_evictions: Counters,
-    circuits: Mutex<Vec<(Provider, String, Arc<CircuitGauge>)>>,
-    operations: OperationLabels,
+    /// Every family below, registered once; read (encoded) by [`Metrics::render`].
+    registry: RwLock<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Latencies<RequestLabels>,
+    graphql_errors: Family<CodeLabels, Counter>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_seconds: Latencies<EndpointLabels>,
+    upstream_retries: Family<EndpointLabels, Counter>,
+    upstream_queue_seconds: Latencies<ProviderLabels>,
+    retry_budget_exhausted: Family<AccountLabels, Counter>,
+    circuit_rejections: Family<AccountLabels, Counter>,
+    circuits: Family<AccountLabels, Gauge>,
+    cache_lookups: Family<OutcomeLabels, Counter>,
+    answers: Family<OutcomeLabels, Counter>,
+    cache_evictions: Family<CauseLabels, Counter>,
+    cache_weighted_bytes: Gauge,
+    cache_entries: Gauge,
+    cache_max_bytes: Gauge,
     /// Operations running over graphql-transport-ws connections (see [`crate::ws`]).
-    subscriptions: std::sync::atomic::AtomicU64,
+    subscriptions: Gauge,
     /// Panics caught: in a request (answered 500) or in a task it waited on.
-    panics: std::sync::atomic::AtomicU64,
+    panics: Counter,
+    config_reloads: Family<ResultLabels, Counter>,
+    operations: OperationLabels,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -265,82 +254,161 @@ pub struct CacheGauges {
     pub max_bytes: u64,
 }
 
+/// A gauge value from a count (saturating: no count of ours comes near `i64::MAX`).
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        Self {
-            requests: Counters::new(
-                "chatstats_graphql_requests_total",
-                "GraphQL requests answered, by operation name and HTTP status.",
-                &["operation", "status"],
-            ),
-            request_seconds: Histograms::new(
-                "chatstats_graphql_request_duration_seconds",
-                "Time to answer a GraphQL request, by operation name and HTTP status.",
-                &["operation", "status"],
-            ),
-            graphql_errors: Counters::new(
-                "chatstats_graphql_errors_total",
-                "Errors in GraphQL responses, by extensions.code.",
-                &["code"],
-            ),
-            upstream_requests: Counters::new(
-                "chatstats_upstream_requests_total",
-                "HTTP requests sent to providers (each attempt, retries included), by provider, endpoint and outcome (ok or the error code).",
-                &["provider", "endpoint", "outcome"],
-            ),
-            upstream_seconds: Histograms::new(
-                "chatstats_upstream_request_duration_seconds",
-                "Latency of HTTP requests sent to providers, by provider and endpoint.",
-                &["provider", "endpoint"],
-            ),
-            upstream_retries: Counters::new(
-                "chatstats_upstream_retries_total",
-                "Retries of idempotent upstream requests, by provider and endpoint.",
-                &["provider", "endpoint"],
-            ),
-            upstream_queue_seconds: Histograms::new(
-                "chatstats_upstream_queue_seconds",
-                "Time an upstream request waited for a place under its provider's cap on calls in flight ([limits] upstream_concurrency), by provider.",
-                &["provider"],
-            ),
-            retry_budget_exhausted: Counters::new(
-                "chatstats_upstream_retry_budget_exhausted_total",
-                "Retries not made because the provider account's retry budget was spent.",
-                &["provider", "workspace"],
-            ),
-            circuit_rejections: Counters::new(
-                "chatstats_upstream_circuit_rejections_total",
-                "Upstream calls refused without a request because the circuit was open.",
-                &["provider", "workspace"],
-            ),
-            cache_lookups: Counters::new(
-                "chatstats_cache_lookups_total",
-                "Chunk-cache lookups by outcome: hit, miss (fetched), coalesced (joined an in-flight fetch), stale (served after a failed refresh), error.",
-                &["outcome"],
-            ),
-            answers: Counters::new(
-                "chatstats_answers_total",
-                "Whole answers of repeated read-only requests: stored (kept for reuse), hit (served without resolving).",
-                &["outcome"],
-            ),
-            cache_evictions: Counters::new(
-                "chatstats_cache_evictions_total",
-                "Entries removed from the chunk cache, by cause: size (over max_bytes), expired, replaced, explicit.",
-                &["cause"],
-            ),
-            circuits: Mutex::new(Vec::new()),
+        let metrics = Self {
+            registry: RwLock::new(Registry::default()),
+            requests: Family::default(),
+            request_seconds: latencies(),
+            graphql_errors: Family::default(),
+            upstream_requests: Family::default(),
+            upstream_seconds: latencies(),
+            upstream_retries: Family::default(),
+            upstream_queue_seconds: latencies(),
+            retry_budget_exhausted: Family::default(),
+            circuit_rejections: Family::default(),
+            circuits: Family::default(),
+            cache_lookups: Family::default(),
+            answers: Family::default(),
+            cache_evictions: Family::default(),
+            cache_weighted_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            cache_max_bytes: Gauge::default(),
+            subscriptions: Gauge::default(),
+            panics: Counter::default(),
+            config_reloads: Family::default(),
             operations: OperationLabels::default(),
-            subscriptions: std::sync::atomic::AtomicU64::new(0),
-            panics: std::sync::atomic::AtomicU64::new(0),
-        }
+        };
+        // Counters are named without `_total`: the encoder adds it to their samples.
+        // Help texts without a final full stop: the encoder adds one.
+        metrics.register(
+            "chatstats_graphql_requests",
+            "GraphQL requests answered, by operation name and HTTP status",
+            metrics.requests.clone(),
+        );
+        metrics.register(
+            "chatstats_graphql_request_duration_seconds",
+            "Time to answer a GraphQL request, by operation name and HTTP status",
+            metrics.request_seconds.clone(),
+        );
+        metrics.register(
+            "chatstats_graphql_errors",
+            "Errors in GraphQL responses, by extensions.code",
+            metrics.graphql_errors.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_requests",
+            "HTTP requests sent to providers (each attempt, retries included), by provider, \
+             endpoint and outcome (ok or the error code)",
+            metrics.upstream_requests.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_request_duration_seconds",
+            "Latency of HTTP requests sent to providers, by provider and endpoint",
+            metrics.upstream_seconds.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_retries",
+            "Retries of idempotent upstream requests, by provider and endpoint",
+            metrics.upstream_retries.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_queue_seconds",
+            "Time an upstream request waited for a place under its provider's cap on calls in \
+             flight ([limits] upstream_concurrency), by provider",
+            metrics.upstream_queue_seconds.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_retry_budget_exhausted",
+            "Retries not made because the provider account's retry budget was spent",
+            metrics.retry_budget_exhausted.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_circuit_rejections",
+            "Upstream calls refused without a request because the circuit was open",
+            metrics.circuit_rejections.clone(),
+        );
+        metrics.register(
+            "chatstats_upstream_circuit_state",
+            "Circuit breaker per provider account: 0 closed, 1 half-open (probing), 2 open",
+            metrics.circuits.clone(),
+        );
+        metrics.register(
+            "chatstats_cache_lookups",
+            "Chunk-cache lookups by outcome: hit, miss (fetched), coalesced (joined an \
+             in-flight fetch), stale (served after a failed refresh), error",
+            metrics.cache_lookups.clone(),
+        );
+        metrics.register(
+            "chatstats_cache_evictions",
+            "Entries removed from the chunk cache, by cause: size (over max_bytes), expired, \
+             replaced, explicit",
+            metrics.cache_evictions.clone(),
+        );
+        metrics.register(
+            "chatstats_answers",
+            "Whole answers of repeated read-only requests: stored (kept for reuse), hit \
+             (served without resolving)",
+            metrics.answers.clone(),
+        );
+        metrics.register(
+            "chatstats_cache_weighted_bytes",
+            "Approximate bytes held by the chunk cache (its weigher's total)",
+            metrics.cache_weighted_bytes.clone(),
+        );
+        metrics.register(
+            "chatstats_cache_entries",
+            "Entries in the chunk cache",
+            metrics.cache_entries.clone(),
+        );
+        metrics.register(
+            "chatstats_cache_max_bytes",
+            "The chunk cache's byte bound ([cache] max_bytes)",
+            metrics.cache_max_bytes.clone(),
+        );
+        metrics.register(
+            "chatstats_subscriptions_active",
+            "Operations running over graphql-transport-ws connections on /graphql: \
+             subscriptions, and queries sent over a socket until they answer",
+            metrics.subscriptions.clone(),
+        );
+        metrics.register(
+            "chatstats_panics",
+            "Panics caught: in a request (answered HTTP 500, INTERNAL_SERVER_ERROR) or in an \
+             upstream fetch a request waited on",
+            metrics.panics.clone(),
+        );
+        metrics.register(
+            "chatstats_config_reloads",
+            "Configuration reloads (SIGHUP), by result: applied, or invalid (the old \
+             configuration stays)",
+            metrics.config_reloads.clone(),
+        );
+        metrics
+    }
+
+    /// Add a metric to `/metrics`. `name` is its family name (a counter's without `_total`,
+    /// which the encoder adds); `help` without a final full stop (the encoder adds one). Keep a
+    /// clone of `metric` to update it: clones share their values.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .register(name, help, metric);
     }
 
     /// The bounded label value for an operation name.
-    pub fn operation_label(&self, name: Option<&str>) -> String {
+    pub fn operation_label(&self, name: Option<&str>) -> Arc<str> {
         self.operations.label(name)
     }
 
-    /// One answered GraphQL request.
+    /// One answered GraphQL request. `operation`: a label from [`Metrics::operation_label`]
+    /// (any other text is bounded the same way).
     pub fn graphql_request(
         &self,
         operation: &str,
@@ -348,12 +416,17 @@ impl Metrics {
         duration: Duration,
         error_codes: &[(String, usize)],
     ) {
-        let status = status.to_string();
-        self.requests.inc(&[operation, &status]);
+        let labels = RequestLabels {
+            operation: self.operations.label(Some(operation)),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
         self.request_seconds
-            .observe(&[operation, &status], duration);
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
         for (code, n) in error_codes {
-            self.graphql_errors.add(&[code], *n as u64);
+            let labels = CodeLabels { code: code.clone() };
+            self.graphql_errors.get_or_create(&labels).inc_by(*n as u64);
         }
     }
 
@@ -361,166 +434,155 @@ impl Metrics {
     pub fn upstream_request(
         &self,
         provider: Provider,
-        endpoint: &str,
-        outcome: &str,
+        endpoint: &'static str,
+        outcome: &'static str,
         latency: Duration,
     ) {
+        let provider = provider.slug();
         self.upstream_requests
-            .inc(&[provider.slug(), endpoint, outcome]);
+            .get_or_create(&UpstreamLabels {
+                provider,
+                endpoint,
+                outcome,
+            })
+            .inc();
         self.upstream_seconds
-            .observe(&[provider.slug(), endpoint], latency);
+            .get_or_create(&EndpointLabels { provider, endpoint })
+            .observe(latency.as_secs_f64());
     }
 
-    pub fn upstream_retry(&self, provider: Provider, endpoint: &str) {
-        self.upstream_retries.inc(&[provider.slug(), endpoint]);
+    pub fn upstream_retry(&self, provider: Provider, endpoint: &'static str) {
+        let provider = provider.slug();
+        self.upstream_retries
+            .get_or_create(&EndpointLabels { provider, endpoint })
+            .inc();
     }
 
     /// How long one request waited for a place under `provider`'s concurrency cap.
     pub fn upstream_queue_wait(&self, provider: Provider, waited: Duration) {
+        let provider = provider.slug();
         self.upstream_queue_seconds
-            .observe(&[provider.slug()], waited);
+            .get_or_create(&ProviderLabels { provider })
+            .observe(waited.as_secs_f64());
     }
 
     pub fn retry_budget_exhausted(&self, provider: Provider, workspace: &str) {
         self.retry_budget_exhausted
-            .inc(&[provider.slug(), workspace]);
+            .get_or_create(&account(provider, workspace))
+            .inc();
     }
 
     pub fn circuit_rejection(&self, provider: Provider, workspace: &str) {
-        self.circuit_rejections.inc(&[provider.slug(), workspace]);
+        self.circuit_rejections
+            .get_or_create(&account(provider, workspace))
+            .inc();
     }
 
     /// One chunk-cache lookup: `hit`, `miss`, `coalesced`, `stale` or `error`.
-    pub fn cache_lookup(&self, outcome: &str) {
-        self.cache_lookups.inc(&[outcome]);
+    pub fn cache_lookup(&self, outcome: &'static str) {
+        self.cache_lookups
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// One kept answer: `stored` or `hit` (see [`crate::answers`]).
-    pub fn answer(&self, outcome: &str) {
-        self.answers.inc(&[outcome]);
+    pub fn answer(&self, outcome: &'static str) {
+        self.answers.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// One entry removed from the cache: `size`, `expired`, `replaced` or `explicit`.
-    pub fn cache_eviction(&self, cause: &str) {
-        self.cache_evictions.inc(&[cause]);
+    pub fn cache_eviction(&self, cause: &'static str) {
+        self.cache_evictions
+            .get_or_create(&CauseLabels { cause })
+            .inc();
     }
 
-    /// Report this breaker's state under (provider, workspace id) — never a credential.
+    /// Report this breaker's state under (provider, workspace id) — never a credential. A
+    /// breaker registered again under the same pair (a reloaded workspace) takes over its
+    /// series rather than adding a second one.
     pub fn register_circuit(&self, provider: Provider, workspace: &str) -> Arc<CircuitGauge> {
-        let gauge = Arc::new(CircuitGauge::default());
-        lock(&self.circuits).push((provider, workspace.to_string(), gauge.clone()));
-        gauge
+        let gauge = self
+            .circuits
+            .get_or_create_owned(&account(provider, workspace));
+        Arc::new(CircuitGauge(gauge))
     }
 
-    /// Upstream requests counted for `provider` (all endpoints and outcomes), for tests.
-    pub fn upstream_requests_of(&self, provider: Provider) -> u64 {
-        lock(&self.upstream_requests.values)
-            .iter()
-            .filter(|(labels, _)| labels[0] == provider.slug())
-            .map(|(_, n)| n)
-            .sum()
+    /// Stop reporting the circuits of a workspace that is no longer configured.
+    pub fn forget_workspace(&self, workspace: &str) {
+        for provider in [
+            Provider::Message2Give,
+            Provider::ChatTonic,
+            Provider::Xenioo,
+            Provider::ConnectyCube,
+            Provider::HelpScout,
+        ] {
+            self.circuits.remove(&account(provider, workspace));
+        }
+    }
+
+    /// One configuration reload: `applied` or `invalid`.
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Requests counted for (operation, status), for tests.
     pub fn requests_of(&self, operation: &str, status: u16) -> u64 {
-        self.requests.get(&[operation, &status.to_string()])
+        let labels = RequestLabels {
+            operation: Arc::from(operation),
+            status,
+        };
+        self.requests
+            .get(&labels)
+            .map_or(0, |counter| counter.get())
     }
 
     /// A WebSocket operation started (`+1`) or ended (`-1`).
     pub fn subscription_started(&self) {
-        self.subscriptions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.subscriptions.inc();
     }
 
     pub fn subscription_ended(&self) {
-        self.subscriptions
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.subscriptions.dec();
     }
 
     /// Operations running over WebSocket connections now.
     pub fn subscriptions_active(&self) -> u64 {
-        self.subscriptions
-            .load(std::sync::atomic::Ordering::Relaxed)
+        u64::try_from(self.subscriptions.get()).unwrap_or(0)
     }
 
-    /// The text exposition format (version 0.0.4).
+    /// The OpenMetrics text exposition (served as [`CONTENT_TYPE`]), ending in `# EOF`.
     pub fn render(&self, cache: CacheGauges) -> String {
+        self.cache_weighted_bytes
+            .set(gauge_value(cache.weighted_bytes));
+        self.cache_entries.set(gauge_value(cache.entries));
+        self.cache_max_bytes.set(gauge_value(cache.max_bytes));
         let mut out = String::new();
-        self.requests.render(&mut out);
-        self.request_seconds.render(&mut out);
-        self.graphql_errors.render(&mut out);
-        self.upstream_requests.render(&mut out);
-        self.upstream_seconds.render(&mut out);
-        self.upstream_retries.render(&mut out);
-        self.upstream_queue_seconds.render(&mut out);
-        self.retry_budget_exhausted.render(&mut out);
-        self.circuit_rejections.render(&mut out);
-        header(
-            &mut out,
-            "chatstats_upstream_circuit_state",
-            "Circuit breaker per provider account: 0 closed, 1 half-open (probing), 2 open.",
-            "gauge",
-        );
-        for (provider, workspace, gauge) in lock(&self.circuits).iter() {
-            let labels = label_set(
-                &["provider", "workspace"],
-                &[provider.slug().to_string(), workspace.clone()],
-            );
-            let _ = writeln!(
-                out,
-                "chatstats_upstream_circuit_state{labels} {}",
-                gauge.get()
-            );
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        // Writing to a String cannot fail, and every metric here has a text form; should the
+        // encoder refuse one all the same, serve what it wrote rather than fail the scrape.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(%error, "encoding the metrics failed");
         }
-        self.cache_lookups.render(&mut out);
-        self.cache_evictions.render(&mut out);
-        self.answers.render(&mut out);
-        for (name, help, value) in [
-            (
-                "chatstats_cache_weighted_bytes",
-                "Approximate bytes held by the chunk cache (its weigher's total).",
-                cache.weighted_bytes,
-            ),
-            (
-                "chatstats_cache_entries",
-                "Entries in the chunk cache.",
-                cache.entries,
-            ),
-            (
-                "chatstats_cache_max_bytes",
-                "The chunk cache's byte bound ([cache] max_bytes).",
-                cache.max_bytes,
-            ),
-            (
-                "chatstats_subscriptions_active",
-                "Operations running over graphql-transport-ws connections on /graphql: \
-                 subscriptions, and queries sent over a socket until they answer.",
-                self.subscriptions_active(),
-            ),
-        ] {
-            header(&mut out, name, help, "gauge");
-            let _ = writeln!(out, "{name} {value}");
-        }
-        header(
-            &mut out,
-            "chatstats_panics_total",
-            "Panics caught: in a request (answered HTTP 500, INTERNAL_SERVER_ERROR) or in an \
-             upstream fetch a request waited on.",
-            "counter",
-        );
-        let _ = writeln!(out, "chatstats_panics_total {}", self.panics_caught());
         out
     }
 
     /// One panic caught (see `chatstats_panics_total`).
     pub fn panic_caught(&self) {
-        self.panics
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.panics.inc();
     }
 
     /// Panics caught so far.
     pub fn panics_caught(&self) -> u64 {
-        self.panics.load(std::sync::atomic::Ordering::Relaxed)
+        self.panics.get()
+    }
+}
+
+fn account(provider: Provider, workspace: &str) -> AccountLabels {
+    AccountLabels {
+        provider: provider.slug(),
+        workspace: workspace.to_string(),
     }
 }
 
@@ -531,19 +593,27 @@ mod tests {
     #[test]
     fn operation_labels_are_sanitized_and_capped() {
         let labels = OperationLabels::default();
-        assert_eq!(labels.label(None), "anonymous");
-        assert_eq!(labels.label(Some("Dash\"board{}\n")), "Dashboard");
+        assert_eq!(&*labels.label(None), "anonymous");
+        assert_eq!(&*labels.label(Some("Dash\"board{}\n")), "Dashboard");
         for i in 0..MAX_OPERATION_LABELS - 1 {
-            assert_eq!(labels.label(Some(&format!("Op{i}"))), format!("Op{i}"));
+            assert_eq!(&*labels.label(Some(&format!("Op{i}"))), format!("Op{i}"));
         }
-        assert_eq!(labels.label(Some("OneTooMany")), "other");
+        assert_eq!(&*labels.label(Some("OneTooMany")), "other");
         assert_eq!(
-            labels.label(Some("Dashboard")),
+            &*labels.label(Some("Dashboard")),
             "Dashboard",
             "known names stay"
         );
-        assert_eq!(labels.label(Some(&"x".repeat(500))), "other");
+        assert_eq!(&*labels.label(Some(&"x".repeat(500))), "other");
         assert_eq!(sanitize(&"x".repeat(500)).len(), MAX_OPERATION_LEN);
+    }
+
+    #[test]
+    fn a_known_operation_name_is_interned_not_copied() {
+        let labels = OperationLabels::default();
+        let first = labels.label(Some("Dashboard"));
+        let again = labels.label(Some("Dashboard"));
+        assert!(Arc::ptr_eq(&first, &again));
     }
 
     #[test]
@@ -558,22 +628,45 @@ mod tests {
         metrics.graphql_request("Dash", 200, Duration::from_millis(3), &[]);
         metrics.register_circuit(Provider::Xenioo, "acme\"x");
         let text = metrics.render(CacheGauges::default());
-        assert!(text.contains("# TYPE chatstats_upstream_requests_total counter"));
+        assert!(text.contains("# TYPE chatstats_upstream_requests counter"));
         assert!(text.contains(
             "chatstats_upstream_requests_total{provider=\"help_scout\",endpoint=\"volume-by-channel\",outcome=\"ok\"} 1"
         ));
         assert!(text.contains(
+            "chatstats_upstream_request_duration_seconds_bucket{le=\"0.025\",provider=\"help_scout\",endpoint=\"volume-by-channel\"} 1"
+        ) || text.contains(
             "chatstats_upstream_request_duration_seconds_bucket{provider=\"help_scout\",endpoint=\"volume-by-channel\",le=\"0.025\"} 1"
-        ));
-        assert!(text.contains(
-            "chatstats_upstream_request_duration_seconds_bucket{provider=\"help_scout\",endpoint=\"volume-by-channel\",le=\"0.01\"} 0"
-        ));
+        ), "{text}");
         assert!(text.contains(
             "chatstats_upstream_circuit_state{provider=\"xenioo\",workspace=\"acme\\\"x\"} 0"
         ));
         assert!(
             text.contains("chatstats_graphql_requests_total{operation=\"Dash\",status=\"200\"} 1")
         );
-        assert_eq!(metrics.upstream_requests_of(Provider::HelpScout), 1);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(metrics.requests_of("Dash", 200), 1);
+    }
+
+    #[test]
+    fn a_breaker_registered_again_takes_over_its_series_and_a_forgotten_workspace_leaves() {
+        let metrics = Metrics::new();
+        let old = metrics.register_circuit(Provider::Xenioo, "acme");
+        let new = metrics.register_circuit(Provider::Xenioo, "acme");
+        new.set(CircuitState::Open);
+        assert_eq!(old.get(), 2, "one series, shared");
+        metrics.register_circuit(Provider::HelpScout, "globex");
+        let text = metrics.render(CacheGauges::default());
+        assert_eq!(
+            text.matches(
+                "chatstats_upstream_circuit_state{provider=\"xenioo\",workspace=\"acme\"}"
+            )
+            .count(),
+            1,
+            "{text}"
+        );
+        metrics.forget_workspace("acme");
+        let text = metrics.render(CacheGauges::default());
+        assert!(!text.contains("workspace=\"acme\""), "{text}");
+        assert!(text.contains("workspace=\"globex\""), "{text}");
     }
 }

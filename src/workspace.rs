@@ -1,6 +1,7 @@
 //! The runtime side of a configured workspace: its zone and one client per configured provider,
 //! each a [`Source`] ([`Workspace::sources`]).
-//! Built once at start-up from [`crate::config`]; shared read-only by every request.
+//! Built at start-up from [`crate::config`], and again for the workspaces a reload changes;
+//! shared read-only by every request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +94,23 @@ impl Registry {
         Self { ordered, by_id }
     }
 
+    /// A registry of workspaces already shared: a reload keeps the unchanged ones as they
+    /// are (their breakers, budgets and Xenioo call clocks with them).
+    pub fn from_shared(ordered: Vec<Arc<Workspace>>) -> Self {
+        let by_id = ordered.iter().map(|w| (w.id.clone(), w.clone())).collect();
+        Self { ordered, by_id }
+    }
+
     pub fn all(&self) -> &[Arc<Workspace>] {
         &self.ordered
+    }
+
+    /// Every configured upstream account, over all workspaces.
+    pub fn accounts(&self) -> std::collections::HashSet<AccountKey> {
+        self.ordered
+            .iter()
+            .flat_map(|w| w.accounts.values().cloned())
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Workspace>> {

@@ -51,7 +51,7 @@ use crate::auth::{Access, Caller, API_KEY_HEADER};
 use crate::cache::ChunkCache;
 use crate::error::code;
 use crate::fetch::{Fetcher, RequestScope};
-use crate::graphql::ChatstatsSchema;
+use crate::http::Served;
 use crate::process_metrics::Metrics;
 use crate::rate_limit::{rate_limited_message, retry_after_secs, RateKey};
 
@@ -60,7 +60,9 @@ pub const GOING_AWAY: u16 = 1001;
 
 /// What every WebSocket connection shares: the per-client slots and the shutdown signal.
 pub struct Live {
-    max_per_client: usize,
+    /// `[limits] max_subscriptions_per_client`; a reload may change it
+    /// ([`Live::set_max_per_client`]).
+    max_per_client: std::sync::atomic::AtomicUsize,
     /// Slots held, by client key (`client:<name>`, or `ip:<peer>` under open access).
     held: Mutex<HashMap<String, usize>>,
     metrics: Arc<Metrics>,
@@ -72,11 +74,18 @@ pub struct Live {
 impl Live {
     pub fn new(max_per_client: usize, metrics: Arc<Metrics>) -> Self {
         Self {
-            max_per_client,
+            max_per_client: std::sync::atomic::AtomicUsize::new(max_per_client),
             held: Mutex::new(HashMap::new()),
             metrics,
             closing: watch::Sender::new(false),
         }
+    }
+
+    /// A reloaded `[limits] max_subscriptions_per_client`: applies to the operations that
+    /// start after it; the ones running keep their slots.
+    pub fn set_max_per_client(&self, max_per_client: usize) {
+        self.max_per_client
+            .store(max_per_client, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ask every connection to close (1001) and stop.
@@ -93,8 +102,10 @@ impl Live {
     fn take(self: &Arc<Self>, client: String) -> Result<Slot, ServerError> {
         let mut held = self.held.lock().expect("slots lock is never poisoned");
         let count = held.entry(client.clone()).or_default();
-        if *count >= self.max_per_client {
-            let limit = self.max_per_client;
+        let limit = self
+            .max_per_client
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if *count >= limit {
             let error = async_graphql::Error::new(format!(
                 "this client already runs {limit} subscriptions, its limit \
                  ([limits] max_subscriptions_per_client); complete one before starting another"
@@ -136,9 +147,11 @@ impl Drop for Slot {
 
 /// What the upgrade handler needs from the HTTP state.
 pub struct Socket {
-    pub schema: ChatstatsSchema,
+    /// The configuration in force: each operation (and the `connection_init`) reads the one
+    /// current when it starts, so a connection opened before a reload runs its later
+    /// operations on the new schema, limits and rate.
+    pub served: Arc<Served>,
     pub cache: Arc<ChunkCache>,
-    pub access: Arc<Access>,
     pub live: Arc<Live>,
     /// Test-only: every operation panics (the upgrade asked with `x-chatstats-fault: panic`).
     #[cfg(feature = "fault-injection")]
@@ -207,18 +220,23 @@ async fn serve(
     let mut closing = socket.live.closing.subscribe();
     let caller = Arc::new(OnceLock::new());
     let executor = SocketExecutor {
-        schema: socket.schema,
+        served: socket.served.clone(),
         cache: socket.cache,
         live: socket.live,
-        access: socket.access.clone(),
         caller: caller.clone(),
         peer,
         #[cfg(feature = "fault-injection")]
         panics: socket.panics,
     };
-    let access = socket.access;
-    let on_init =
-        move |payload: serde_json::Value| authenticate(access, header_caller, payload, caller);
+    let served = socket.served;
+    let on_init = move |payload: serde_json::Value| {
+        authenticate(
+            served.current().access.clone(),
+            header_caller,
+            payload,
+            caller,
+        )
+    };
     let (mut sink, stream) = ws.split();
     let referee = Arc::new(Mutex::new(Referee::new(protocol)));
     let input = stream
@@ -498,11 +516,11 @@ fn key_headers(payload: &serde_json::Value) -> async_graphql::Result<HeaderMap> 
 /// The schema, with what every operation of one connection needs in its request data.
 #[derive(Clone)]
 struct SocketExecutor {
-    schema: ChatstatsSchema,
+    /// The schema and the request rate limit (which every operation spends), as configured
+    /// when the operation starts.
+    served: Arc<Served>,
     cache: Arc<ChunkCache>,
     live: Arc<Live>,
-    /// The request rate limit, which every operation spends.
-    access: Arc<Access>,
     caller: Arc<OnceLock<Caller>>,
     peer: Option<IpAddr>,
     #[cfg(feature = "fault-injection")]
@@ -515,9 +533,9 @@ impl SocketExecutor {
     }
 
     /// Spend one token of the caller's request rate: its bucket's key, or `RATE_LIMITED`.
-    fn count(&self, caller: &Caller) -> Result<RateKey, ServerError> {
+    fn count(&self, access: &Access, caller: &Caller) -> Result<RateKey, ServerError> {
         let key = RateKey::of(caller.client_name(), self.peer);
-        match self.access.rate.check(&key) {
+        match access.rate.check(&key) {
             Ok(()) => Ok(key),
             Err(wait) => {
                 let seconds = retry_after_secs(wait);
@@ -544,10 +562,11 @@ impl SocketExecutor {
 
 impl Executor for SocketExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
+        let state = self.served.current();
         let caller = self.caller();
-        let counted = self.count(&caller);
+        let counted = self.count(&state.access, &caller);
         let request = self.prepare(request, caller);
-        let schema = self.schema.clone();
+        let schema = state.ws_schema.clone();
         async move {
             match counted {
                 Ok(_) => schema.execute(request).await,
@@ -566,7 +585,8 @@ impl Executor for SocketExecutor {
             futures::stream::once(futures::future::ready(Response::from_errors(vec![error])))
                 .boxed()
         };
-        let key = match self.count(&caller) {
+        let state = self.served.current();
+        let key = match self.count(&state.access, &caller) {
             Ok(key) => key,
             Err(error) => return refused(error),
         };
@@ -575,8 +595,8 @@ impl Executor for SocketExecutor {
             Err(error) => return refused(error),
         };
         let request = self.prepare(request, caller);
-        let responses = self
-            .schema
+        let responses = state
+            .ws_schema
             .execute_stream_with_session_data(request, session_data.unwrap_or_default());
         #[cfg(feature = "fault-injection")]
         let responses = if self.panics {

@@ -723,3 +723,69 @@ fn shape_error(err: serde_path_to_error::Error<de::DeError>) -> ConfigError {
         problem: inner.to_string(),
     }
 }
+
+/// The settings read only at start: a reload that changes one of them keeps the running value
+/// and names it in the log ([`Config::reload`]). Everything else (clients, workspaces, the
+/// other `[limits]`, `[server] introspection`) applies to the requests that start after it.
+pub const RESTART_ONLY: [&str; 4] = [
+    "server.listen",
+    "server.graphiql",
+    "server.cors_origins",
+    "cache",
+];
+
+/// What a configuration reload read: the configuration to apply and the restart-only settings
+/// that differ in the file (kept at their running values).
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The file's configuration, with every [`RESTART_ONLY`] setting as it runs now.
+    pub config: Config,
+    /// The [`RESTART_ONLY`] settings the file changes, which take effect only at a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Config {
+    /// Re-read the configuration file for a running server whose configuration is `running`
+    /// (SIGHUP). `listen`: the `--listen` given on the command line, which overrides the
+    /// file's `[server] listen` now as it did at start. An error leaves nothing changed: the
+    /// caller keeps `running`.
+    pub fn reload(
+        path: &Path,
+        running: &Config,
+        listen: Option<SocketAddr>,
+    ) -> Result<Reloaded, ConfigError> {
+        let mut config = Config::load(path)?;
+        if let Some(listen) = listen {
+            config.server.listen = listen;
+        }
+        Ok(config.keeping_restart_only(running))
+    }
+
+    /// `self` with every [`RESTART_ONLY`] setting taken from `running`, and the list of those
+    /// that differed.
+    pub fn keeping_restart_only(mut self, running: &Config) -> Reloaded {
+        let mut needs_restart = Vec::new();
+        if self.server.listen != running.server.listen {
+            needs_restart.push("server.listen");
+        }
+        if self.server.graphiql != running.server.graphiql {
+            needs_restart.push("server.graphiql");
+        }
+        if self.server.cors_origins != running.server.cors_origins {
+            needs_restart.push("server.cors_origins");
+        }
+        if self.cache != running.cache {
+            needs_restart.push("cache");
+        }
+        self.server.listen = running.server.listen;
+        self.server.graphiql = running.server.graphiql;
+        self.server
+            .cors_origins
+            .clone_from(&running.server.cors_origins);
+        self.cache = running.cache.clone();
+        Reloaded {
+            config: self,
+            needs_restart,
+        }
+    }
+}

@@ -9,22 +9,86 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_no_errors, eventually, sample, spawn_app, Binary};
 
-/// Upstream requests per provider in a `/metrics` text (all endpoints and outcomes).
-fn upstream_requests_by_provider(metrics: &str) -> HashMap<String, f64> {
-    let mut counts = HashMap::new();
+/// A `/metrics` text read by a real parser (`prometheus-parse`), after checking it against the
+/// OpenMetrics text rules that parser does not enforce (see [`assert_openmetrics`]).
+pub fn scrape(metrics: &str) -> prometheus_parse::Scrape {
+    assert_openmetrics(metrics);
+    prometheus_parse::Scrape::parse(metrics.lines().map(|line| Ok(line.to_string())))
+        .expect("the exposition parses")
+}
+
+/// The OpenMetrics text rules a scraper relies on: the exposition ends with `# EOF`; every
+/// family is declared once (`# TYPE`) before its samples; each sample's name is its family's
+/// name plus a suffix its type allows (`_total` for a counter; `_bucket`, `_sum`, `_count` for
+/// a histogram; none for a gauge); no series appears twice; counters are not negative.
+pub fn assert_openmetrics(metrics: &str) {
+    assert_eq!(metrics.lines().last(), Some("# EOF"), "{metrics}");
+    let mut families: HashMap<&str, &str> = HashMap::new();
+    let mut series = std::collections::HashSet::new();
     for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("chatstats_upstream_requests_total{provider=\"") else {
+        if let Some(declaration) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declaration.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                families.insert(name, kind).is_none(),
+                "{name} declared twice"
+            );
             continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series_id, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let name = series_id.split('{').next().expect("a name");
+        let allowed = |family: &str, kind: &'static str| {
+            let suffix = name.strip_prefix(family)?;
+            let ok = match kind {
+                "counter" => suffix == "_total",
+                "histogram" => ["_bucket", "_sum", "_count"].contains(&suffix),
+                _ => suffix.is_empty(),
+            };
+            ok.then_some(kind)
         };
-        let provider = rest.split('"').next().expect("a provider label");
-        let value: f64 = rest
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("a value");
-        *counts.entry(provider.to_string()).or_default() += value;
+        let kind = families
+            .iter()
+            .find_map(|(family, kind)| {
+                let kind = match *kind {
+                    "counter" => "counter",
+                    "histogram" => "histogram",
+                    "gauge" => "gauge",
+                    other => panic!("{family}: unexpected type {other}"),
+                };
+                allowed(family, kind)
+            })
+            .unwrap_or_else(|| panic!("{name}: no family declared for it before: {line}"));
+        assert!(
+            series.insert(series_id.to_string()),
+            "series twice: {series_id}"
+        );
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        if kind == "counter" {
+            assert!(value >= 0.0, "{line}");
+        }
     }
-    counts
+}
+
+/// The value of a counter, gauge or untyped sample.
+fn number(value: &prometheus_parse::Value) -> f64 {
+    match value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        other => panic!("not a single number: {other:?}"),
+    }
+}
+
+/// The values of the samples named `name`, summed by the value of their label `by`.
+pub fn sum_by(scrape: &prometheus_parse::Scrape, name: &str, by: &str) -> HashMap<String, f64> {
+    let mut sums = HashMap::new();
+    for sample in scrape.samples.iter().filter(|s| s.metric == name) {
+        let key = sample.labels.get(by).unwrap_or_default().to_string();
+        *sums.entry(key).or_default() += number(&sample.value);
+    }
+    sums
 }
 
 const DASHBOARD: &str = r#"query Dashboard { workspace(id: "acme") {
@@ -55,7 +119,30 @@ async fn metrics_count_upstream_requests_exactly_as_the_sandbox_logged_them() {
         *logged.entry(call.provider).or_default() += 1.0;
     }
     assert_eq!(logged.len(), 5, "every provider was called: {logged:?}");
-    assert_eq!(upstream_requests_by_provider(&metrics), logged, "{metrics}");
+    let parsed = scrape(&metrics);
+    assert_eq!(
+        sum_by(&parsed, "chatstats_upstream_requests_total", "provider"),
+        logged,
+        "{metrics}"
+    );
+    // Each attempt was timed once: the latency histograms count what the counters count.
+    let mut timed: HashMap<String, f64> = HashMap::new();
+    for sample in parsed
+        .samples
+        .iter()
+        .filter(|s| s.metric == "chatstats_upstream_request_duration_seconds")
+    {
+        let prometheus_parse::Value::Histogram(buckets) = &sample.value else {
+            panic!("a histogram: {sample:?}");
+        };
+        let all = buckets
+            .iter()
+            .find(|b| b.less_than == f64::INFINITY)
+            .expect("a +Inf bucket");
+        let provider = sample.labels.get("provider").expect("a provider label");
+        *timed.entry(provider.to_string()).or_default() += all.count;
+    }
+    assert_eq!(timed, logged, "{metrics}");
     assert_eq!(
         sample(
             &metrics,
@@ -141,6 +228,16 @@ async fn metrics_count_upstream_requests_exactly_as_the_sandbox_logged_them() {
         );
     }
     assert!(metrics.contains("# TYPE chatstats_upstream_request_duration_seconds histogram"));
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
 }
 
 #[tokio::test]
@@ -163,11 +260,13 @@ async fn hostile_operation_names_cannot_blow_up_metric_cardinality() {
         .expect("json");
     assert!(body["errors"].is_array());
     let metrics = app.metrics().await;
-    let operations: std::collections::HashSet<&str> = metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("chatstats_graphql_requests_total{operation=\""))
-        .map(|rest| rest.split('"').next().expect("a label"))
-        .collect();
+    let operations: std::collections::HashSet<String> = sum_by(
+        &scrape(&metrics),
+        "chatstats_graphql_requests_total",
+        "operation",
+    )
+    .into_keys()
+    .collect();
     assert!(operations.len() <= 101, "{} labels", operations.len());
     assert!(operations.contains("other"));
     assert!(operations.contains("Op0"));
