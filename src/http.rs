@@ -9,6 +9,9 @@
 //! `application/json` (a MUST of the GraphQL-over-HTTP spec), and does not use status codes
 //! for requests that fail before execution.
 //!
+//! The router's state is [`Served`], the [`HttpState`] in force; a configuration reload
+//! swaps it whole. Each request takes one [`Snapshot`] of it and runs on that to the end.
+//!
 //! Every `/graphql` request first passes `gate`: the API key (401 `UNAUTHENTICATED`) and the
 //! per-client rate limit (429 `RATE_LIMITED`); the [`Caller`] it yields goes into the GraphQL
 //! request data and into the response's extensions (for the request log). CORS, when
