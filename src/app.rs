@@ -224,6 +224,14 @@ fn configure(
     previous: Option<&Running>,
 ) -> Result<(HttpState, Running), StartError> {
     let limits = &config.limits;
+    // First, as the one step that can fail: a refused reload must leave nothing behind.
+    let persisted = match (&limits.safelist, previous) {
+        // No safelist before or now: keep the APQ registrations.
+        (None, Some(p)) if p.config.limits.safelist.is_none() => p.persisted.clone(),
+        (None, _) => Arc::new(PersistedQueries::new(None)),
+        // A safelist is read again on every reload: the file may have changed.
+        (Some(path), _) => Arc::new(PersistedQueries::new(Some(Safelist::load(path)?))),
+    };
     let same_resilience =
         previous.is_some_and(|p| resilience_limits(&p.config.limits) == resilience_limits(limits));
     let caps = match previous {
@@ -264,13 +272,6 @@ fn configure(
         })
         .collect();
     let registry = Arc::new(Registry::from_shared(workspaces));
-    let persisted = match (&limits.safelist, previous) {
-        // No safelist before or now: keep the APQ registrations.
-        (None, Some(p)) if p.config.limits.safelist.is_none() => p.persisted.clone(),
-        (None, _) => Arc::new(PersistedQueries::new(None)),
-        // A safelist is read again on every reload: the file may have changed.
-        (Some(path), _) => Arc::new(PersistedQueries::new(Some(Safelist::load(path)?))),
-    };
     let rate = match previous {
         Some(p) if p.config.limits.requests_per_minute == limits.requests_per_minute => {
             p.rate.clone()

@@ -308,6 +308,7 @@ async fn graphql_get_or_websocket(
             .map(|info| info.0);
         let socket = ws::Socket {
             served,
+            access: state.access.clone(),
             cache: state.cache.clone(),
             live: state.live.clone(),
             #[cfg(feature = "fault-injection")]

@@ -9,7 +9,9 @@
 //!   (`{"authorization": "Bearer <key>"}` or `{"x-api-key": "<key>"}`; it wins over a header
 //!   key). A connection without a valid key is closed (code 1002 with the reason) unless
 //!   access is open. Every operation gets the [`Caller`] in its *request* data (the guard and
-//!   the resolvers read it there), and its own [`Fetcher`].
+//!   the resolvers read it there), and its own [`Fetcher`]. After a configuration reload,
+//!   each new operation has the connection's key checked again against the clients then in
+//!   force (a revoked key: `UNAUTHENTICATED`); running subscriptions go on.
 //! - **Protocol.** A [`Referee`] reads every graphql-transport-ws message before
 //!   async-graphql's state machine does and closes the connection as the protocol says: 4400
 //!   (with the reason) for a message that is not valid JSON, has an unknown `type` or
@@ -151,6 +153,8 @@ pub struct Socket {
     /// current when it starts, so a connection opened before a reload runs its later
     /// operations on the new schema, limits and rate.
     pub served: Arc<Served>,
+    /// The API keys that admitted the upgrade (a key in its headers was checked against them).
+    pub access: Arc<Access>,
     pub cache: Arc<ChunkCache>,
     pub live: Arc<Live>,
     /// Test-only: every operation panics (the upgrade asked with `x-chatstats-fault: panic`).
@@ -189,9 +193,10 @@ pub async fn upgrade(
         panics: crate::http::fault::asks_panic(&parts.headers),
         ..socket
     };
+    let upgrade_key = key_of(&parts.headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |ws| serve(ws, protocol, socket, caller, peer))
+        .on_upgrade(move |ws| serve(ws, protocol, socket, caller, upgrade_key, peer))
 }
 
 /// A refused upgrade: a coded JSON error like every other refusal of `/graphql`.
@@ -215,6 +220,7 @@ async fn serve(
     protocol: WebSocketProtocols,
     socket: Socket,
     header_caller: Option<Caller>,
+    upgrade_key: HeaderMap,
     peer: Option<IpAddr>,
 ) {
     let mut closing = socket.live.closing.subscribe();
@@ -229,13 +235,13 @@ async fn serve(
         panics: socket.panics,
     };
     let served = socket.served;
+    let by_upgrade = header_caller.map(|caller| Authenticated {
+        caller,
+        key: upgrade_key,
+        access: socket.access,
+    });
     let on_init = move |payload: serde_json::Value| {
-        authenticate(
-            served.current().access.clone(),
-            header_caller,
-            payload,
-            caller,
-        )
+        authenticate(served.current().access.clone(), by_upgrade, payload, caller)
     };
     let (mut sink, stream) = ws.split();
     let referee = Arc::new(Mutex::new(Referee::new(protocol)));
@@ -467,24 +473,57 @@ fn check_subscribe_payload(payload: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Who a connection authenticated as, with which key and against which clients: an operation
+/// that starts after a configuration reload has its key checked again against the clients then
+/// in force, so a revoked key stops working on open connections too.
+struct Authenticated {
+    caller: Caller,
+    /// The key's headers (`authorization` or `x-api-key`), marked sensitive; empty under open
+    /// access. Never logged.
+    key: HeaderMap,
+    /// The API keys that admitted it.
+    access: Arc<Access>,
+}
+
+/// The key headers of the upgrade request, kept to check the key again after a reload.
+fn key_of(headers: &HeaderMap) -> HeaderMap {
+    let mut key = HeaderMap::new();
+    for name in [
+        header::AUTHORIZATION,
+        header::HeaderName::from_static(API_KEY_HEADER),
+    ] {
+        if let Some(value) = headers.get(&name) {
+            let mut value = value.clone();
+            value.set_sensitive(true);
+            key.insert(name, value);
+        }
+    }
+    key
+}
+
 /// `connection_init`: the key in the payload, else the one the upgrade's headers carried, else
-/// open access; the caller is kept for every operation of the connection.
+/// open access; the caller is kept for every operation of the connection (and checked again
+/// after a reload, see [`Authenticated`]).
 fn authenticate(
     access: Arc<Access>,
-    header_caller: Option<Caller>,
+    by_upgrade: Option<Authenticated>,
     payload: serde_json::Value,
-    cell: Arc<OnceLock<Caller>>,
+    cell: Arc<OnceLock<Authenticated>>,
 ) -> impl Future<Output = async_graphql::Result<Data>> + Send + 'static {
     let result = (|| {
         let headers = key_headers(&payload)?;
-        let caller = match header_caller {
-            Some(caller) if headers.is_empty() => caller,
-            _ => access
-                .clients
-                .authenticate(&headers)
-                .map_err(|e| async_graphql::Error::new(e.to_string()))?,
+        let authenticated = match by_upgrade {
+            Some(by_upgrade) if headers.is_empty() => by_upgrade,
+            _ => Authenticated {
+                caller: access
+                    .clients
+                    .authenticate(&headers)
+                    .map_err(|e| async_graphql::Error::new(e.to_string()))?,
+                key: key_of(&headers),
+                access,
+            },
         };
-        let _ = cell.set(caller);
+        let _ = cell.set(authenticated);
         Ok(Data::default())
     })();
     futures::future::ready(result)
@@ -521,15 +560,30 @@ struct SocketExecutor {
     served: Arc<Served>,
     cache: Arc<ChunkCache>,
     live: Arc<Live>,
-    caller: Arc<OnceLock<Caller>>,
+    caller: Arc<OnceLock<Authenticated>>,
     peer: Option<IpAddr>,
     #[cfg(feature = "fault-injection")]
     panics: bool,
 }
 
 impl SocketExecutor {
-    fn caller(&self) -> Caller {
-        self.caller.get().cloned().unwrap_or_else(Caller::nobody)
+    /// The connection's caller under the clients of `access` (those in force when the
+    /// operation starts), or `UNAUTHENTICATED` when a reload revoked its key.
+    fn caller(&self, access: &Arc<Access>) -> Result<Caller, ServerError> {
+        let Some(authenticated) = self.caller.get() else {
+            return Ok(Caller::nobody());
+        };
+        if Arc::ptr_eq(&authenticated.access, access) {
+            return Ok(authenticated.caller.clone());
+        }
+        access
+            .clients
+            .authenticate(&authenticated.key)
+            .map_err(|e| {
+                async_graphql::Error::new(e.to_string())
+                    .extend_with(|_, ext| ext.set("code", code::UNAUTHENTICATED))
+                    .into_server_error(async_graphql::Pos::default())
+            })
     }
 
     /// Spend one token of the caller's request rate: its bucket's key, or `RATE_LIMITED`.
@@ -563,13 +617,14 @@ impl SocketExecutor {
 impl Executor for SocketExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
         let state = self.served.current();
-        let caller = self.caller();
-        let counted = self.count(&state.access, &caller);
-        let request = self.prepare(request, caller);
+        let admitted = self.caller(&state.access).and_then(|caller| {
+            self.count(&state.access, &caller)?;
+            Ok(self.prepare(request, caller))
+        });
         let schema = state.ws_schema.clone();
         async move {
-            match counted {
-                Ok(_) => schema.execute(request).await,
+            match admitted {
+                Ok(request) => schema.execute(request).await,
                 Err(error) => Response::from_errors(vec![error]),
             }
         }
@@ -580,12 +635,15 @@ impl Executor for SocketExecutor {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        let caller = self.caller();
         let refused = |error| {
             futures::stream::once(futures::future::ready(Response::from_errors(vec![error])))
                 .boxed()
         };
         let state = self.served.current();
+        let caller = match self.caller(&state.access) {
+            Ok(caller) => caller,
+            Err(error) => return refused(error),
+        };
         let key = match self.count(&state.access, &caller) {
             Ok(key) => key,
             Err(error) => return refused(error),

@@ -485,3 +485,113 @@ async fn a_reload_drops_the_cache_entries_of_removed_accounts_and_keeps_the_rest
         .as_str()
         .is_some_and(|m| m.contains("max_depth")));
 }
+
+/// A graphql-transport-ws connection to `url`'s `/graphql`, acknowledged; `headers` on the
+/// upgrade, `payload` in `connection_init`.
+async fn socket(
+    addr: &str,
+    headers: &[(&str, &str)],
+    payload: Value,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("a valid request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the upgrade is accepted");
+    let init = json!({"type": "connection_init", "payload": payload});
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .expect("sent");
+    let ack = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(&ack, Some(Ok(Message::Text(text))) if text.contains("connection_ack")),
+        "{ack:?}"
+    );
+    ws
+}
+
+/// Run [`WORKSPACES`] as operation `id` over `ws`; the payload of its `next`.
+async fn ws_query(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: &str,
+) -> Value {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let subscribe = json!({"id": id, "type": "subscribe", "payload": {"query": WORKSPACES}});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .expect("sent");
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time");
+        let Some(Ok(Message::Text(text))) = frame else {
+            panic!("expected a message, got {frame:?}");
+        };
+        let message: Value = serde_json::from_str(&text).expect("JSON");
+        if message["type"] == "next" && message["id"] == id {
+            return message["payload"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_revoked_by_a_reload_stops_working_on_open_websockets_too() {
+    let sandbox = sandbox::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SandboxOptions::default(),
+    )
+    .await
+    .expect("sandbox starts");
+    let (url, reloader, config) = reloadable(&sandbox, |config| {
+        config.clients = vec![
+            client("alpha", ALPHA_KEY, &["*"], &[Scope::Read]),
+            client("beta", BETA_KEY, &["*"], &[Scope::Read]),
+        ];
+    })
+    .await;
+    let addr = url.trim_start_matches("http://");
+    // Beta's key in `connection_init` (a browser's way), alpha's on the upgrade (a server's).
+    let mut beta = socket(
+        addr,
+        &[],
+        json!({"authorization": format!("Bearer {BETA_KEY}")}),
+    )
+    .await;
+    let mut alpha = socket(addr, &[("x-api-key", ALPHA_KEY)], json!({})).await;
+    for (ws, who) in [(&mut beta, "beta"), (&mut alpha, "alpha")] {
+        let payload = ws_query(ws, "before").await;
+        assert!(payload.get("errors").is_none(), "{who}: {payload}");
+    }
+    let mut next = config.clone();
+    next.clients.retain(|c| c.name == "alpha");
+    reloader.apply(next).await.expect("applies");
+    let refused = ws_query(&mut beta, "after").await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains(BETA_KEY));
+    let kept = ws_query(&mut alpha, "after").await;
+    assert!(kept.get("errors").is_none(), "{kept}");
+    assert_eq!(kept["data"]["workspaces"].as_array().map(Vec::len), Some(2));
+}
