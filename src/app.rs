@@ -468,6 +468,12 @@ impl Reloader {
                  restart; it keeps its running value"
             );
         }
+        if report.clients == 0 {
+            tracing::warn!(
+                "no [[clients]] after the reload: /graphql is open to anyone who can reach the \
+                 server"
+            );
+        }
         tracing::info!(
             added = ?report.added,
             removed = ?report.removed,
