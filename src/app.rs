@@ -47,6 +47,8 @@ pub enum StartError {
     Sandbox(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("cannot start the trace export: {0}")]
+    Tracing(#[from] crate::telemetry::traces::TracingError),
 }
 
 /// A built server, bound and ready to run.
@@ -58,6 +60,8 @@ pub struct App {
     live: Arc<Live>,
     /// The in-process sandbox in sandbox mode; dropping it stops it.
     sandbox: Option<Sandbox>,
+    /// The trace export, flushed at shutdown; none when traces are off.
+    traces: Option<Arc<crate::telemetry::traces::Tracing>>,
 }
 
 impl App {
@@ -141,6 +145,15 @@ impl App {
             config.limits.max_subscriptions_per_client,
             metrics.clone(),
         ));
+        let traces = crate::telemetry::traces::Tracing::from_config(&config.telemetry)?;
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            // Checked by the config: an http(s) URL without credentials or query.
+            tracing::info!(
+                endpoint = %crate::telemetry::traces::traces_url(endpoint),
+                sample_ratio = config.telemetry.sample_ratio,
+                "exporting traces over OTLP/HTTP"
+            );
+        }
         let router = router(
             HttpState {
                 schema,
@@ -153,6 +166,7 @@ impl App {
                 guard,
                 ws_schema,
                 live: live.clone(),
+                tracing: traces.clone(),
             },
             config.server.graphiql,
         );
@@ -164,6 +178,7 @@ impl App {
             router,
             live,
             sandbox: None,
+            traces,
         })
     }
 
@@ -208,6 +223,7 @@ impl App {
             router,
             live,
             sandbox,
+            traces,
         } = self;
         // The peer address keys the rate limit under open access.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -220,6 +236,13 @@ impl App {
             .await;
         live.closed(Duration::from_secs(5)).await;
         drop(sandbox);
+        if let Some(traces) = traces {
+            // The last spans go out before the process exits; blocking, so off the workers.
+            let flushed = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::warn!(%error, "the last traces could not be exported");
+            }
+        }
         result
     }
 }

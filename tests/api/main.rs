@@ -22,4 +22,5 @@ mod observability;
 mod resilience;
 mod schema;
 mod subscriptions;
+mod tracing_export;
 mod xenioo;
