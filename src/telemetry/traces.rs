@@ -42,6 +42,7 @@ use opentelemetry_sdk::trace::{
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
 
 use crate::config::TelemetryConfig;
 use crate::telemetry::RequestSummary;
@@ -110,7 +111,13 @@ impl Tracing {
             .with_location(false)
             .with_threads(false)
             .with_target(false)
-            .with_tracked_inactivity(false);
+            .with_tracked_inactivity(false)
+            // Only our spans: this subscriber answers "never" for every other callsite, so a
+            // `debug!` on a hot path (ours, hyper's) stays as cheap as with traces off.
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target(TARGET, tracing::Level::TRACE),
+            );
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         Ok(Some(Arc::new(Tracing { provider, dispatch })))
     }
@@ -260,6 +267,10 @@ pub async fn trace_graphql(
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
+    // A WebSocket upgrade is no request of its own (subscriptions are not traced).
+    if request.headers().contains_key(axum::http::header::UPGRADE) {
+        return next.run(request).await;
+    }
     let caller = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
     let span = pipeline.span(|| {
         tracing::info_span!(
@@ -420,6 +431,13 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_an_endpoint_there_is_no_pipeline() {
+        let off = Tracing::from_config(&TelemetryConfig::default()).expect("builds");
+        assert!(off.is_none(), "traces are off by default");
+        assert!(RequestTrace::current().is_none());
+    }
 
     #[test]
     fn a_base_url_gets_the_traces_path_and_a_traces_url_is_kept() {
