@@ -854,7 +854,12 @@ impl Loader<BlockKey> for BlockLoader {
                     .iter()
                     .map(|index| (series.block(*index), source.live(*index)))
                     .collect();
-                let scope = self.scope.upgrade();
+                // The fetch tasks run in the request's trace; the scope itself is upgraded only
+                // once the blocks are in.
+                let trace = self
+                    .scope
+                    .upgrade()
+                    .and_then(|scope| scope.request_trace.clone());
                 let results = self
                     .cache
                     .get_blocks(
@@ -874,13 +879,14 @@ impl Loader<BlockKey> for BlockLoader {
                         },
                         |group| {
                             let call = source.fetch(group.iter().map(|&at| indices[at]).collect());
-                            match &scope {
-                                Some(scope) => scope.traced(call),
+                            match &trace {
+                                Some(trace) => trace.attach(call).boxed(),
                                 None => call,
                             }
                         },
                     )
                     .await;
+                let scope = self.scope.upgrade();
                 indices
                     .into_iter()
                     .zip(cache_keys)

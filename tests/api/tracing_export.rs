@@ -478,3 +478,60 @@ async fn without_a_traceparent_a_request_starts_a_trace_of_its_own() {
         Some("Name")
     );
 }
+
+#[tokio::test]
+async fn a_call_span_shows_its_retries_and_a_failed_call_its_status_and_error() {
+    let (app, receiver, _proxy, _) = traced_app().await;
+    // Help Scout answers 503 once (then the retry succeeds); ConnectyCube refuses with 400.
+    app.fault(json!({"provider": "help_scout", "status": 503, "times": 1}))
+        .await;
+    app.fault(json!({"provider": "connectycube", "status": 400}))
+        .await;
+    let trace_id = "c0ffee0000000000000000000000beef";
+    let body = post(
+        &app,
+        json!({ "query": OVERVIEW }),
+        &format!("00-{trace_id}-1111111111111111-01"),
+    )
+    .await;
+    let calls = outcomes(&body, &["upstream", "error"]);
+    let spans = trace_of(&receiver, trace_id, calls).await;
+    let call_spans: Vec<&Span> = spans.iter().filter(|s| is_call(s)).collect();
+    let of = |provider: &str| -> Vec<&Span> {
+        call_spans
+            .iter()
+            .copied()
+            .filter(|s| text(s, "chatstats.provider").as_deref() == Some(provider))
+            .collect()
+    };
+    let help_scout = of("help_scout");
+    assert_eq!(help_scout.len(), 1, "{body}");
+    assert_eq!(int(help_scout[0], "chatstats.retries"), Some(1));
+    assert_eq!(int(help_scout[0], "http.response.status_code"), Some(200));
+    assert_eq!(
+        text(help_scout[0], "chatstats.outcome").as_deref(),
+        Some("upstream")
+    );
+    let connectycube = of("connectycube");
+    assert!(!connectycube.is_empty(), "{body}");
+    for call in connectycube {
+        assert_eq!(text(call, "chatstats.outcome").as_deref(), Some("error"));
+        assert_eq!(int(call, "http.response.status_code"), Some(400));
+        assert_eq!(
+            int(call, "chatstats.retries"),
+            Some(0),
+            "a 400 is not retried"
+        );
+        let status = call.status.as_ref().expect("a status");
+        assert_eq!(
+            status.code,
+            opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
+        );
+    }
+    let request = spans
+        .iter()
+        .find(|s| is_request(s))
+        .expect("a request span");
+    let codes = text(request, "chatstats.error_codes").unwrap_or_default();
+    assert!(codes.contains("UPSTREAM_REJECTED="), "{codes:?}");
+}
