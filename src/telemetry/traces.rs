@@ -4,12 +4,13 @@
 //! - One span per GraphQL request over HTTP ([`trace_graphql`], the outermost `/graphql`
 //!   middleware): the operation name, the client name, the estimated cost, the error codes
 //!   and the HTTP status. A W3C `traceparent` on the incoming request is continued.
-//! - A child span per upstream read: an `upstream call` span for every HTTP call made
-//!   ([`RequestTrace::upstream_call`], in [`crate::providers::upstream`]) with the provider,
-//!   the endpoint, the outcome (`upstream` or `error`), the last HTTP status and the retries,
-//!   whose context goes upstream as `traceparent`; and an `upstream read` span for a read
-//!   this request served without a call of its own ([`RequestTrace::read`]: `hit`,
-//!   `coalesced`, `batched`, `stale`, `throttled`), the outcomes of `extensions.upstream`.
+//! - A child span per upstream read: a client span `<provider> <endpoint>` for every HTTP
+//!   call made ([`RequestTrace::upstream_call`], in [`crate::providers::upstream`]) with the
+//!   provider, the endpoint, the outcome (`upstream` or `error`), the last HTTP status and the
+//!   retries, whose context goes upstream as `traceparent`; and an internal span
+//!   `<provider> <endpoint> (<outcome>)` for a read this request served without a call of its
+//!   own ([`RequestTrace::read`]: `hit`, `coalesced`, `batched`, `stale`, `throttled`), the
+//!   outcomes of `extensions.upstream`.
 //!
 //! The spans are `tracing` spans turned into OpenTelemetry spans by `tracing-opentelemetry`,
 //! in a subscriber of their own per [`crate::app::App`] (never the global one that writes the
