@@ -49,6 +49,8 @@ pub enum StartError {
     Sandbox(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("cannot start the trace export: {0}")]
+    Tracing(#[from] crate::telemetry::traces::TracingError),
 }
 
 /// A built server, bound and ready to run.
@@ -61,6 +63,8 @@ pub struct App {
     /// The in-process sandbox in sandbox mode; dropping it stops it.
     sandbox: Option<Sandbox>,
     reloader: Reloader,
+    /// The trace export, flushed at shutdown; none when traces are off.
+    traces: Option<Arc<crate::telemetry::traces::Tracing>>,
 }
 
 /// What every configuration shares: built once at start, kept across reloads.
@@ -71,6 +75,8 @@ struct Fixed {
     cache: Arc<ChunkCache>,
     documents: DocumentCache,
     live: Arc<Live>,
+    /// The trace export (a restart setting); none when traces are off.
+    traces: Option<Arc<crate::telemetry::traces::Tracing>>,
 }
 
 /// The configuration in force and what was built from it that a reload may keep.
@@ -92,7 +98,17 @@ impl App {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
+        let traces = crate::telemetry::traces::Tracing::from_config(&config.telemetry)?;
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            // Checked by the config: an http(s) URL without credentials or query.
+            tracing::info!(
+                endpoint = %crate::telemetry::traces::traces_url(endpoint),
+                sample_ratio = config.telemetry.sample_ratio,
+                "exporting traces over OTLP/HTTP"
+            );
+        }
         let fixed = Fixed {
+            traces,
             http,
             clock: Arc::new(SystemClock),
             cache: Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone())),
@@ -118,11 +134,13 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let live = fixed.live.clone();
+        let traces = fixed.traces.clone();
         Ok(App {
             listener,
             router,
             live,
             sandbox: None,
+            traces,
             reloader: Reloader {
                 inner: Arc::new(ReloaderInner {
                     served,
@@ -180,6 +198,7 @@ impl App {
             live,
             sandbox,
             reloader: _,
+            traces,
         } = self;
         // The peer address keys the rate limit under open access.
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -192,6 +211,13 @@ impl App {
             .await;
         live.closed(Duration::from_secs(5)).await;
         drop(sandbox);
+        if let Some(traces) = traces {
+            // The last spans go out before the process exits; blocking, so off the workers.
+            let flushed = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::warn!(%error, "the last traces could not be exported");
+            }
+        }
         result
     }
 }
@@ -325,6 +351,7 @@ fn configure(
         guard,
         ws_schema,
         live: fixed.live.clone(),
+        tracing: fixed.traces.clone(),
     };
     let running = Running {
         config,

@@ -24,6 +24,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, FetchMany, Origin};
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::telemetry::traces::RequestTrace;
 
 /// A rough in-memory size, for the cache's byte budget.
 pub trait Weigh {
@@ -102,6 +103,9 @@ pub struct RequestScope {
     reads_settled: tokio::sync::Notify,
     /// One batch loader per block endpoint, created on first use (see [`Fetcher::blocks`]).
     loaders: Mutex<HashMap<&'static str, Arc<BlockDataLoader>>>,
+    /// The OpenTelemetry trace of the request, when it is traced: taken where the scope is
+    /// made (inside the request), for the reads' spans and the fetch tasks.
+    request_trace: Option<RequestTrace>,
 }
 
 type OnceRead = Shared<BoxFuture<'static, Arc<dyn Any + Send + Sync>>>;
@@ -137,6 +141,16 @@ impl RequestScope {
             reads_started: AtomicU64::new(0),
             reads_settled: tokio::sync::Notify::new(),
             loaders: Mutex::new(HashMap::new()),
+            request_trace: RequestTrace::current(),
+        }
+    }
+
+    /// `fetch`, run within this request's trace: the chunk cache runs it in a task of its own,
+    /// where the request's context is not current.
+    fn traced<T: 'static>(&self, fetch: BoxFuture<'static, T>) -> BoxFuture<'static, T> {
+        match &self.request_trace {
+            Some(trace) => trace.attach(fetch).boxed(),
+            None => fetch,
         }
     }
 
@@ -371,6 +385,12 @@ impl RequestScope {
         if matches!(outcome, "error" | "stale" | "throttled") {
             self.failed();
         }
+        // A call made has its own span (`providers::upstream`); a read served otherwise
+        // gets one here.
+        if let (Some(trace), false) = (&self.request_trace, matches!(outcome, "upstream" | "error"))
+        {
+            trace.read(key.account.provider.slug(), key.endpoint, outcome);
+        }
         let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
         let started_ms = latency.map(|latency| {
             millis(
@@ -479,13 +499,15 @@ impl Fetcher {
                     let scope = self.scope.clone();
                     let cache_key = key.clone();
                     let upstream = fetch();
-                    let erased = async move {
-                        upstream.await.map(|value| {
-                            let bytes = value.approx_bytes();
-                            (Arc::new(value) as Arc<dyn Any + Send + Sync>, bytes)
-                        })
-                    }
-                    .boxed();
+                    let erased = self.scope.traced(
+                        async move {
+                            upstream.await.map(|value| {
+                                let bytes = value.approx_bytes();
+                                (Arc::new(value) as Arc<dyn Any + Send + Sync>, bytes)
+                            })
+                        }
+                        .boxed(),
+                    );
                     let future = async move {
                         let result = cache.get(cache_key.clone(), live, erased).await;
                         match &result {
@@ -832,6 +854,12 @@ impl Loader<BlockKey> for BlockLoader {
                     .iter()
                     .map(|index| (series.block(*index), source.live(*index)))
                     .collect();
+                // The fetch tasks run in the request's trace; the scope itself is upgraded only
+                // once the blocks are in.
+                let trace = self
+                    .scope
+                    .upgrade()
+                    .and_then(|scope| scope.request_trace.clone());
                 let results = self
                     .cache
                     .get_blocks(
@@ -849,7 +877,13 @@ impl Loader<BlockKey> for BlockLoader {
                                 })
                                 .collect()
                         },
-                        |group| source.fetch(group.iter().map(|&at| indices[at]).collect()),
+                        |group| {
+                            let call = source.fetch(group.iter().map(|&at| indices[at]).collect());
+                            match &trace {
+                                Some(trace) => trace.attach(call).boxed(),
+                                None => call,
+                            }
+                        },
                     )
                     .await;
                 let scope = self.scope.upgrade();

@@ -86,6 +86,8 @@ pub struct HttpState {
     pub ws_schema: ChatstatsSchema,
     /// WebSocket connections: subscription slots and the shutdown signal.
     pub live: Arc<Live>,
+    /// OpenTelemetry traces (`[telemetry]`); none when they are off.
+    pub tracing: Option<Arc<telemetry::traces::Tracing>>,
 }
 
 /// The [`HttpState`] in force: the router's state. A configuration reload replaces it whole
@@ -165,6 +167,15 @@ pub fn router(served: Arc<Served>, graphiql: bool) -> Router {
             state.metrics.clone(),
             telemetry::observe_graphql,
         ));
+    // Outermost, so the request's span covers everything, refusals included; no layer at all
+    // when traces are off.
+    let graphql = match state.tracing.clone() {
+        Some(tracing) => graphql.layer(middleware::from_fn_with_state(
+            tracing,
+            telemetry::traces::trace_graphql,
+        )),
+        None => graphql,
+    };
     let catch_panic_anywhere = catch_panic(state.metrics.clone());
     let router = router
         .route("/graphql", graphql)
@@ -663,11 +674,13 @@ async fn execute(
     let mut request_key = None;
     let mut answer_key = None;
     let mut validated = false;
+    let mut cost = None;
     // The text, for coding the errors async-graphql raises by where they point in it.
     let mut query = String::new();
     let mut response = match state.guard.admit(&mut request).await {
         Ok(key) => {
             request_key = key;
+            cost = telemetry::traces::traced_cost(&state.guard, &request, &caller);
             // A traced request reports the chunk cache's real work, so it is always resolved.
             if let (Some(key), false) = (&request_key, traced) {
                 let mutation = is_mutation(&request, &state.documents);
@@ -678,6 +691,7 @@ async fn execute(
                     operation,
                     cache_hits: answer.cache_hits,
                     error_codes: answer.error_codes,
+                    cost,
                     ..RequestSummary::default()
                 };
                 return encoded(StatusCode::OK, media, answer.body, summary);
@@ -749,7 +763,8 @@ async fn execute(
     };
     // For the request log line and metrics (`telemetry::observe_graphql`); `gate` adds the
     // client's name.
-    let summary = RequestSummary::new(operation, None, &scope, &response.errors);
+    let mut summary = RequestSummary::new(operation, None, &scope, &response.errors);
+    summary.cost = cost;
     if let Some(key) = answer_key {
         let answered = !failed_before_execution && response.data != async_graphql::Value::Null;
         keep_answer(&state.answers, key, answered, &scope, &body, &summary);

@@ -1,5 +1,7 @@
 //! Logging set-up, the one log line per GraphQL request ([`observe_graphql`]), and the
-//! shutdown signal.
+//! shutdown signal; OpenTelemetry traces in [`traces`].
+
+pub mod traces;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +76,9 @@ pub struct RequestSummary {
     pub cache_hits: usize,
     /// `extensions.code` of the response's errors, with counts, sorted by code.
     pub error_codes: Vec<(String, usize)>,
+    /// The operation's estimated cost ([`crate::limits`]), measured only for a traced
+    /// request (see [`traces::traced_cost`]).
+    pub cost: Option<u64>,
 }
 
 impl RequestSummary {
@@ -90,6 +95,7 @@ impl RequestSummary {
             upstream_calls,
             cache_hits,
             error_codes: error_codes(errors),
+            cost: None,
         }
     }
 

@@ -56,6 +56,9 @@ pub struct Config {
     /// `[[workspaces]]`: the tenants and their provider accounts. At least one is required.
     #[serde(default)]
     pub workspaces: Vec<WorkspaceConfig>,
+    /// `[telemetry]`: OpenTelemetry traces. Default: off.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[server]`.
@@ -307,6 +310,36 @@ impl LimitsConfig {
         self.upstream_concurrency_per_provider
             .of(provider)
             .unwrap_or(self.upstream_concurrency)
+    }
+}
+
+/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf); see
+/// [`crate::telemetry::traces`]. Off unless `otlp_endpoint` is set.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector, `http(s)://host:port` (spans go to its `/v1/traces`), or the
+    /// full traces URL ending in `/v1/traces`. Default: none, which turns traces off (no
+    /// exporter, no spans).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans. Default: `"chatstats"`.
+    pub service_name: String,
+    /// Share of new traces that are sampled, 0.0 to 1.0; a request that arrives with a
+    /// `traceparent` keeps its caller's decision. Default: `1.0`.
+    pub sample_ratio: f64,
+    /// How long finished spans wait to be exported together, in milliseconds (1 to 60000).
+    /// Default: `5000`.
+    pub batch_delay_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> TelemetryConfig {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "chatstats".into(),
+            sample_ratio: 1.0,
+            batch_delay_ms: 5_000,
+        }
     }
 }
 
@@ -777,12 +810,16 @@ impl Config {
         if self.cache != running.cache {
             needs_restart.push("cache");
         }
+        if self.telemetry != running.telemetry {
+            needs_restart.push("telemetry");
+        }
         self.server.listen = running.server.listen;
         self.server.graphiql = running.server.graphiql;
         self.server
             .cors_origins
             .clone_from(&running.server.cors_origins);
         self.cache = running.cache.clone();
+        self.telemetry = running.telemetry.clone();
         Reloaded {
             config: self,
             needs_restart,

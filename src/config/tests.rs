@@ -417,7 +417,7 @@ acces_token = "x"
 fn an_unknown_top_level_section_is_an_error() {
     assert_eq!(
         error_of(&with_workspace("[metrics]\nenabled = true")),
-        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces"
+        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces, telemetry"
     );
 }
 
@@ -910,4 +910,63 @@ fn every_provider_finds_its_own_override_by_slug() {
     .map(|provider| overrides.of(provider));
     assert_eq!(found, [1, 2, 3, 4, 5].map(Some));
     assert_eq!(ProviderConcurrency::default().of(Provider::Xenioo), None);
+}
+
+#[test]
+fn telemetry_is_off_by_default_and_its_keys_are_checked_with_their_paths() {
+    let config = parse(ONE_WORKSPACE).expect("valid");
+    assert_eq!(config.telemetry, TelemetryConfig::default());
+    assert_eq!(
+        config.telemetry.otlp_endpoint, None,
+        "traces are off by default"
+    );
+
+    let config = parse(&with_workspace(
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n\
+         service_name = \"gateway-eu\"\nsample_ratio = 0.25\nbatch_delay_ms = 200",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(config.telemetry.service_name, "gateway-eu");
+    assert_eq!(config.telemetry.sample_ratio, 0.25);
+    assert_eq!(config.telemetry.batch_delay_ms, 200);
+    // An integer ratio is a ratio too.
+    let whole = parse(&with_workspace("[telemetry]\nsample_ratio = 1")).expect("valid");
+    assert_eq!(whole.telemetry.sample_ratio, 1.0);
+
+    for (extra, path) in [
+        (
+            "otlp_endpoint = \"localhost:4318\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"ftp://127.0.0.1:4318\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"http://user:${DASHBOARD_KEY}@127.0.0.1:4318\"",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"http://127.0.0.1:4318/?token=${DASHBOARD_KEY}\"",
+            "telemetry.otlp_endpoint",
+        ),
+        ("service_name = \" \"", "telemetry.service_name"),
+        ("sample_ratio = 1.5", "telemetry.sample_ratio"),
+        ("sample_ratio = -0.1", "telemetry.sample_ratio"),
+        ("sample_ratio = nan", "telemetry.sample_ratio"),
+        ("batch_delay_ms = 0", "telemetry.batch_delay_ms"),
+        ("batch_delay_ms = 60001", "telemetry.batch_delay_ms"),
+        ("sampling = 1.0", "telemetry"),
+    ] {
+        let message = error_of(&with_workspace(&format!("[telemetry]\n{extra}")));
+        assert!(message.contains(path), "{extra}: {message}");
+        assert!(
+            !message.contains("dash-key-Q7xR2"),
+            "{extra}: the message repeats a credential: {message}"
+        );
+    }
 }

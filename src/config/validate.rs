@@ -1,11 +1,11 @@
 //! The rules that types cannot express, checked once after typing. Every error names
 //! the key path; none repeats a credential (duplicate keys are reported by position).
 //! The first broken rule is reported, in file order: server, cache, limits,
-//! workspaces, clients (clients refer to workspaces, so those are checked first).
+//! workspaces, clients (clients refer to workspaces, so those are checked first), telemetry.
 
 use super::{
     CacheConfig, ClientConfig, Config, ConfigError, HelpScoutAuth, LimitsConfig, Secret,
-    ServerConfig, WorkspaceConfig, MAX_UPSTREAM_CONCURRENCY,
+    ServerConfig, TelemetryConfig, WorkspaceConfig, MAX_UPSTREAM_CONCURRENCY,
 };
 
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -13,7 +13,8 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     cache(&config.cache)?;
     limits(&config.limits)?;
     workspaces(&config.workspaces)?;
-    clients(&config.clients, &config.workspaces)
+    clients(&config.clients, &config.workspaces)?;
+    telemetry(&config.telemetry)
 }
 
 fn invalid(path: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -361,6 +362,46 @@ fn client_workspaces(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+fn telemetry(telemetry: &TelemetryConfig) -> Result<(), ConfigError> {
+    if let Some(endpoint) = &telemetry.otlp_endpoint {
+        // Named by shape only: the value may come from the environment and carry a token.
+        let usable = url::Url::parse(endpoint).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|host| !host.is_empty())
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none()
+        });
+        if !usable {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http(s) URL such as \"http://127.0.0.1:4318\" (a collector's OTLP/HTTP \
+                 port) without credentials, query or fragment; omit the key to turn traces off",
+            ));
+        }
+    }
+    if telemetry.service_name.trim().is_empty() {
+        return Err(invalid(
+            "telemetry.service_name",
+            "must not be empty (default \"chatstats\")",
+        ));
+    }
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        return Err(invalid(
+            "telemetry.sample_ratio",
+            "must be between 0.0 and 1.0 (default 1.0: every new trace is sampled)",
+        ));
+    }
+    if !(1..=60_000).contains(&telemetry.batch_delay_ms) {
+        return Err(invalid(
+            "telemetry.batch_delay_ms",
+            "must be between 1 and 60000 milliseconds (default 5000)",
+        ));
     }
     Ok(())
 }

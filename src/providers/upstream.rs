@@ -21,6 +21,7 @@ use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::process_metrics::Metrics;
 use crate::providers::Provider;
 use crate::resilience::{CircuitBreaker, Clock, RetryBudget, RetryPolicy, SystemClock, Verdict};
+use crate::telemetry::traces::{RequestTrace, UpstreamCall};
 
 /// Bodies larger than this are refused as `UPSTREAM_INVALID` rather than buffered: a
 /// misbehaving upstream must not be able to exhaust our memory.
@@ -247,9 +248,19 @@ impl Upstream {
         retry: Retry,
     ) -> Result<T, UpstreamError> {
         let policy = Arc::clone(self.resilience());
+        // The call's span when the request is traced; its context goes upstream.
+        let call = RequestTrace::current()
+            .map(|trace| trace.upstream_call(self.provider.slug(), endpoint));
+        let request = match &call {
+            Some(call) => request.headers(call.headers()),
+            None => request,
+        };
         let permit = match policy.breaker.as_ref().map(|b| b.admit()).transpose() {
             Ok(permit) => permit,
             Err(refused) => {
+                if let Some(call) = &call {
+                    call.finish(0, false);
+                }
                 policy
                     .metrics
                     .circuit_rejection(self.provider, &policy.workspace);
@@ -265,6 +276,7 @@ impl Upstream {
         let mut seen: Vec<String> = Vec::new();
         let mut waited = Duration::ZERO;
         let mut stopped: Option<&'static str> = None;
+        let mut attempts: u32 = 0;
         let outcome = loop {
             let request = next.take().expect("a request for every attempt");
             if retry == Retry::Idempotent {
@@ -292,7 +304,8 @@ impl Upstream {
                 None => None,
             };
             let started = Instant::now();
-            let attempt = self.attempt::<T>(request).await;
+            attempts += 1;
+            let attempt = self.attempt::<T>(request, call.as_ref()).await;
             drop(place);
             let outcome = attempt.as_ref().map_or_else(|f| f.outcome, |_| "ok");
             policy
@@ -343,6 +356,9 @@ impl Upstream {
             waited += wait;
         };
         let result = outcome.map_err(|failure| self.error(summarize(failure, &seen, stopped)));
+        if let Some(call) = &call {
+            call.finish(attempts.saturating_sub(1), result.is_ok());
+        }
         if let (Some(breaker), Some(permit)) = (&policy.breaker, permit) {
             breaker.record(permit, Verdict::of(&result));
         }
@@ -350,9 +366,17 @@ impl Upstream {
     }
 
     /// One attempt: send, check the status, read the body within the size limit, decode.
-    async fn attempt<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Failure> {
+    /// The status goes on the call's span, when it is traced.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        call: Option<&UpstreamCall>,
+    ) -> Result<T, Failure> {
         let response = request.send().await.map_err(|e| transport_failure(&e))?;
         let status = response.status();
+        if let Some(call) = call {
+            call.status(status.as_u16());
+        }
         if !status.is_success() {
             return Err(status_failure(self.provider, status, &response));
         }

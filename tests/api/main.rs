@@ -23,4 +23,5 @@ mod reload;
 mod resilience;
 mod schema;
 mod subscriptions;
+mod tracing_export;
 mod xenioo;
