@@ -369,3 +369,42 @@ async fn a_window_overlapping_cached_months_fetches_only_the_missing_month() {
         "{after_second:?}"
     );
 }
+
+/// `points` builds its list itself for plain selections (`graphql::time_series::Points`): with
+/// aliases, a repeated field and `__typename`, the answer is the one async-graphql's own
+/// resolution gives for the same selection written through fragments (which always takes it).
+#[tokio::test]
+async fn plain_point_selections_answer_as_the_executors_own_resolution_does() {
+    let app = spawn_app().await;
+    let query = |selection: &str, fragments: &str| {
+        format!(
+            r#"{{ workspace(id: "acme") {{ dialogs {{
+                created(window: {{from: "2025-03-01T00:00:00+11:00", to: "2025-03-15T00:00:00+11:00"}}) {{
+                    points(fill: NULL) {{ {selection} }} }} }} }} }} {fragments}"#
+        )
+    };
+    let plain = app
+        .query(&query("__typename when: at value at v: value value", ""))
+        .await;
+    let through_fragments = app
+        .query(&query(
+            "... on Point { __typename when: at } ...P",
+            "fragment P on Point { value at v: value value }",
+        ))
+        .await;
+    assert_no_errors(&plain);
+    assert_no_errors(&through_fragments);
+    let points = plain["data"]["workspace"]["dialogs"]["created"]["points"]
+        .as_array()
+        .expect("a list of points");
+    assert_eq!(points.len(), 14, "{plain}");
+    assert!(
+        points.iter().any(|p| p["value"].is_number()),
+        "some day has dialogs: {plain}"
+    );
+    assert_eq!(
+        serde_json::to_string(&plain["data"]).expect("JSON"),
+        serde_json::to_string(&through_fragments["data"]).expect("JSON"),
+        "same values, same key order"
+    );
+}
