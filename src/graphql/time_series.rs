@@ -122,7 +122,9 @@ impl async_graphql::OutputType for Points {
                 for (key, kind) in &selection {
                     let value = match kind {
                         PointField::At => point.at.to_value(),
-                        PointField::Value => point.value.as_ref().map_or(Value::Null, f64::to_value),
+                        PointField::Value => {
+                            point.value.as_ref().map_or(Value::Null, f64::to_value)
+                        }
                         PointField::Typename => Value::String(typename.to_string()),
                     };
                     // A repeated response key keeps its first position, as the executor's

@@ -1488,7 +1488,8 @@ mod tests {
                     (None, Some("Web")),
                     (Some("C"), None),
                 ] {
-                    let hourly = samples(&snapshot, kind, bot, channel, (window.from(), window.to()));
+                    let hourly =
+                        samples(&snapshot, kind, bot, channel, (window.from(), window.to()));
                     let expected = resample(window, kind.aggregation(), &hourly);
                     // Twice: computed, then from the memo.
                     for _ in 0..2 {
@@ -1501,7 +1502,10 @@ mod tests {
                 }
             }
         }
-        assert!(inexact_seen, "some selection was inexact (the check covers `exact`)");
+        assert!(
+            inexact_seen,
+            "some selection was inexact (the check covers `exact`)"
+        );
     }
 
     #[test]

@@ -147,7 +147,10 @@ async fn the_dashboard_example_costs_its_windows_minimum_cold_and_none_warm() {
         counts
     };
     let minimum = minimum_on(today());
-    assert_eq!(minimum["xenioo"], 1, "the window lies within Xenioo's history");
+    assert_eq!(
+        minimum["xenioo"], 1,
+        "the window lies within Xenioo's history"
+    );
     // The cheapest day of a year is one whose window lies in one month and one block.
     let cheapest_day = (0..366)
         .map(|offset| minimum_on(today() + chrono::Duration::days(offset)))
