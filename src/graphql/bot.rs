@@ -58,12 +58,12 @@ pub enum BotMetric {
 
 /// Unit and aggregation of a Xenioo event type (SPEC §2.1).
 pub fn unit_and_aggregation(kind: xenioo::BotMetric) -> (Unit, Aggregation) {
-    match kind {
-        xenioo::BotMetric::ActiveUser => (Unit::Count, Aggregation::Distinct),
-        xenioo::BotMetric::TakeoverRate => (Unit::Percent, Aggregation::Average),
-        k if k.is_average() => (Unit::Seconds, Aggregation::Average),
-        _ => (Unit::Count, Aggregation::Sum),
-    }
+    let unit = match kind {
+        xenioo::BotMetric::TakeoverRate => Unit::Percent,
+        k if k.is_average() => Unit::Seconds,
+        _ => Unit::Count,
+    };
+    (unit, kind.aggregation())
 }
 
 /// A Xenioo chatbot.

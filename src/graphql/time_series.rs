@@ -42,6 +42,102 @@ pub struct Point {
     value: Option<f64>,
 }
 
+/// The GraphQL list `[Point!]!` of a series, resolved without a future per point and field.
+///
+/// async-graphql resolves a list of objects as one future per element and one per selected
+/// field; `points` is most of a dashboard's output fields (a 14-day series is 15 points, two
+/// fields each). When the selection is plain fields of `Point` (`at`, `value`, `__typename`,
+/// aliased or not, without arguments, directives or fragments), the list is built directly as
+/// the executor would; any other selection goes through async-graphql's own resolution.
+/// The type it declares is `Vec<Point>`'s, so the schema is unchanged.
+pub struct Points(Vec<Point>);
+
+/// One plain field of `Point`, by its response key.
+enum PointField {
+    At,
+    Value,
+    Typename,
+}
+
+impl Points {
+    /// The selection as plain `Point` fields, or None when it needs the executor.
+    fn plain_selection(
+        selection_set: &async_graphql::parser::types::SelectionSet,
+    ) -> Option<Vec<(async_graphql::Name, PointField)>> {
+        use async_graphql::parser::types::Selection;
+        selection_set
+            .items
+            .iter()
+            .map(|selection| match &selection.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if !field.arguments.is_empty()
+                        || !field.directives.is_empty()
+                        || !field.selection_set.node.items.is_empty()
+                    {
+                        return None;
+                    }
+                    let kind = match field.name.node.as_str() {
+                        "at" => PointField::At,
+                        "value" => PointField::Value,
+                        "__typename" => PointField::Typename,
+                        _ => return None,
+                    };
+                    Some((field.response_key().node.clone(), kind))
+                }
+                Selection::FragmentSpread(_) | Selection::InlineFragment(_) => None,
+            })
+            .collect()
+    }
+}
+
+impl async_graphql::OutputType for Points {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <Vec<Point> as async_graphql::OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <Vec<Point> as async_graphql::OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <Vec<Point> as async_graphql::OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::ContextSelectionSet<'_>,
+        field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> async_graphql::ServerResult<async_graphql::Value> {
+        use async_graphql::{ScalarType, Value};
+        let Some(selection) = Self::plain_selection(&field.node.selection_set.node) else {
+            return async_graphql::OutputType::resolve(&self.0, ctx, field).await;
+        };
+        let typename = <Point as async_graphql::OutputType>::type_name();
+        let list = self
+            .0
+            .iter()
+            .map(|point| {
+                let mut object = async_graphql::indexmap::IndexMap::with_capacity(selection.len());
+                for (key, kind) in &selection {
+                    let value = match kind {
+                        PointField::At => point.at.to_value(),
+                        PointField::Value => {
+                            point.value.as_ref().map_or(Value::Null, f64::to_value)
+                        }
+                        PointField::Typename => Value::String(typename.to_string()),
+                    };
+                    // A repeated response key keeps its first position, as the executor's
+                    // field merging does.
+                    object.entry(key.clone()).or_insert(value);
+                }
+                Value::Object(object)
+            })
+            .collect();
+        Ok(Value::List(list))
+    }
+}
+
 /// The window actually applied: the requested one aligned outward to bucket boundaries.
 #[derive(SimpleObject)]
 pub struct ResolvedWindow {
@@ -126,19 +222,21 @@ impl TimeSeries {
             desc = "How empty buckets appear. Default: ZERO for SUM series, NULL otherwise."
         )]
         fill: Option<Fill>,
-    ) -> Vec<Point> {
+    ) -> Points {
         let fill = fill
             .map(Into::into)
             .unwrap_or_else(|| series::Fill::default_for(self.recipe.spec.aggregation));
-        self.computed
-            .data
-            .points(&self.computed.window, fill)
-            .into_iter()
-            .map(|(at, value)| Point {
-                at: Instant(at),
-                value,
-            })
-            .collect()
+        Points(
+            self.computed
+                .data
+                .points(&self.computed.window, fill)
+                .into_iter()
+                .map(|(at, value)| Point {
+                    at: Instant(at),
+                    value,
+                })
+                .collect(),
+        )
     }
 
     /// SUM: the sum; AVERAGE: the (weighted) mean; LAST: the last value; DISTINCT: the

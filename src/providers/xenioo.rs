@@ -72,7 +72,7 @@ use crate::fetch::Fetcher;
 use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
 use crate::providers::{Feed, Provider, Source};
 use crate::series::Window;
-use crate::series::{Granularity, Sample, Zone};
+use crate::series::{resample, Aggregation, Granularity, Sample, Zone};
 use crate::workspace::{configured, Workspace};
 
 /// The finest granularity Xenioo offers (we always ask for hour groups).
@@ -244,6 +244,16 @@ impl BotMetric {
                 | BotMetric::TimeToFirstMessage
         )
     }
+
+    /// How this type's hourly values add up on coarser buckets (SPEC §2.1): distinct users
+    /// take the largest bucket, the averages average, counts add.
+    pub fn aggregation(self) -> Aggregation {
+        match self {
+            BotMetric::ActiveUser => Aggregation::Distinct,
+            kind if kind.is_average() => Aggregation::Average,
+            _ => Aggregation::Sum,
+        }
+    }
 }
 
 /// One readable entry of the answer: one bucket of one type for one bot (and channel).
@@ -326,16 +336,45 @@ impl Index {
     }
 }
 
-/// A snapshot's [`Index`], built once. Not part of the snapshot's value: clones start without
-/// it and comparisons ignore it.
+/// A snapshot's [`Index`], built once, and its [`Bucketed`] memo. Not part of the snapshot's
+/// value: clones start without them and comparisons ignore them.
 #[derive(Default)]
-pub struct LazyIndex(OnceLock<Index>);
+pub struct LazyIndex(OnceLock<Index>, OnceLock<BucketedMemo>);
 
 impl Clone for LazyIndex {
     fn clone(&self) -> Self {
         LazyIndex::default()
     }
 }
+
+/// What one bot/kind/channel selection of a snapshot is on one window's buckets: the event
+/// type's aggregation applied per bucket, as one sample per non-empty bucket spanning it,
+/// and whether that was exact.
+#[derive(Clone, Debug)]
+struct OnBuckets {
+    samples: Arc<[Sample]>,
+    inexact: bool,
+}
+
+/// (type, bot, channel, window from, to, granularity, zone).
+type BucketedKey = (
+    BotMetric,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Granularity,
+    Zone,
+);
+
+/// Every series of a dashboard reads the same snapshot, and a warm dashboard reads the same
+/// windows again: the hourly entries of a selection are put on a window's buckets once per
+/// snapshot instead of once per series and request (they were most of a warm dashboard's
+/// CPU). Bounded by the samples held, since windows and names are the client's choice.
+type BucketedMemo = moka::sync::Cache<BucketedKey, OnBuckets>;
+
+/// Samples held by one snapshot's memo (an hourly month of one selection is ~720).
+const MEMO_MAX_SAMPLES: u64 = 200_000;
 
 impl PartialEq for LazyIndex {
     fn eq(&self, _: &Self) -> bool {
@@ -352,6 +391,59 @@ impl std::fmt::Debug for LazyIndex {
 impl Snapshot {
     fn index(&self) -> &Index {
         self.index.0.get_or_init(|| Index::of(&self.entries))
+    }
+
+    /// [`samples`] of the selection put on `window`'s buckets with `kind`'s aggregation: one
+    /// sample per non-empty bucket, spanning it, which the engine resamples on the same window
+    /// to the same values; `true` when putting them there was inexact. Memoized (see
+    /// [`BucketedMemo`]).
+    fn on_buckets(
+        &self,
+        kind: BotMetric,
+        bot: Option<&str>,
+        channel: Option<&str>,
+        window: &Window,
+    ) -> (Arc<[Sample]>, bool) {
+        let memo = self.index.1.get_or_init(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(MEMO_MAX_SAMPLES)
+                .weigher(|_, on: &OnBuckets| {
+                    u32::try_from(on.samples.len() + 1).unwrap_or(u32::MAX)
+                })
+                .build()
+        });
+        let key = (
+            kind,
+            bot.map(str::to_string),
+            channel.map(str::to_string),
+            window.from(),
+            window.to(),
+            window.granularity(),
+            window.zone(),
+        );
+        let on = memo.get_with(key, || {
+            let hourly = samples(self, kind, bot, channel, (window.from(), window.to()));
+            let bucketed = resample(window, kind.aggregation(), &hourly);
+            let samples = bucketed
+                .values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, value)| {
+                    let (start, end) = window.bucket(i);
+                    value.map(|value| Sample {
+                        start,
+                        end,
+                        value,
+                        weight: None,
+                    })
+                })
+                .collect();
+            OnBuckets {
+                samples,
+                inexact: !bucketed.exact,
+            }
+        });
+        (on.samples, on.inexact)
     }
 
     /// A rough size in bytes, for a byte-bounded cache.
@@ -1074,13 +1166,14 @@ pub(crate) async fn contribute(
     }
     let read = snapshot_read(workspace, fetcher).await?;
     let snapshot = &read.snapshot;
+    let (on_buckets, inexact) = snapshot.on_buckets(kind, bot, channel, window);
     let mut contribution = Contribution {
-        samples: samples(snapshot, kind, bot, channel, (window.from(), window.to())),
+        samples: on_buckets.to_vec(),
         total: None,
         stale: read.stale,
         warnings: read.warning.clone().into_iter().collect(),
         partial: Vec::new(),
-        inexact: false,
+        inexact,
         // Held by the Xenioo client, not the chunk cache.
         chunks: Vec::new(),
         fresh_until: None,
@@ -1329,6 +1422,90 @@ mod tests {
         assert_eq!(snapshot.to, utc(2024, 4, 1, 9));
         assert_eq!(snapshot.from, utc(2024, 3, 2, 10));
         assert_eq!(snapshot.fetched_at, received);
+    }
+
+    #[test]
+    fn a_selection_on_buckets_resamples_to_what_its_hourly_entries_resample_to() {
+        // Two bots on two channels, every hour of three days, values that differ per entry,
+        // and one entry spanning two hours (inexact on hour buckets), so `exact` is compared
+        // too.
+        let mut entries = Vec::new();
+        for hour in 0..72 {
+            let start = utc(2024, 3, 4, 0) + chrono::Duration::hours(hour);
+            for (b, bot) in ["A", "B"].into_iter().enumerate() {
+                for (c, channel) in ["Web", "Fb"].into_iter().enumerate() {
+                    for kind in [
+                        BotMetric::Messages,
+                        BotMetric::ActiveUser,
+                        BotMetric::TimeToPickUp,
+                    ] {
+                        entries.push(Entry {
+                            start,
+                            end: start + chrono::Duration::hours(1),
+                            bot: bot.into(),
+                            channel: Some(channel.into()),
+                            kind,
+                            value: (hour * 7 + b as i64 * 3 + c as i64) as f64 / 2.0,
+                        });
+                    }
+                }
+            }
+        }
+        entries.push(Entry {
+            start: utc(2024, 3, 5, 10),
+            end: utc(2024, 3, 5, 12),
+            bot: "A".into(),
+            channel: Some("Web".into()),
+            kind: BotMetric::Messages,
+            value: 5.0,
+        });
+        let snapshot = Snapshot {
+            entries,
+            ..empty_snapshot(0)
+        };
+        let sydney = Zone::parse("Australia/Sydney").expect("a zone");
+        let windows = [
+            (Granularity::Hour, Zone::utc()),
+            (Granularity::Day, Zone::utc()),
+            (Granularity::Day, sydney),
+            (Granularity::Week, sydney),
+        ]
+        .map(|(granularity, zone)| {
+            Window::new(utc(2024, 3, 4, 5), utc(2024, 3, 7, 0), granularity, zone)
+                .expect("a window")
+        });
+        let mut inexact_seen = false;
+        for window in &windows {
+            for kind in [
+                BotMetric::Messages,
+                BotMetric::ActiveUser,
+                BotMetric::TimeToPickUp,
+            ] {
+                for (bot, channel) in [
+                    (None, None),
+                    (Some("A"), None),
+                    (Some("B"), Some("Fb")),
+                    (None, Some("Web")),
+                    (Some("C"), None),
+                ] {
+                    let hourly =
+                        samples(&snapshot, kind, bot, channel, (window.from(), window.to()));
+                    let expected = resample(window, kind.aggregation(), &hourly);
+                    // Twice: computed, then from the memo.
+                    for _ in 0..2 {
+                        let (on_buckets, inexact) = snapshot.on_buckets(kind, bot, channel, window);
+                        let mut got = resample(window, kind.aggregation(), &on_buckets);
+                        got.exact &= !inexact;
+                        assert_eq!(got, expected, "{kind:?} {bot:?} {channel:?} {window:?}");
+                        inexact_seen |= inexact;
+                    }
+                }
+            }
+        }
+        assert!(
+            inexact_seen,
+            "some selection was inexact (the check covers `exact`)"
+        );
     }
 
     #[test]

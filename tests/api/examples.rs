@@ -44,10 +44,22 @@ async fn calls_per_provider(app: &TestApp) -> BTreeMap<String, u64> {
 /// Cold on a fresh server: exactly the documented calls; warm: the same data and no call.
 async fn costs_its_documented_calls_cold_and_none_warm(name: &str) {
     let example = ExampleFile::load(name).expect("the example file parses");
-    let variables = example.variables_at(today());
     let app = spawn_app().await;
+    let calls = example.calls.clone();
+    costs_calls_cold_and_none_warm(&app, &example, &calls).await;
+}
 
-    let cold = run(&app, &example, &variables).await;
+/// Cold on `app` (a fresh server): exactly `calls` per provider; warm: the same data and no
+/// call.
+async fn costs_calls_cold_and_none_warm(
+    app: &TestApp,
+    example: &ExampleFile,
+    calls: &BTreeMap<String, u64>,
+) {
+    let name = example.name.as_str();
+    let variables = example.variables_at(today());
+
+    let cold = run(app, example, &variables).await;
     if example.errors.is_empty() {
         assert_no_errors(&cold);
     } else {
@@ -58,18 +70,18 @@ async fn costs_its_documented_calls_cold_and_none_warm(name: &str) {
         cold["data"]["workspace"].is_object(),
         "{name}: no workspace in {cold}"
     );
-    let counts = calls_per_provider(&app).await;
+    let counts = calls_per_provider(app).await;
     assert_eq!(
-        counts,
-        example.calls,
+        &counts,
+        calls,
         "{name}: cold calls per provider (the `# calls:` line); log: {:?}",
         app.calls().await
     );
 
-    let warm = run(&app, &example, &variables).await;
+    let warm = run(app, example, &variables).await;
     assert_eq!(warm["data"], cold["data"], "{name}: warm answers the same");
     assert_eq!(
-        calls_per_provider(&app).await,
+        calls_per_provider(app).await,
         counts,
         "{name}: a warm run makes no upstream call"
     );
@@ -98,6 +110,57 @@ async fn the_channel_drilldown_example_costs_its_documented_calls_cold_and_none_
 #[tokio::test]
 async fn the_bot_report_example_costs_its_documented_calls_cold_and_none_warm() {
     costs_its_documented_calls_cold_and_none_warm("bot_report").await;
+}
+
+/// The dashboard's window follows the clock, so its minimum follows the calendar (a month
+/// boundary doubles message2give's calls): cold, it costs exactly the minimum the providers'
+/// grids give for today's window, every provider including Xenioo (the window lies within its
+/// 30 days); warm, nothing. On a day whose window lies in one month and one block of every
+/// grid, that minimum is the header's.
+#[tokio::test]
+async fn the_dashboard_example_costs_its_windows_minimum_cold_and_none_warm() {
+    let example = ExampleFile::load("dashboard").expect("the example file parses");
+    let day_offset = |name: &str| {
+        example
+            .variables
+            .iter()
+            .find(|(variable, _)| variable == name)
+            .map(|(_, days)| *days)
+            .expect("the `# variables:` line names `from` and `to`")
+    };
+    let step = Step {
+        from: day_offset("from"),
+        to: day_offset("to"),
+        zone: None,
+    };
+    let app = spawn_app().await;
+    let zone = app.query(r#"{ workspace(id: "acme") { timeZone } }"#).await["data"]["workspace"]
+        ["timeZone"]
+        .as_str()
+        .expect("the workspace's zone")
+        .to_string();
+    // The grids' blocks, and Chat-Tonic's one call over exactly the window for the series
+    // only that call's whole-window row gives exactly (active users, NPS, CSAT, service level).
+    let minimum_on = |day| {
+        let mut counts = session_minimum(std::slice::from_ref(&step), day, &zone);
+        *counts.entry("chat_tonic".to_string()).or_default() += 1;
+        counts
+    };
+    let minimum = minimum_on(today());
+    assert_eq!(
+        minimum["xenioo"], 1,
+        "the window lies within Xenioo's history"
+    );
+    // The cheapest day of a year is one whose window lies in one month and one block.
+    let cheapest_day = (0..366)
+        .map(|offset| minimum_on(today() + chrono::Duration::days(offset)))
+        .min_by_key(|counts| counts.values().sum::<u64>())
+        .expect("366 days");
+    assert_eq!(
+        cheapest_day, example.minimum,
+        "the header's minimum is that of a day in one month and one block of every grid"
+    );
+    costs_calls_cold_and_none_warm(&app, &example, &minimum).await;
 }
 
 /// The fewest upstream calls the explorer session's steps allow when run one request after
@@ -235,6 +298,7 @@ fn every_example_is_one_named_operation_whose_calls_are_the_documented_minimum()
         [
             "bot_report",
             "channel_drilldown",
+            "dashboard",
             "operator_leaderboard",
             "overview"
         ]
@@ -306,5 +370,44 @@ async fn a_window_overlapping_cached_months_fetches_only_the_missing_month() {
             .iter()
             .all(|c| c.provider == "message2give" && c.path.ends_with("/usage/sms/console")),
         "{after_second:?}"
+    );
+}
+
+/// `points` builds its list itself for plain selections (`graphql::time_series::Points`): with
+/// aliases, a repeated field and `__typename`, the answer is the one async-graphql's own
+/// resolution gives for the same selection written through fragments (which always takes it).
+#[tokio::test]
+async fn plain_point_selections_answer_as_the_executors_own_resolution_does() {
+    let app = spawn_app().await;
+    let query = |selection: &str, fragments: &str| {
+        format!(
+            r#"{{ workspace(id: "acme") {{ dialogs {{
+                created(window: {{from: "2025-03-01T00:00:00+11:00", to: "2025-03-15T00:00:00+11:00"}}) {{
+                    points(fill: NULL) {{ {selection} }} }} }} }} }} {fragments}"#
+        )
+    };
+    let plain = app
+        .query(&query("__typename when: at value at v: value value", ""))
+        .await;
+    let through_fragments = app
+        .query(&query(
+            "... on Point { __typename when: at } ...P",
+            "fragment P on Point { value at v: value value }",
+        ))
+        .await;
+    assert_no_errors(&plain);
+    assert_no_errors(&through_fragments);
+    let points = plain["data"]["workspace"]["dialogs"]["created"]["points"]
+        .as_array()
+        .expect("a list of points");
+    assert_eq!(points.len(), 14, "{plain}");
+    assert!(
+        points.iter().any(|p| p["value"].is_number()),
+        "some day has dialogs: {plain}"
+    );
+    assert_eq!(
+        serde_json::to_string(&plain["data"]).expect("JSON"),
+        serde_json::to_string(&through_fragments["data"]).expect("JSON"),
+        "same values, same key order"
     );
 }
