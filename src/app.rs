@@ -29,6 +29,7 @@ use crate::providers::xenioo::Xenioo;
 use crate::providers::Provider;
 use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
+use crate::graphiql::Page;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::workspace::{Registry, Workspace};
 use crate::ws::Live;
@@ -63,6 +64,12 @@ pub struct App {
 impl App {
     /// Build everything `config` describes and bind `config.server.listen`.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        let graphiql = Page::served(&config);
+        App::build_with(config, graphiql).await
+    }
+
+    /// [`App::build`], with the GraphiQL page to serve (if `[server] graphiql` is on).
+    async fn build_with(config: Config, graphiql: Page) -> Result<App, StartError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.limits.upstream_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
@@ -154,7 +161,7 @@ impl App {
                 ws_schema,
                 live: live.clone(),
             },
-            config.server.graphiql,
+            config.server.graphiql.then_some(graphiql),
         );
         let listener = TcpListener::bind(addr)
             .await
@@ -178,7 +185,8 @@ impl App {
         .map_err(StartError::Sandbox)?;
         let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)?;
         config.server.listen = listen;
-        let mut app = App::build(config).await?;
+        let graphiql = Page::sandbox(&config);
+        let mut app = App::build_with(config, graphiql).await?;
         app.sandbox = Some(sandbox);
         Ok(app)
     }

@@ -91,14 +91,13 @@ pub const TRACE_HEADER: &str = "x-chatstats-trace";
 /// refusal can name it). Documents are limited further by `[limits] max_document_bytes`.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// All routes; GraphiQL at `/` only when `graphiql` is on.
-pub fn router(state: HttpState, graphiql: bool) -> Router {
+/// All routes; GraphiQL at `/` only when there is a `graphiql` page (`[server] graphiql`).
+pub fn router(state: HttpState, graphiql: Option<crate::graphiql::Page>) -> Router {
     let cors = cors_layer(&state.access.cors_origins);
     let router = Router::new();
-    let router = if graphiql {
-        router.merge(crate::graphiql::routes())
-    } else {
-        router
+    let router = match graphiql {
+        Some(page) => router.merge(crate::graphiql::routes(page)),
+        None => router,
     };
     // The request log wraps the gate, so refused requests are logged and counted too; it
     // wraps the panic catcher, so a request that panicked is logged with its 500.
