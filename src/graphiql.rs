@@ -22,6 +22,7 @@ use chrono::{DateTime, Days, Utc};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::series::Zone;
 
 /// One embedded file: its name under `/assets/graphiql/`, media type and bytes.
 struct Asset {
@@ -69,7 +70,7 @@ const README: &str = include_str!("../README.md");
 /// What the Headers tab holds when API keys are configured: a placeholder, never a key.
 pub const HEADERS_PLACEHOLDER: &str = r#"{"Authorization": "Bearer <your key>"}"#;
 
-/// How many whole UTC days the served-mode example covers, ending at today's midnight.
+/// How many whole days the served-mode example covers, ending at today's midnight.
 const EXAMPLE_DAYS: u64 = 7;
 
 /// The query the editor opens on (GraphiQL's `defaultQuery`: a browser that has used this
@@ -78,8 +79,9 @@ const EXAMPLE_DAYS: u64 = 7;
 pub enum Example {
     /// Sandbox mode: the README's example query, whose dates the sandbox has data for.
     Readme,
-    /// Served mode, open access: `workspace(id:)` of the first configured workspace.
-    Workspace(String),
+    /// Served mode, open access: `workspace(id:)` of the first configured workspace, over
+    /// whole days of its time zone.
+    Workspace(String, Zone),
     /// Served mode with API keys. `/` is open and a browser sends no key when it loads the
     /// page, so the page cannot know whose key the editor will send; naming a workspace
     /// would show every visitor a tenant's id. `workspaces` lists exactly those the key in
@@ -108,7 +110,7 @@ impl Page {
     /// Served mode: the first workspace under open access, the caller's own otherwise.
     pub fn served(config: &Config) -> Page {
         let example = match (config.clients.is_empty(), config.workspaces.first()) {
-            (true, Some(first)) => Example::Workspace(first.id.clone()),
+            (true, Some(first)) => Example::Workspace(first.id.clone(), first.time_zone),
             _ => Example::VisibleWorkspaces,
         };
         Page {
@@ -164,36 +166,49 @@ pub fn readme_example() -> Option<&'static str> {
     Some(query)
 }
 
-/// The served-mode example: the last [`EXAMPLE_DAYS`] whole UTC days before `now`, in the
-/// workspace's own zone (no `timeZone` given), with `sources` showing who contributed.
+/// The served-mode example: the last [`EXAMPLE_DAYS`] whole days before `now`, with
+/// `sources` showing who contributed. One workspace: days of its own zone (the window's
+/// default zone); the caller's workspaces, which may differ in zone: UTC days.
 fn recent_query(example: &Example, now: DateTime<Utc>) -> String {
-    let to = now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists on every date")
-        .and_utc();
-    let from = to - Days::new(EXAMPLE_DAYS);
+    let utc = Zone::utc();
+    let (zone, zone_argument) = match example {
+        Example::Workspace(_, zone) => (zone, ""),
+        _ => (&utc, r#", timeZone: "UTC""#),
+    };
+    let midnight = |date: chrono::NaiveDate| {
+        zone.instant_of(
+            date.and_hms_opt(0, 0, 0)
+                .expect("midnight exists on every date"),
+        )
+    };
+    let today = zone.local(now).date();
+    let to = midnight(today);
+    let from = midnight(today - Days::new(EXAMPLE_DAYS));
     let window = format!(
-        r#"window: {{ from: "{}", to: "{}", granularity: DAY }}"#,
+        r#"window: {{ from: "{}", to: "{}", granularity: DAY{zone_argument} }}"#,
         from.format("%Y-%m-%dT%H:%M:%SZ"),
         to.format("%Y-%m-%dT%H:%M:%SZ"),
     );
     let (intro, root) = match example {
-        Example::Workspace(id) => (
-            format!("# The first workspace, \"{id}\", over the last {EXAMPLE_DAYS} days"),
+        Example::Workspace(id, _) => (
+            format!(
+                "# The first workspace, \"{id}\", over the last {EXAMPLE_DAYS} days of its time \
+                 zone."
+            ),
             format!(r#"workspace(id: {})"#, json!(id)),
         ),
         _ => (
             format!(
-                "# Every workspace your key may see (set it in the Headers tab below), over \
-                 the last {EXAMPLE_DAYS} days"
+                "# Every workspace your key may see, over the last {EXAMPLE_DAYS} UTC days.\n\
+                 # First put your key in the Headers tab below, then press ↻ (bottom left, \
+                 Re-fetch GraphQL schema) so that Docs and the Explorer load the schema."
             ),
             "workspaces".to_string(),
         ),
     };
     format!(
         r#"{intro}
-# (days in the workspace's time zone; `window` also takes timeZone and HOUR, WEEK, MONTH, YEAR).
+# `window` is [from, to); granularity also takes HOUR, WEEK, MONTH, YEAR; timeZone any IANA zone.
 # Run it with the ▶ button; open the Explorer (left bar) to add fields, Docs to read them.
 {{
   {root} {{
@@ -302,9 +317,8 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     fn config(clients: &str) -> Config {
-        let toml = format!(
-            "{clients}\n[[workspaces]]\nid = \"north\"\n[[workspaces]]\nid = \"south\"\n"
-        );
+        let toml =
+            format!("{clients}\n[[workspaces]]\nid = \"north\"\n[[workspaces]]\nid = \"south\"\n");
         Config::from_toml_str(&toml, &|_| None).expect("a valid config")
     }
 
@@ -328,14 +342,20 @@ mod tests {
     fn sandbox_mode_opens_on_the_readme_example() {
         let page = Page::sandbox(&config(""));
         let query = page.query(noon(5));
-        assert!(query.ends_with(readme_example().expect("example")), "{query}");
+        assert!(
+            query.ends_with(readme_example().expect("example")),
+            "{query}"
+        );
         assert!(query.starts_with("# The README's example"), "{query}");
     }
 
     #[test]
     fn served_mode_with_open_access_opens_on_the_first_workspace_over_the_last_seven_days() {
         let page = Page::served(&config(""));
-        assert_eq!(page.example, Example::Workspace("north".into()));
+        assert_eq!(
+            page.example,
+            Example::Workspace("north".into(), Zone::utc())
+        );
         let query = page.query(noon(10));
         assert!(query.contains(r#"workspace(id: "north")"#), "{query}");
         assert!(!query.contains("south"), "{query}");
@@ -346,19 +366,37 @@ mod tests {
     }
 
     #[test]
+    fn the_first_workspaces_days_are_days_of_its_own_zone() {
+        let toml = "[[workspaces]]\nid = \"syd\"\ntime_zone = \"Australia/Sydney\"\n";
+        let config = Config::from_toml_str(toml, &|_| None).expect("a valid config");
+        // 2026-03-10T12:34:56Z is 23:34 on the 10th in Sydney (UTC+11 until April).
+        let query = Page::served(&config).query(noon(10));
+        assert!(
+            query.contains(r#"window: { from: "2026-03-02T13:00:00Z", to: "2026-03-09T13:00:00Z", granularity: DAY }"#),
+            "{query}"
+        );
+    }
+
+    #[test]
     fn served_mode_with_keys_names_no_workspace_and_prefills_a_placeholder_key() {
         let page = Page::served(&config(ONE_CLIENT));
         assert_eq!(page.example, Example::VisibleWorkspaces);
         let html = page.html(noon(10));
         for secret_or_tenant in ["k-123456", "north", "south"] {
-            assert!(!html.contains(secret_or_tenant), "{secret_or_tenant}: {html}");
+            assert!(
+                !html.contains(secret_or_tenant),
+                "{secret_or_tenant}: {html}"
+            );
         }
         let options = page.options(noon(10));
         assert_eq!(options["defaultHeaders"], HEADERS_PLACEHOLDER);
         assert_eq!(options["defaultEditorToolsVisibility"], "headers");
-        assert!(options["defaultQuery"]
-            .as_str()
-            .is_some_and(|q| q.contains("\n  workspaces {")));
+        let query = options["defaultQuery"].as_str().expect("a query");
+        assert!(query.contains("\n  workspaces {"), "{query}");
+        assert!(
+            query.contains(r#"window: { from: "2026-03-03T00:00:00Z", to: "2026-03-10T00:00:00Z", granularity: DAY, timeZone: "UTC" }"#),
+            "{query}"
+        );
     }
 
     #[test]
@@ -370,11 +408,14 @@ mod tests {
     #[test]
     fn nothing_in_the_options_can_close_the_script_element() {
         let page = Page {
-            example: Example::Workspace("</script><script>alert(1)</script>&".into()),
+            example: Example::Workspace("</script><script>alert(1)</script>&".into(), Zone::utc()),
             key_placeholder: true,
         };
         let html = page.html(noon(10));
-        assert_eq!(html.matches("</script>").count(), PAGE.matches("</script>").count());
+        assert_eq!(
+            html.matches("</script>").count(),
+            PAGE.matches("</script>").count()
+        );
         let opening = r#"type="application/json">"#;
         let start = html.find(opening).expect("data block") + opening.len();
         let end = start + html[start..].find("</script>").expect("its end");
@@ -394,8 +435,14 @@ mod tests {
             let row = pins
                 .lines()
                 .find(|line| line.contains(&format!("`{}`", asset.name)))
-                .unwrap_or_else(|| panic!("{} has no row in assets/graphiql/README.md", asset.name));
-            assert!(row.contains(&hex), "{}: the pinned SHA-256 is not {hex}", asset.name);
+                .unwrap_or_else(|| {
+                    panic!("{} has no row in assets/graphiql/README.md", asset.name)
+                });
+            assert!(
+                row.contains(&hex),
+                "{}: the pinned SHA-256 is not {hex}",
+                asset.name
+            );
         }
     }
 }
