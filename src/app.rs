@@ -15,6 +15,7 @@ use crate::answers::AnswerCache;
 use crate::auth::{Access, Clients};
 use crate::cache::{AccountKey, ChunkCache};
 use crate::config::{Config, ConfigError, HelpScoutAuth, LimitsConfig, WorkspaceConfig};
+use crate::graphiql::Page;
 use crate::graphql::build_schema;
 use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::guard::Guard;
@@ -91,6 +92,12 @@ struct Running {
 impl App {
     /// Build everything `config` describes and bind `config.server.listen`.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        let graphiql = Page::served(&config);
+        App::build_with(config, graphiql).await
+    }
+
+    /// [`App::build`], with the GraphiQL page to serve (if `[server] graphiql` is on).
+    async fn build_with(config: Config, graphiql: Page) -> Result<App, StartError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.limits.upstream_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
@@ -120,7 +127,7 @@ impl App {
             metrics,
         };
         let addr = config.server.listen;
-        let graphiql = config.server.graphiql;
+        let graphiql = config.server.graphiql.then_some(graphiql);
         let (state, running) = configure(&fixed, config, None)?;
         if state.access.clients.is_open() {
             tracing::warn!(
@@ -167,7 +174,8 @@ impl App {
         .map_err(StartError::Sandbox)?;
         let mut config = Config::from_toml_str(&sandbox.config_toml(), &|_| None)?;
         config.server.listen = listen;
-        let mut app = App::build(config).await?;
+        let graphiql = Page::sandbox(&config);
+        let mut app = App::build_with(config, graphiql).await?;
         app.sandbox = Some(sandbox);
         Ok(app)
     }

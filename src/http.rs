@@ -143,16 +143,15 @@ pub const TRACE_HEADER: &str = "x-chatstats-trace";
 /// refusal can name it). Documents are limited further by `[limits] max_document_bytes`.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// All routes; GraphiQL at `/` only when `graphiql` is on. CORS and the metrics are taken
-/// from the state in force now: they do not change on a reload.
-pub fn router(served: Arc<Served>, graphiql: bool) -> Router {
+/// All routes; GraphiQL at `/` only when there is a `graphiql` page (`[server] graphiql`).
+/// CORS and the metrics are taken from the state in force now: they do not change on a reload.
+pub fn router(served: Arc<Served>, graphiql: Option<crate::graphiql::Page>) -> Router {
     let state = served.current();
     let cors = cors_layer(&state.access.cors_origins);
     let router = Router::new();
-    let router = if graphiql {
-        router.merge(crate::graphiql::routes())
-    } else {
-        router
+    let router = match graphiql {
+        Some(page) => router.merge(crate::graphiql::routes(page)),
+        None => router,
     };
     // The request log wraps the gate, so refused requests are logged and counted too; it
     // wraps the panic catcher, so a request that panicked is logged with its 500.

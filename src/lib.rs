@@ -9,7 +9,8 @@
 //!
 //! - [`http`]: axum routes. `/graphql` (POST and GET, GraphQL over HTTP), GraphiQL at `/`,
 //!   `/healthz`, `/readyz`, `/metrics`. Entry point: [`http::router`]. [`graphiql`] serves the
-//!   IDE and its scripts from the binary, so it works offline.
+//!   IDE and its scripts from the binary, so it works offline; it opens on an example query
+//!   that answers ([`graphiql::Page`]).
 //! - [`ws`]: a `GET /graphql` with `Upgrade: websocket` is graphql-transport-ws: the key from
 //!   the headers or `connection_init`, per-client subscription slots, close 1001 at shutdown.
 //!   Entry point: [`ws::upgrade`]. The one subscription, [`graphql::subscription`], re-resolves

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, TestApp};
+use chatstats::config::Scope;
+
+use crate::helpers::{assert_no_errors, client, spawn_app, spawn_app_with, Binary, TestApp};
 
 /// Per script; each takes a few seconds (Hive Gateway and Chromium start in about two).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -60,11 +62,11 @@ fn ensure_node_modules() {
 
 /// Run `node tests/ecosystem/<script> --url <server> <extra…>`, killed after
 /// [`SCRIPT_TIMEOUT`]; returns its summary after asserting it succeeded.
-async fn run_script(app: &TestApp, script: &str, extra: &[&str]) -> Value {
+async fn run_script(server: &str, script: &str, extra: &[&str]) -> Value {
     let started = Instant::now();
     let child = tokio::process::Command::new("node")
         .arg(script)
-        .args(["--url", &app.url("/")])
+        .args(["--url", server])
         .args(extra)
         .current_dir(ecosystem_dir())
         .stdout(Stdio::piped())
@@ -100,7 +102,7 @@ async fn our_federation_sdl_composes_with_a_partner_subgraph_under_apollo_compos
     ensure_node_modules();
     let app = spawn_app().await;
 
-    let summary = run_script(&app, "compose.mjs", &[]).await;
+    let summary = run_script(&app.url("/"), "compose.mjs", &[]).await;
 
     assert!(
         summary["federation"]
@@ -121,7 +123,7 @@ async fn a_query_across_chatstats_and_a_partner_subgraph_answers_through_hive_ga
     ensure_node_modules();
     let app = spawn_app().await;
 
-    let summary = run_script(&app, "gateway.mjs", &[]).await;
+    let summary = run_script(&app.url("/"), "gateway.mjs", &[]).await;
 
     let workspaces = summary["data"]["workspaces"]
         .as_array()
@@ -150,7 +152,7 @@ async fn the_graphql_over_http_audit_passes_every_must() {
     ensure_node_modules();
     let app = spawn_app().await;
 
-    let summary = run_script(&app, "audit.mjs", &[]).await;
+    let summary = run_script(&app.url("/"), "audit.mjs", &[]).await;
 
     println!(
         "graphql-http audit: {} audits, {} pass, {} warn (SHOULD), {} notice (MAY), {} error (MUST)",
@@ -169,23 +171,49 @@ async fn the_graphql_over_http_audit_passes_every_must() {
     );
 }
 
-#[tokio::test]
-async fn graphiql_runs_the_readme_example_query_in_chromium() {
+fn assert_chromium() {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: this test drives GraphiQL in a real browser. Install it with \
          `apt-get update && apt-get install -y --no-install-recommends chromium` (as .ci/run does)"
     );
-    ensure_node_modules();
-    let app = spawn_app().await;
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let screenshot = target.join("ecosystem/graphiql.png");
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    target.join("ecosystem").join(name)
+}
+
+fn readme_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")
+}
+
+/// The README's example query (between the `example-query` markers).
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(readme_path()).expect("README.md");
+    readme
+        .split("<!-- example-query")
+        .nth(1)
+        .and_then(|rest| rest.split("```graphql\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README example query between markers")
+        .to_string()
+}
+
+/// A newcomer's first minute: `cargo run` (the real binary, sandbox mode), open GraphiQL,
+/// press run, open the explorer.
+#[tokio::test]
+async fn graphiql_opens_on_the_readme_example_and_runs_it_in_chromium() {
+    assert_chromium();
+    ensure_node_modules();
+    let binary = Binary::start(None, &[]);
+    let screenshot = screenshot_path("graphiql.png");
+    let readme = readme_path();
 
     let summary = run_script(
-        &app,
+        &binary.url("/"),
         "graphiql.mjs",
         &[
             "--readme",
@@ -196,18 +224,20 @@ async fn graphiql_runs_the_readme_example_query_in_chromium() {
     )
     .await;
 
+    assert_eq!(summary["editorHasReadmeExample"], true, "{summary}");
+    assert_eq!(summary["errorCodes"], serde_json::json!([]), "{summary}");
     assert_eq!(
         summary["blockedRequests"],
         serde_json::json!([]),
         "GraphiQL works offline"
     );
     assert!(
-        summary["channels"]
+        summary["explorerFields"]
             .as_array()
-            .expect("channels")
+            .expect("fields")
             .iter()
-            .any(|c| c == "help_scout:chat"),
-        "{summary}"
+            .any(|f| f == "workspace"),
+        "the explorer lists the root fields: {summary}"
     );
     assert!(
         screenshot.exists(),
@@ -215,17 +245,165 @@ async fn graphiql_runs_the_readme_example_query_in_chromium() {
         screenshot.display()
     );
     // The pane shows what chatstats answers to the same README query.
-    let readme_text = std::fs::read_to_string(&readme).expect("README.md");
-    let query = readme_text
-        .split("<!-- example-query")
-        .nth(1)
-        .and_then(|rest| rest.split("```graphql\n").nth(1))
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README example query between markers");
-    let direct = app.query(query).await;
-    let total = direct["data"]["workspace"]["messages"]["sent"]["total"].as_f64();
-    assert!(total.is_some(), "{direct}");
-    assert_eq!(summary["messagesSentTotal"].as_f64(), total);
+    let body: Value = reqwest::Client::new()
+        .post(binary.url("/graphql"))
+        .json(&serde_json::json!({ "query": readme_example() }))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    let workspace = &body["data"]["workspace"];
+    assert!(workspace["messages"]["sent"]["total"].is_number(), "{body}");
+    let shown = &summary["data"]["workspace"];
+    assert_eq!(shown["name"], workspace["name"]);
+    assert_eq!(shown["channels"], workspace["channels"]);
+    assert_eq!(
+        shown["messages"]["sent"]["total"].as_f64(),
+        workspace["messages"]["sent"]["total"].as_f64()
+    );
+}
+
+/// Served mode with API keys: the Headers tab holds the placeholder, the newcomer puts their
+/// key in it, and the example (the workspaces that key may see, over the last week) answers.
+#[tokio::test]
+async fn graphiql_with_api_keys_prefills_a_placeholder_and_its_example_answers_in_chromium() {
+    assert_chromium();
+    ensure_node_modules();
+    let key = "newcomer-key-4f1c";
+    let app = spawn_app_with(|config| {
+        config.clients = vec![client("newcomer", key, &["globex"], &[Scope::Read])];
+    })
+    .await;
+    let screenshot = screenshot_path("graphiql-keys.png");
+
+    let summary = run_script(
+        &app.url("/"),
+        "graphiql.mjs",
+        &[
+            "--key",
+            key,
+            "--screenshot",
+            screenshot.to_str().expect("UTF-8 path"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        summary["headers"],
+        chatstats::graphiql::HEADERS_PLACEHOLDER,
+        "{summary}"
+    );
+    assert_eq!(summary["errorCodes"], serde_json::json!([]), "{summary}");
+    let workspaces = summary["data"]["workspaces"]
+        .as_array()
+        .expect("workspaces");
+    let ids: Vec<&str> = workspaces.iter().filter_map(|w| w["id"].as_str()).collect();
+    assert_eq!(ids, ["globex"], "only what the key may see: {summary}");
+    let sent = &workspaces[0]["messages"]["sent"];
+    assert_eq!(sent["points"].as_array().map(Vec::len), Some(7), "{sent}");
+    assert!(sent["total"].as_f64().is_some_and(|t| t > 0.0), "{sent}");
+    assert_eq!(summary["blockedRequests"], serde_json::json!([]));
+}
+
+/// The options the page hands to GraphiQL (its `chatstats-graphiql` JSON data block).
+async fn page_options(app: &TestApp) -> Value {
+    let page = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("HTML");
+    let opening = r#"<script id="chatstats-graphiql" type="application/json">"#;
+    let data = page
+        .split_once(opening)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(data, _)| data)
+        .unwrap_or_else(|| panic!("no options block: {page}"));
+    serde_json::from_str(data).expect("the options block is JSON")
+}
+
+#[tokio::test]
+async fn the_served_graphiql_example_asks_the_first_workspace_for_the_last_week_and_answers() {
+    let app = spawn_app().await;
+
+    let options = page_options(&app).await;
+
+    let query = options["defaultQuery"].as_str().expect("a default query");
+    assert!(query.contains(r#"workspace(id: "acme")"#), "{query}");
+    assert!(
+        options.get("defaultHeaders").is_none(),
+        "open access: {options}"
+    );
+    let body = app.query(query).await;
+    assert_no_errors(&body);
+    let workspace = &body["data"]["workspace"];
+    assert_eq!(workspace["id"], "acme");
+    for series in [
+        &workspace["dialogs"]["created"],
+        &workspace["messages"]["sent"],
+    ] {
+        let points = series["points"].as_array().expect("points");
+        // Seven whole days of the workspace's zone (Australia/Sydney).
+        assert_eq!(points.len(), 7, "{series}");
+        assert!(
+            series["total"].as_f64().is_some_and(|t| t > 0.0),
+            "{series}"
+        );
+        let last = points.last().and_then(|p| p["at"].as_str()).expect("at");
+        let last = chrono::DateTime::parse_from_rfc3339(last).expect("an instant");
+        assert!(
+            chrono::Utc::now() - last.with_timezone(&chrono::Utc) < chrono::Duration::days(2),
+            "a recent window: {series}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_graphiql_page_with_api_keys_shows_no_key_and_no_tenant() {
+    let key = "k-never-in-the-page-93";
+    let app = spawn_app_with(|config| {
+        config.clients = vec![client("dash", key, &["acme"], &[Scope::Read])];
+    })
+    .await;
+
+    let page = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("HTML");
+
+    for hidden in [key, "acme", "globex"] {
+        assert!(!page.contains(hidden), "{hidden} in the page: {page}");
+    }
+    let options = page_options(&app).await;
+    assert_eq!(
+        options["defaultHeaders"],
+        chatstats::graphiql::HEADERS_PLACEHOLDER
+    );
+    // The same example answers for the key's own workspaces.
+    let reply = app
+        .post(
+            &serde_json::json!({ "query": options["defaultQuery"] }),
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await;
+    assert_no_errors(&reply.body);
+    let ids: Vec<&str> = reply.body["data"]["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["acme"]);
 }
 
 #[tokio::test]
@@ -246,6 +424,8 @@ async fn the_graphiql_page_loads_only_assets_served_by_chatstats() {
         ("react-dom.production.min.js", "text/javascript"),
         ("graphiql.min.js", "text/javascript"),
         ("graphiql.min.css", "text/css"),
+        ("plugin-explorer.umd.js", "text/javascript"),
+        ("plugin-explorer.css", "text/css"),
     ] {
         let path = format!("/assets/graphiql/{asset}");
         assert!(page.contains(&path), "the page references {path}");

@@ -5,6 +5,7 @@ mod answers;
 mod auth;
 mod chat_tonic;
 mod connectycube;
+mod docs;
 mod economy;
 mod ecosystem;
 mod errors;
