@@ -29,7 +29,7 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::catalogue::Contribution;
+use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::SeriesKey;
@@ -40,6 +40,7 @@ use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
 use crate::workspace::{configured, Workspace};
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 
@@ -1020,6 +1021,18 @@ impl Source for ChatTonic {
     }
 }
 
+/// Ask Chat-Tonic to email the NPS report of `range` to the account's user: a side effect, so
+/// straight to the client, never through the cache.
+pub async fn request_nps_export(
+    workspace: &Workspace,
+    respondents: NpsType,
+    range: &RangeKey,
+) -> Result<(), UpstreamError> {
+    configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?
+        .nps_export(respondents, range)
+        .await
+}
+
 /// The Chat-Tonic dashboard for `window` (one call serves every dashboard field), through the fetcher.
 pub async fn dashboard_for(
     workspace: &Arc<Workspace>,
@@ -1095,6 +1108,42 @@ pub(crate) async fn contribute(
         Contribution::from_pages(std::slice::from_ref(&dashboard), |d| samples(d, field));
     contribution.total = total(&dashboard.value, field);
     Ok(contribution)
+}
+
+/// Chat-Tonic's part of a series: one dashboard field.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DashboardPart(pub DashboardField);
+
+/// The part of a series that reads `field` of the Chat-Tonic dashboard.
+pub fn dashboard(field: DashboardField) -> Part {
+    Part::new(DashboardPart(field))
+}
+
+impl Contributes for DashboardPart {
+    fn provider(&self) -> Provider {
+        Provider::ChatTonic
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<DashboardPart, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "chat_tonic.dashboard", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        _span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute(workspace, fetcher, window, self.0).boxed()
+    }
 }
 
 #[cfg(test)]
