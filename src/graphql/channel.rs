@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, ID};
 
-use crate::catalogue::SeriesSpec;
-use crate::catalogue::Unit;
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::UpstreamError;
 use crate::fetch::Fetcher;
 use crate::graphql::time_series::{optional_series, TimeSeries};
@@ -79,8 +78,16 @@ impl Channel {
         format!("{}:{}", self.feed.provider().slug(), self.feed.key())
     }
 
-    /// A nullable series of this channel: null without error when the channel's provider does
-    /// not measure `measured` on it; the window is validated either way so a
+    /// The part `measured` of this channel reads: none when its provider does not measure it.
+    fn parts(&self, measured: ChannelMetric, filter: &ConversationFilter) -> Vec<Part> {
+        self.feed
+            .part(&self.workspace, measured, filter)
+            .into_iter()
+            .collect()
+    }
+
+    /// A nullable series of this channel: null without error when `parts` is empty (the
+    /// channel's provider does not measure it); the window is validated either way so a
     /// bad argument is reported the same everywhere.
     async fn optional(
         &self,
@@ -88,16 +95,10 @@ impl Channel {
         metric: &'static str,
         unit: Unit,
         aggregation: Aggregation,
-        measured: ChannelMetric,
-        filter: &ConversationFilter,
+        parts: Vec<Part>,
         window: &WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
         window.resolve(self.workspace.zone)?;
-        let parts = self
-            .feed
-            .part(&self.workspace, measured, filter)
-            .into_iter()
-            .collect();
         let spec = SeriesSpec {
             metric,
             unit,
@@ -159,8 +160,7 @@ impl Channel {
             "channel.conversations",
             Unit::Count,
             Aggregation::Sum,
-            ChannelMetric::Conversations,
-            &filter,
+            self.parts(ChannelMetric::Conversations, &filter),
             &window,
         )
         .await
@@ -178,8 +178,7 @@ impl Channel {
             "channel.messages",
             Unit::Count,
             Aggregation::Sum,
-            ChannelMetric::Messages,
-            &ConversationFilter::default(),
+            self.parts(ChannelMetric::Messages, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -197,8 +196,7 @@ impl Channel {
             "channel.responseTime",
             Unit::Seconds,
             Aggregation::Average,
-            ChannelMetric::ResponseTime,
-            &ConversationFilter::default(),
+            self.parts(ChannelMetric::ResponseTime, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -216,8 +214,7 @@ impl Channel {
             "channel.waitTime",
             Unit::Seconds,
             Aggregation::Average,
-            ChannelMetric::WaitTime,
-            &ConversationFilter::default(),
+            self.parts(ChannelMetric::WaitTime, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -235,8 +232,10 @@ impl Channel {
             "channel.sessionDuration",
             Unit::Seconds,
             Aggregation::Average,
-            ChannelMetric::SessionDuration,
-            &ConversationFilter::default(),
+            self.parts(
+                ChannelMetric::SessionDuration,
+                &ConversationFilter::default(),
+            ),
             &window,
         )
         .await
