@@ -175,7 +175,28 @@ fn session_minimum(
 /// UTC midnight `day`, replayed on one server: it costs exactly the minimum of the header's
 /// arithmetic per provider (for a session run now), and every step answers exactly what a fresh
 /// server (empty cache) answers for that window alone. Returns the calls per provider.
+///
+/// The Xenioo snapshot covers the last 30 days up to the current hour, so a session server and
+/// a fresh one answer a window that reaches 30 days back alike only within one hour: when the
+/// hour turns during a replay that differs, the replay is made once more (it takes minutes).
 async fn replay_session(day: DateTime<Utc>) -> BTreeMap<String, u64> {
+    let hour = || Utc::now().timestamp() / 3600;
+    let started = hour();
+    match replay_session_once(day).await {
+        Ok(counts) => counts,
+        Err(difference) if hour() != started => {
+            eprintln!("the hour turned during the replay ({difference}); once more");
+            replay_session_once(day)
+                .await
+                .unwrap_or_else(|difference| panic!("{difference}"))
+        }
+        Err(difference) => panic!("{difference}"),
+    }
+}
+
+/// One replay of [`replay_session`]: the calls per provider, or the first step whose answer
+/// differs from a fresh server's.
+async fn replay_session_once(day: DateTime<Utc>) -> Result<BTreeMap<String, u64>, String> {
     let example = ExampleFile::load("explorer_session").expect("the session file parses");
     let steps = example.steps().expect("the steps parse");
     assert_eq!(steps.len(), 20, "a 20-window session");
@@ -203,12 +224,14 @@ async fn replay_session(day: DateTime<Utc>) -> BTreeMap<String, u64> {
     for (step, answer) in steps.iter().zip(&answers) {
         let fresh_app = spawn_app().await;
         let fresh = run(&fresh_app, &example, &step.variables_at(day)).await;
-        assert_eq!(
-            answer["data"], fresh["data"],
-            "{day} {step:?}: the session's answer differs from a fresh server's"
-        );
+        if answer["data"] != fresh["data"] {
+            return Err(format!(
+                "{day} {step:?}: the session's answer differs from a fresh server's:\n{}\n{}",
+                answer["data"], fresh["data"]
+            ));
+        }
     }
-    counts
+    Ok(counts)
 }
 
 #[tokio::test]
