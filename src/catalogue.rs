@@ -10,17 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
 
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError};
 
 use crate::fetch::{Fetched, Fetcher};
-use crate::providers::chat_tonic::{self, DashboardField};
-use crate::providers::connectycube::{self, CcMetric};
-use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
-use crate::providers::message2give::{self, ChatType};
-use crate::providers::xenioo::{self, BotMetric};
 use crate::providers::Provider;
 use crate::series::{combine, resample, Aggregation, Bucketed, Granularity, Sample, Window};
 use crate::workspace::Workspace;
@@ -38,136 +33,81 @@ pub enum Unit {
     Score,
 }
 
-/// Whose message2give chat statistics a series covers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum M2gWho {
-    AllUsers,
-    User(String),
-    /// The members of one operator group (cct).
-    Group(String),
+/// What one provider contributes to a series, implemented next to the provider (each module
+/// defines its part types, e.g. `help_scout::Conversations`, and a constructor returning a
+/// [`Part`]): the catalogue computes a series without naming any provider.
+pub trait Contributes: Send + Sync + std::fmt::Debug {
+    /// The provider whose account the part reads.
+    fn provider(&self) -> Provider;
+
+    /// The finest granularity the provider can answer for this part.
+    fn finest(&self) -> Granularity;
+
+    /// Text unique to this part (its kind and parameters), the stable part of its derived-value
+    /// cache keys; None when its resampled values are not kept (Xenioo: the snapshot is not a
+    /// cached chunk). [`memoized_text`] builds it cheaply.
+    fn key_text(&self) -> Option<Arc<str>>;
+
+    /// This part's samples for `window`, each upstream request through `fetcher`.
+    ///
+    /// `span` covers `window` and is what providers that plan calls over a range (Help Scout,
+    /// ConnectyCube) plan for: when a series and its previous window are needed together,
+    /// both are computed with the span of the two, so one report or page serves both (the
+    /// samples outside `window` are ignored by the resampling). Providers that fetch fixed
+    /// chunks (message2give months, the Xenioo snapshot) or per-window totals (Chat-Tonic) use
+    /// `window`. `total_only`: only the window total is needed (a cheaper call may serve).
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        span: &'a Window,
+        total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>>;
 }
 
-/// Which message2give chat statistic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum M2gStat {
-    /// Session counts (SUM).
-    Sessions,
-    /// Response time averages, weighted by sessions.
-    ResponseTime,
-    /// Wait time averages, weighted by sessions.
-    WaitTime,
-    /// Session duration averages, weighted by sessions.
-    SessionDuration,
-}
-
-/// One provider's contribution to a series (serializable: its JSON is part of derived-value
-/// cache keys).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Part {
-    /// Help Scout conversations of these channels (summed), filtered.
-    HelpScout {
-        channels: Vec<HsChannel>,
-        filter: VolumeFilter,
-    },
-    ConnectyCube(CcMetric),
-    /// message2give chat statistics of these chat types.
-    Message2GiveChat {
-        chats: Vec<ChatType>,
-        who: M2gWho,
-        stat: M2gStat,
-    },
-    /// message2give SMS usage: messages or units, of all surveys or one.
-    Message2GiveSms {
-        survey: Option<String>,
-        units: bool,
-    },
-    /// One field of the Chat-Tonic dashboard.
-    ChatTonic(DashboardField),
-    /// One Xenioo event type from the hourly snapshot, optionally of one bot and/or channel.
-    Xenioo {
-        #[serde(serialize_with = "bot_metric_code")]
-        kind: BotMetric,
-        bot: Option<String>,
-        channel: Option<String>,
-    },
-}
-
-fn bot_metric_code<S: serde::Serializer>(kind: &BotMetric, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u8(kind.code())
-}
+/// One provider's contribution to a series (see [`Contributes`]).
+#[derive(Clone, Debug)]
+pub struct Part(Arc<dyn Contributes>);
 
 impl Part {
+    pub fn new(part: impl Contributes + 'static) -> Self {
+        Self(Arc::new(part))
+    }
+
     pub fn provider(&self) -> Provider {
-        match self {
-            Part::HelpScout { .. } => Provider::HelpScout,
-            Part::ConnectyCube(_) => Provider::ConnectyCube,
-            Part::Message2GiveChat { .. } | Part::Message2GiveSms { .. } => Provider::Message2Give,
-            Part::ChatTonic(_) => Provider::ChatTonic,
-            Part::Xenioo { .. } => Provider::Xenioo,
-        }
+        self.0.provider()
     }
 
     /// The finest granularity the provider can answer for this part.
     fn finest(&self) -> Granularity {
-        match self {
-            Part::HelpScout { .. } => help_scout::FINEST,
-            Part::ConnectyCube(_) => connectycube::FINEST,
-            Part::Message2GiveChat { .. } | Part::Message2GiveSms { .. } => message2give::FINEST,
-            Part::ChatTonic(_) => chat_tonic::FINEST,
-            Part::Xenioo { .. } => xenioo::FINEST,
-        }
+        self.0.finest()
     }
+}
 
-    /// This part's samples for `window`, each upstream request through `fetcher`.
-    ///
-    /// `span` covers `window` and is what Help Scout and ConnectyCube plan their calls for:
-    /// when a series and its previous window are needed together, both are computed with the
-    /// span of the two, so one report or page serves both (the samples outside `window` are
-    /// ignored by the resampling). The other providers fetch fixed chunks (message2give
-    /// months, the Xenioo snapshot) or need per-window totals (Chat-Tonic) and use `window`.
-    async fn contribute(
-        &self,
-        workspace: &Arc<Workspace>,
-        fetcher: &Fetcher,
-        window: &Window,
-        span: &Window,
-        total_only: bool,
-    ) -> Result<Contribution, UpstreamError> {
-        match self {
-            Part::HelpScout { channels, filter } => {
-                help_scout::contribute(workspace, fetcher, span, channels, filter).await
-            }
-            Part::ConnectyCube(metric) => {
-                connectycube::contribute(workspace, fetcher, window, span, total_only, metric).await
-            }
-            Part::Message2GiveChat { chats, who, stat } => {
-                message2give::contribute_chat(workspace, fetcher, window, chats, who, *stat).await
-            }
-            Part::Message2GiveSms { survey, units } => {
-                message2give::contribute_sms(workspace, fetcher, window, survey.as_deref(), *units)
-                    .await
-            }
-            Part::ChatTonic(field) => {
-                chat_tonic::contribute(workspace, fetcher, window, *field).await
-            }
-            Part::Xenioo { kind, bot, channel } => {
-                xenioo::contribute(
-                    workspace,
-                    fetcher,
-                    window,
-                    *kind,
-                    bot.as_deref(),
-                    channel.as_deref(),
-                )
-                .await
-            }
-        }
-    }
+/// `part`'s kind and JSON, the stable part of its derived-cache keys, memoized in `texts`
+/// (one static per part type). Serializing a part was the largest cost left in building those
+/// keys (several per series, every request); a part is a small value, so hashing it to find
+/// its text is far cheaper. Bounded: parts carry client-chosen names (bots, surveys, users).
+pub fn memoized_text<T>(
+    texts: &'static std::sync::OnceLock<moka::sync::Cache<T, Arc<str>>>,
+    kind: &str,
+    part: &T,
+) -> Arc<str>
+where
+    T: serde::Serialize + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    let texts = texts.get_or_init(|| moka::sync::Cache::new(10_000));
+    texts.get_with_by_ref(part, || {
+        // Plain data (enums, ids, names) into a String: cannot fail.
+        let json = serde_json::to_string(part).expect("a part serializes to JSON");
+        Arc::from(format!("{kind}:{json}"))
+    })
 }
 
 /// One part's samples and how fresh they are: what each provider module's `contribute`
 /// computes for its part.
-pub(crate) struct Contribution {
+pub struct Contribution {
     pub(crate) samples: Vec<Sample>,
     /// A whole-window total the provider computed (Chat-Tonic's total row).
     pub(crate) total: Option<f64>,
@@ -230,20 +170,6 @@ struct Resampled {
     partial: Vec<UpstreamError>,
 }
 
-/// `part`'s JSON, the stable part of its derived-cache keys. Serializing it was the largest
-/// cost left in building those keys (several per series, every request); a part is a small
-/// value, so hashing it to find its text is far cheaper. Bounded: parts carry client-chosen
-/// names (bots, surveys, users).
-fn part_text(part: &Part) -> Arc<str> {
-    static TEXTS: std::sync::OnceLock<moka::sync::Cache<Part, Arc<str>>> =
-        std::sync::OnceLock::new();
-    let texts = TEXTS.get_or_init(|| moka::sync::Cache::new(10_000));
-    texts.get_with_by_ref(part, || {
-        // Plain data (enums, ids, names) into a String: cannot fail.
-        Arc::from(serde_json::to_string(part).expect("a part serializes to JSON"))
-    })
-}
-
 /// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
 /// resampled, as a derived cache entry until the first of those chunks goes stale, so a warm
 /// query reuses it instead of extracting and resampling the samples again.
@@ -256,7 +182,7 @@ async fn resampled(
     spec: &SeriesSpec,
 ) -> Result<Resampled, UpstreamError> {
     let account = workspace.account(part.provider())?;
-    let key = (!matches!(part, Part::Xenioo { .. })).then(|| {
+    let key = part.0.key_text().map(|part_text| {
         // Instants as integer microseconds: formatting dates was a visible share of a warm
         // query's CPU, and the key only has to be unique, not readable.
         #[derive(serde::Serialize)]
@@ -274,7 +200,7 @@ async fn resampled(
             account,
             "derived",
             &DerivedRequest {
-                part: &part_text(part),
+                part: &part_text,
                 from: window.from().timestamp_micros(),
                 to: window.to().timestamp_micros(),
                 granularity: window.granularity().name(),
@@ -301,6 +227,7 @@ async fn resampled(
         }
     }
     let contribution = part
+        .0
         .contribute(workspace, fetcher, window, span, spec.total_only)
         .await?;
     let mut bucketed = resample(window, spec.aggregation, &contribution.samples);
@@ -365,7 +292,7 @@ impl Computed {
 }
 
 /// Fetch every part of `spec` for `window` concurrently and combine them. `span`, when given,
-/// covers `window` and widens what the span-planned providers fetch (see `Part::contribute`).
+/// covers `window` and widens what the span-planned providers fetch (see [`Contributes::contribute`]).
 ///
 /// Fails only when no part can serve the window's granularity at all (a bad request); upstream
 /// failures are returned inside [`Computed::errors`].
@@ -468,24 +395,31 @@ pub async fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::connectycube::{self, CcMetric};
+    use crate::providers::message2give;
 
     #[test]
     fn each_part_keeps_its_own_key_text() {
-        let sms = |survey: Option<&str>| Part::Message2GiveSms {
-            survey: survey.map(str::to_string),
-            units: false,
-        };
+        let sms = |survey: Option<&str>| message2give::sms_usage(survey.map(str::to_string), false);
         let parts = [
             sms(None),
             sms(Some("a")),
             sms(Some("b")),
-            Part::ConnectyCube(CcMetric::MessagesSent),
+            message2give::sms_usage(None, true),
+            connectycube::part(CcMetric::MessagesSent),
         ];
-        for part in &parts {
-            assert_eq!(*part_text(part), serde_json::to_string(part).expect("JSON"));
-            assert_eq!(part_text(part), part_text(&part.clone()), "memoized");
+        let texts: Vec<Arc<str>> = parts
+            .iter()
+            .map(|part| part.0.key_text().expect("kept parts have a text"))
+            .collect();
+        for (part, text) in parts.iter().zip(&texts) {
+            assert_eq!(
+                part.0.key_text().as_ref(),
+                Some(text),
+                "memoized: the same text again"
+            );
         }
-        let texts: std::collections::HashSet<Arc<str>> = parts.iter().map(part_text).collect();
-        assert_eq!(texts.len(), parts.len());
+        let distinct: std::collections::HashSet<&Arc<str>> = texts.iter().collect();
+        assert_eq!(distinct.len(), parts.len(), "{texts:?}");
     }
 }

@@ -736,6 +736,44 @@ pub trait BlockSource: Send + Sync + 'static {
     fn plan(&self, indices: &[i64]) -> Vec<Vec<i64>>;
     /// One planned call: one value (and its weight in bytes) per block of `group`, in order.
     fn fetch(&self, group: Vec<i64>) -> FetchMany;
+    /// Blocks worth fetching beside `asked` (ascending, distinct) when a call is made anyway:
+    /// [`plan_reading_ahead`] stretches a planned call over those that directly follow it and
+    /// are missing, never adding a call. None by default.
+    fn read_ahead(&self, _asked: &[i64]) -> Vec<i64> {
+        Vec::new()
+    }
+}
+
+/// The calls `plan` makes for the missing blocks `wanted`, each then stretched forward over the
+/// missing blocks of `ahead` that directly follow it, one at a time, as long as `plan` still
+/// makes the stretched run one call. Never more calls than `plan(wanted)`: with nothing wanted,
+/// nothing is read ahead.
+pub fn plan_reading_ahead(
+    plan: &dyn Fn(&[i64]) -> Vec<Vec<i64>>,
+    wanted: &[i64],
+    ahead: &[i64],
+) -> Vec<Vec<i64>> {
+    let mut groups = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        plan(wanted)
+    };
+    let mut taken: Vec<i64> = Vec::new();
+    for group in &mut groups {
+        while let Some(next) = group.last().map(|last| last + 1) {
+            if !ahead.contains(&next) || wanted.contains(&next) || taken.contains(&next) {
+                break;
+            }
+            let mut longer = group.clone();
+            longer.push(next);
+            if plan(&longer).len() != 1 {
+                break;
+            }
+            *group = longer;
+            taken.push(next);
+        }
+    }
+    groups
 }
 
 /// Groups ascending, distinct block indices into runs of contiguous blocks of at most `max`
@@ -850,7 +888,20 @@ impl Loader<BlockKey> for BlockLoader {
                         })
                         .collect::<Vec<_>>();
                 };
-                let cache_keys: Vec<(CacheKey, bool)> = indices
+                // The asked blocks first, then those read ahead (not asked: their results are
+                // stored by the call that fetched them and not handed out here).
+                let asked = indices.len();
+                let blocks: Vec<i64> = indices
+                    .iter()
+                    .copied()
+                    .chain(
+                        source
+                            .read_ahead(&indices)
+                            .into_iter()
+                            .filter(|index| indices.binary_search(index).is_err()),
+                    )
+                    .collect();
+                let cache_keys: Vec<(CacheKey, bool)> = blocks
                     .iter()
                     .map(|index| (series.block(*index), source.live(*index)))
                     .collect();
@@ -860,25 +911,23 @@ impl Loader<BlockKey> for BlockLoader {
                     .scope
                     .upgrade()
                     .and_then(|scope| scope.request_trace.clone());
+                let position = |index: &i64| blocks.iter().position(|block| block == index);
                 let results = self
                     .cache
                     .get_blocks(
                         &cache_keys,
                         |missing| {
-                            let wanted: Vec<i64> = missing.iter().map(|&at| indices[at]).collect();
-                            source
-                                .plan(&wanted)
+                            let (wanted, ahead): (Vec<usize>, Vec<usize>) =
+                                missing.iter().partition(|&&at| at < asked);
+                            let wanted: Vec<i64> = wanted.iter().map(|&at| blocks[at]).collect();
+                            let ahead: Vec<i64> = ahead.iter().map(|&at| blocks[at]).collect();
+                            plan_reading_ahead(&|run| source.plan(run), &wanted, &ahead)
                                 .into_iter()
-                                .map(|group| {
-                                    group
-                                        .iter()
-                                        .filter_map(|index| indices.binary_search(index).ok())
-                                        .collect()
-                                })
+                                .map(|group| group.iter().filter_map(position).collect())
                                 .collect()
                         },
                         |group| {
-                            let call = source.fetch(group.iter().map(|&at| indices[at]).collect());
+                            let call = source.fetch(group.iter().map(|&at| blocks[at]).collect());
                             match &trace {
                                 Some(trace) => trace.attach(call).boxed(),
                                 None => call,

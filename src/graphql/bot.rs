@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object, ID};
 
-use crate::catalogue::{Part, SeriesSpec, Unit};
+use crate::catalogue::{SeriesSpec, Unit};
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::graphql::channel::Channel;
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
 use crate::providers::xenioo;
+use crate::providers::Provider;
 use crate::series::Aggregation;
 use crate::workspace::Workspace;
 
@@ -115,11 +116,7 @@ impl Bot {
             metric: "bot.metric",
             unit,
             aggregation,
-            parts: vec![Part::Xenioo {
-                kind,
-                bot: Some(self.name.clone()),
-                channel,
-            }],
+            parts: vec![xenioo::events(kind, Some(self.name.clone()), channel)],
             total_only: false,
         };
         series(ctx, &self.workspace, spec, &window).await
@@ -131,7 +128,7 @@ pub async fn bots(
     workspace: &Arc<Workspace>,
     fetcher: &Fetcher,
 ) -> async_graphql::Result<Vec<Bot>> {
-    if workspace.xenioo.is_none() {
+    if !workspace.has(Provider::Xenioo) {
         return Ok(Vec::new());
     }
     let read = crate::providers::xenioo::snapshot_read(workspace, fetcher)

@@ -3,52 +3,23 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Object, ID};
+use async_graphql::{Context, Object, ID};
 
-use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::UpstreamError;
 use crate::fetch::Fetcher;
 use crate::graphql::time_series::{optional_series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::providers::help_scout::{HsChannel, VolumeFilter};
-use crate::providers::message2give::ChatType;
-use crate::providers::xenioo::{self, BotMetric};
-use crate::providers::Provider;
+pub use crate::providers::ChannelKind;
+use crate::providers::{ChannelFeed, ChannelMetric, ConversationFilter, Provider};
 use crate::series::Aggregation;
 use crate::workspace::Workspace;
-
-/// The kind of a channel.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelKind {
-    /// Live chat.
-    Chat,
-    /// Email.
-    Email,
-    /// Phone calls.
-    Phone,
-    /// Web chat (message2give `web`, Xenioo `WebChat`).
-    Web,
-    /// SMS (message2give `sms`).
-    Sms,
-    /// A messaging app (Facebook, Telegram, WhatsApp, ...).
-    Messaging,
-    /// Anything else.
-    Other,
-}
-
-/// Where a channel's data comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ChannelSource {
-    HelpScout(HsChannel),
-    Message2Give(ChatType),
-    /// A Xenioo `ChannelName`.
-    Xenioo(String),
-}
 
 /// One way customers reach the team, with the series measured on it.
 pub struct Channel {
     workspace: Arc<Workspace>,
-    source: ChannelSource,
+    /// The provider's channel (its module says what the channel shows and measures).
+    feed: Arc<dyn ChannelFeed>,
 }
 
 impl Channel {
@@ -58,7 +29,7 @@ impl Channel {
         workspace: &Arc<Workspace>,
         fetcher: &Fetcher,
     ) -> (Vec<Channel>, Option<UpstreamError>) {
-        Self::listed(workspace, fetcher, true).await
+        Self::listed(workspace, fetcher, |_| true).await
     }
 
     /// The channel with this id, if any. Only a `xenioo:` id reads the Xenioo snapshot (its
@@ -68,68 +39,55 @@ impl Channel {
         fetcher: &Fetcher,
         id: &str,
     ) -> (Option<Channel>, Option<UpstreamError>) {
-        let (channels, error) = Self::listed(workspace, fetcher, id.starts_with("xenioo:")).await;
+        // Only the provider the id names is asked for its channels.
+        let prefix = id.split_once(':').map(|(prefix, _)| prefix);
+        let (channels, error) = Self::listed(workspace, fetcher, |provider| {
+            Some(provider.slug()) == prefix
+        })
+        .await;
         let channel = channels.into_iter().find(|c| c.channel_id() == id);
         (channel, error)
     }
 
-    /// The channels of a workspace in provider order, Xenioo's only when `with_xenioo`.
+    /// The channels of the workspace's providers that `wanted` keeps, in provider order. A
+    /// provider whose channels cannot be had (Xenioo without a snapshot) is left out and its
+    /// error returned.
     async fn listed(
         workspace: &Arc<Workspace>,
         fetcher: &Fetcher,
-        with_xenioo: bool,
+        wanted: impl Fn(Provider) -> bool,
     ) -> (Vec<Channel>, Option<UpstreamError>) {
-        let mut sources = Vec::new();
-        if workspace.message2give.is_some() {
-            sources.extend([ChatType::Web, ChatType::Sms].map(ChannelSource::Message2Give));
-        }
+        let mut channels = Vec::new();
         let mut error = None;
-        if with_xenioo && workspace.xenioo.is_some() {
-            match crate::providers::xenioo::snapshot_read(workspace, fetcher).await {
-                Ok(read) => sources.extend(
-                    xenioo::channels(&read.snapshot)
-                        .iter()
-                        .cloned()
-                        .map(ChannelSource::Xenioo),
-                ),
+        for source in workspace.sources() {
+            if !wanted(source.provider()) {
+                continue;
+            }
+            match source.channels(workspace, fetcher).await {
+                Ok(feeds) => channels.extend(feeds.into_iter().map(|feed| Channel {
+                    workspace: workspace.clone(),
+                    feed,
+                })),
                 Err(e) => error = Some(e),
             }
         }
-        if workspace.help_scout.is_some() {
-            sources.extend(HsChannel::ALL.map(ChannelSource::HelpScout));
-        }
-        let channels = sources
-            .into_iter()
-            .map(|source| Channel {
-                workspace: workspace.clone(),
-                source,
-            })
-            .collect();
         (channels, error)
     }
 
     pub fn channel_id(&self) -> String {
-        match &self.source {
-            ChannelSource::HelpScout(c) => format!("help_scout:{}", c.slug()),
-            ChannelSource::Message2Give(c) => format!("message2give:{}", c.slug()),
-            ChannelSource::Xenioo(name) => format!("xenioo:{name}"),
-        }
+        format!("{}:{}", self.feed.provider().slug(), self.feed.key())
     }
 
-    /// The message2give part of this channel's chat type, or none for other channels.
-    fn message2give(&self, stat: M2gStat) -> Vec<Part> {
-        match self.source {
-            ChannelSource::Message2Give(chat) => vec![Part::Message2GiveChat {
-                chats: vec![chat],
-                who: M2gWho::AllUsers,
-                stat,
-            }],
-            _ => Vec::new(),
-        }
+    /// The part `measured` of this channel reads: none when its provider does not measure it.
+    fn parts(&self, measured: ChannelMetric, filter: &ConversationFilter) -> Vec<Part> {
+        self.feed
+            .part(&self.workspace, measured, filter)
+            .into_iter()
+            .collect()
     }
 
     /// A nullable series of this channel: null without error when `parts` is empty (the
-    /// channel's provider does not offer the metric); the window is validated either way so a
+    /// channel's provider does not measure it); the window is validated either way so a
     /// bad argument is reported the same everywhere.
     async fn optional(
         &self,
@@ -162,34 +120,17 @@ impl Channel {
 
     /// What kind of channel this is.
     async fn kind(&self) -> ChannelKind {
-        match &self.source {
-            ChannelSource::HelpScout(HsChannel::Chat) => ChannelKind::Chat,
-            ChannelSource::HelpScout(HsChannel::Email) => ChannelKind::Email,
-            ChannelSource::HelpScout(HsChannel::Phone) => ChannelKind::Phone,
-            ChannelSource::Message2Give(ChatType::Web) => ChannelKind::Web,
-            ChannelSource::Message2Give(ChatType::Sms) => ChannelKind::Sms,
-            ChannelSource::Xenioo(name) if name.eq_ignore_ascii_case("webchat") => ChannelKind::Web,
-            ChannelSource::Xenioo(name) if name.eq_ignore_ascii_case("sms") => ChannelKind::Sms,
-            ChannelSource::Xenioo(_) => ChannelKind::Messaging,
-        }
+        self.feed.kind()
     }
 
     /// A human-readable name, e.g. `Help Scout chat`, `message2give web`, `Xenioo Facebook`.
     async fn name(&self) -> String {
-        match &self.source {
-            ChannelSource::HelpScout(c) => format!("Help Scout {}", c.slug()),
-            ChannelSource::Message2Give(c) => format!("message2give {}", c.slug()),
-            ChannelSource::Xenioo(name) => format!("Xenioo {name}"),
-        }
+        self.feed.name()
     }
 
     /// The provider this channel belongs to.
     async fn provider(&self) -> Provider {
-        match self.source {
-            ChannelSource::HelpScout(_) => Provider::HelpScout,
-            ChannelSource::Message2Give(_) => Provider::Message2Give,
-            ChannelSource::Xenioo(_) => Provider::Xenioo,
-        }
+        self.feed.provider()
     }
 
     /// Conversations started on this channel (COUNT, SUM). Help Scout: the channel's column of
@@ -209,29 +150,17 @@ impl Channel {
             Vec<i64>,
         >,
     ) -> async_graphql::Result<Option<TimeSeries>> {
-        let parts = match &self.source {
-            ChannelSource::HelpScout(channel) => {
-                let mailboxes =
-                    mailboxes.unwrap_or_else(|| self.workspace.help_scout_mailboxes.clone());
-                let filter = VolumeFilter::new(
-                    mailboxes,
-                    tags.unwrap_or_default(),
-                    folders.unwrap_or_default(),
-                );
-                vec![Part::HelpScout {
-                    channels: vec![*channel],
-                    filter,
-                }]
-            }
-            ChannelSource::Message2Give(_) => self.message2give(M2gStat::Sessions),
-            ChannelSource::Xenioo(_) => Vec::new(),
+        let filter = ConversationFilter {
+            mailboxes,
+            tags: tags.unwrap_or_default(),
+            folders: folders.unwrap_or_default(),
         };
         self.optional(
             ctx,
             "channel.conversations",
             Unit::Count,
             Aggregation::Sum,
-            parts,
+            self.parts(ChannelMetric::Conversations, &filter),
             &window,
         )
         .await
@@ -244,20 +173,12 @@ impl Channel {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
-        let parts = match &self.source {
-            ChannelSource::Xenioo(name) => vec![Part::Xenioo {
-                kind: BotMetric::Messages,
-                bot: None,
-                channel: Some(name.clone()),
-            }],
-            _ => Vec::new(),
-        };
         self.optional(
             ctx,
             "channel.messages",
             Unit::Count,
             Aggregation::Sum,
-            parts,
+            self.parts(ChannelMetric::Messages, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -270,13 +191,12 @@ impl Channel {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
-        let parts = self.message2give(M2gStat::ResponseTime);
         self.optional(
             ctx,
             "channel.responseTime",
             Unit::Seconds,
             Aggregation::Average,
-            parts,
+            self.parts(ChannelMetric::ResponseTime, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -289,13 +209,12 @@ impl Channel {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
-        let parts = self.message2give(M2gStat::WaitTime);
         self.optional(
             ctx,
             "channel.waitTime",
             Unit::Seconds,
             Aggregation::Average,
-            parts,
+            self.parts(ChannelMetric::WaitTime, &ConversationFilter::default()),
             &window,
         )
         .await
@@ -308,13 +227,15 @@ impl Channel {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
-        let parts = self.message2give(M2gStat::SessionDuration);
         self.optional(
             ctx,
             "channel.sessionDuration",
             Unit::Seconds,
             Aggregation::Average,
-            parts,
+            self.parts(
+                ChannelMetric::SessionDuration,
+                &ConversationFilter::default(),
+            ),
             &window,
         )
         .await

@@ -11,6 +11,7 @@ use crate::graphql::scalars::Instant;
 use crate::graphql::time_series::ResolvedWindow;
 use crate::graphql::window::WindowInput;
 use crate::providers::chat_tonic::{NpsType, RangeKey};
+use crate::providers::Provider;
 use crate::workspace::Workspace;
 
 /// Which NPS respondents the report covers.
@@ -59,19 +60,19 @@ pub async fn request(
     let _ = ctx;
     let workspace =
         workspace.ok_or_else(|| ApiError::no_workspace("workspaceId", workspace_id.as_str()))?;
-    let client = workspace.chat_tonic.as_ref().ok_or_else(|| {
-        ApiError::bad_input(format!(
+    if !workspace.has(Provider::ChatTonic) {
+        return Err(ApiError::bad_input(format!(
             "argument `workspaceId`: workspace {:?} has no Chat-Tonic account; the NPS export is a Chat-Tonic feature",
             workspace_id.as_str()
         ))
-    })?;
+        .into());
+    }
     let window = window.resolve(workspace.zone)?;
     let range = RangeKey {
         start: window.from(),
         end: window.to(),
     };
-    client
-        .nps_export(respondents.into(), &range)
+    crate::providers::chat_tonic::request_nps_export(&workspace, respondents.into(), &range)
         .await
         .map_err(ApiError::from)?;
     Ok(NpsExport {

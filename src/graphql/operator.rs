@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{Duration, Utc};
 
-use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::{ApiError, UpstreamError};
 use crate::fetch::Fetcher;
 use crate::graphql::channel::ChannelKind;
@@ -15,7 +15,7 @@ use crate::graphql::scalars::Instant;
 use crate::graphql::time_series::{optional_series, TimeSeries};
 use crate::graphql::window::WindowInput;
 use crate::providers::chat_tonic::{OperatorRow, RangeKey};
-use crate::providers::message2give::{self, ChatKey, ChatType};
+use crate::providers::message2give::{self, ChatKey, ChatType, M2gStat, M2gWho};
 use crate::providers::Provider;
 use crate::series::{Aggregation, Granularity, Window, Zone};
 use crate::workspace::Workspace;
@@ -103,7 +103,7 @@ fn message2give_parts(who: M2gWho, stat: M2gStat, channel: Option<ChannelKind>) 
         Some(ChannelKind::Sms) => vec![ChatType::Sms],
         Some(_) => return Vec::new(),
     };
-    vec![Part::Message2GiveChat { chats, who, stat }]
+    vec![message2give::chat_stats(chats, who, stat)]
 }
 
 fn stat_spec(stat: M2gStat, parts: Vec<Part>) -> SeriesSpec {
@@ -474,17 +474,17 @@ pub async fn operators(
     // Both providers are asked at once.
     let (chat_tonic, message2give) = futures::join!(
         async {
-            match workspace.chat_tonic {
-                Some(_) => Some(
-                    crate::providers::chat_tonic::operators_for(workspace, fetcher, range).await,
-                ),
-                None => None,
+            if workspace.has(Provider::ChatTonic) {
+                Some(crate::providers::chat_tonic::operators_for(workspace, fetcher, range).await)
+            } else {
+                None
             }
         },
         async {
-            match workspace.message2give {
-                Some(_) => Some(message2give_people(workspace, fetcher, window).await),
-                None => None,
+            if workspace.has(Provider::Message2Give) {
+                Some(message2give_people(workspace, fetcher, window).await)
+            } else {
+                None
             }
         }
     );
@@ -517,7 +517,7 @@ pub async fn operator_groups(
     workspace: &Arc<Workspace>,
     window: &Window,
 ) -> Vec<OperatorGroup> {
-    if workspace.message2give.is_none() {
+    if !workspace.has(Provider::Message2Give) {
         return Vec::new();
     }
     let fetcher = ctx.data_unchecked::<Fetcher>();

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, Object};
 
-use crate::catalogue::{M2gStat, M2gWho, Part, SeriesSpec, Unit};
+use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::graphql::time_series::{series, TimeSeries};
 use crate::graphql::window::WindowInput;
-use crate::providers::chat_tonic::DashboardField;
-use crate::providers::connectycube::{CcMetric, DialogKind};
-use crate::providers::help_scout::{HsChannel, VolumeFilter};
-use crate::providers::message2give::ChatType;
-use crate::providers::xenioo::BotMetric;
+use crate::providers::chat_tonic::{self, DashboardField};
+use crate::providers::connectycube::{self, CcMetric, DialogKind};
+use crate::providers::help_scout::{self, HsChannel, VolumeFilter};
+use crate::providers::message2give::{self, ChatType, M2gStat, M2gWho};
+use crate::providers::xenioo::{self, BotMetric};
 use crate::providers::Provider;
 use crate::series::Aggregation;
 use crate::workspace::Workspace;
@@ -88,11 +88,7 @@ impl<'a> Sources<'a> {
 }
 
 fn xenioo(kind: BotMetric) -> Part {
-    Part::Xenioo {
-        kind,
-        bot: None,
-        channel: None,
-    }
+    xenioo::events(kind, None, None)
 }
 
 /// Users across providers.
@@ -110,7 +106,7 @@ impl UserStats {
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, provider)
-            .with(Part::ChatTonic(DashboardField::NewUsers))
+            .with(chat_tonic::dashboard(DashboardField::NewUsers))
             .with(xenioo(BotMetric::NewUser))
             .spec("users.new", Unit::Count, Aggregation::Sum);
         series(ctx, &self.0, spec, &window).await
@@ -139,7 +135,7 @@ impl UserStats {
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, provider)
-            .with(Part::ChatTonic(DashboardField::ActiveUsers))
+            .with(chat_tonic::dashboard(DashboardField::ActiveUsers))
             .with(xenioo(BotMetric::ActiveUser))
             .spec("users.active", Unit::Count, Aggregation::Distinct);
         series(ctx, &self.0, spec, &window).await
@@ -153,7 +149,7 @@ impl UserStats {
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, provider)
-            .with(Part::ChatTonic(DashboardField::TotalUsers))
+            .with(chat_tonic::dashboard(DashboardField::TotalUsers))
             .spec("users.total", Unit::Count, Aggregation::Last);
         series(ctx, &self.0, spec, &window).await
     }
@@ -173,7 +169,7 @@ impl DialogStats {
         aggregation: Aggregation,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, None)
-            .with(Part::ChatTonic(field))
+            .with(chat_tonic::dashboard(field))
             .spec(metric, unit, aggregation);
         series(ctx, &self.0, spec, &window).await
     }
@@ -199,25 +195,25 @@ impl DialogStats {
         kinds.sort();
         kinds.dedup();
         let spec = Sources::new(workspace, provider)
-            .with(Part::ConnectyCube(CcMetric::DialogsCreated(kinds)))
+            .with(connectycube::part(CcMetric::DialogsCreated(kinds)))
             .with_if(
                 types.is_none(),
-                Part::HelpScout {
-                    channels: HsChannel::ALL.to_vec(),
-                    filter: VolumeFilter::new(
+                help_scout::conversations(
+                    HsChannel::ALL.to_vec(),
+                    VolumeFilter::new(
                         workspace.help_scout_mailboxes.clone(),
                         Vec::new(),
                         Vec::new(),
                     ),
-                },
+                ),
             )
             .with_if(
                 types.is_none(),
-                Part::Message2GiveChat {
-                    chats: vec![ChatType::Web, ChatType::Sms],
-                    who: M2gWho::AllUsers,
-                    stat: M2gStat::Sessions,
-                },
+                message2give::chat_stats(
+                    vec![ChatType::Web, ChatType::Sms],
+                    M2gWho::AllUsers,
+                    M2gStat::Sessions,
+                ),
             )
             .spec("dialogs.created", Unit::Count, Aggregation::Sum);
         series(ctx, workspace, spec, &window).await
@@ -387,14 +383,11 @@ impl MessageStats {
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, provider)
-            .with(Part::ConnectyCube(CcMetric::MessagesSent))
-            .with(Part::ChatTonic(DashboardField::MessagesSent))
+            .with(connectycube::part(CcMetric::MessagesSent))
+            .with(chat_tonic::dashboard(DashboardField::MessagesSent))
             .with(xenioo(BotMetric::Messages))
             .with(xenioo(BotMetric::OperatorMessage))
-            .with(Part::Message2GiveSms {
-                survey: None,
-                units: false,
-            })
+            .with(message2give::sms_usage(None, false))
             .spec("messages.sent", Unit::Count, Aggregation::Sum);
         series(ctx, &self.0, spec, &window).await
     }
@@ -407,7 +400,7 @@ impl MessageStats {
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
         let spec = Sources::new(&self.0, provider)
-            .with(Part::ChatTonic(DashboardField::MessagesReceived))
+            .with(chat_tonic::dashboard(DashboardField::MessagesReceived))
             .with(xenioo(BotMetric::IncomingMessage))
             .spec("messages.received", Unit::Count, Aggregation::Sum);
         series(ctx, &self.0, spec, &window).await

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, ID};
 
-use crate::catalogue::{Part, SeriesSpec, Unit};
+use crate::catalogue::{SeriesSpec, Unit};
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::graphql::time_series::{series, TimeSeries};
@@ -35,10 +35,7 @@ impl Survey {
             },
             unit: Unit::Count,
             aggregation: Aggregation::Sum,
-            parts: vec![Part::Message2GiveSms {
-                survey: Some(self.id.clone()),
-                units,
-            }],
+            parts: vec![message2give::sms_usage(Some(self.id.clone()), units)],
             total_only: false,
         };
         series(ctx, &self.workspace, spec, &window).await
@@ -83,7 +80,7 @@ pub async fn surveys(
     workspace: &Arc<Workspace>,
     window: &Window,
 ) -> async_graphql::Result<Vec<Survey>> {
-    if workspace.message2give.is_none() {
+    if !workspace.has(Provider::Message2Give) {
         return Ok(Vec::new());
     }
     let fetcher = ctx.data_unchecked::<Fetcher>();

@@ -29,17 +29,18 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::catalogue::Contribution;
+use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::SeriesKey;
-use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
+use crate::fetch::{erase_blocks, BlockSource};
 use crate::fetch::{Fetched, Fetcher};
 use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Aggregation, Granularity, Sample, Window, Zone};
 use crate::workspace::{configured, Workspace};
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 
@@ -944,25 +945,66 @@ impl crate::fetch::Weigh for OperatorReport {
     }
 }
 
+/// How many months past the last asked one a dashboard call may read ahead: the months up to
+/// the present, when the present is at most this far away (see [`read_ahead`]).
+const READ_AHEAD_BLOCKS: i64 = 2;
+
+/// The months worth reading ahead of the asked months `asked` at `now`: the ones after the last
+/// asked month up to the current one, when that is at most [`READ_AHEAD_BLOCKS`] months away.
+///
+/// Why: a dashboard is explored near the present, window after window, and each window's first
+/// call would otherwise fetch only its own months, so the next window's newer months cost
+/// another call. The months ride in a call that is made anyway (the batch loader only stretches
+/// planned calls, within [`plan_blocks`]' limits), so it costs bytes, never a call. Older
+/// history reads nothing ahead: a call about last year would fetch months nobody asked for.
+pub fn read_ahead(asked: &[i64], now: DateTime<Utc>) -> Vec<i64> {
+    let current = block_index(now);
+    match asked.iter().max() {
+        Some(&last) if last < current && current - last <= READ_AHEAD_BLOCKS => {
+            (last + 1..=current).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The batch loader's view of the dashboard in `group`: UTC-month blocks, contiguous missing
-/// months merged into one call within the group's limits ([`plan_blocks`]), each answer cut
-/// back into months.
+/// months merged into one call within the group's limits ([`plan_blocks`]), reading ahead to
+/// the current month ([`read_ahead`]), each answer cut back into months.
 pub fn block_source(workspace: Arc<Workspace>, group: DateGroup) -> Arc<dyn BlockSource> {
-    Arc::new(FnBlockSource {
-        block_end,
-        plan: Box::new(move |indices: &[i64]| plan_blocks(indices, group)),
-        fetch: move |blocks: Vec<i64>| {
-            let workspace = workspace.clone();
-            async move {
-                let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
-                client
-                    .dashboard_blocks(group, &blocks)
-                    .await
-                    .map(erase_blocks)
-            }
-            .boxed()
-        },
-    })
+    Arc::new(DashboardBlocks { workspace, group })
+}
+
+/// The dashboard's [`BlockSource`] in one `group`.
+struct DashboardBlocks {
+    workspace: Arc<Workspace>,
+    group: DateGroup,
+}
+
+impl BlockSource for DashboardBlocks {
+    fn live(&self, index: i64) -> bool {
+        is_live(block_end(index))
+    }
+
+    fn plan(&self, indices: &[i64]) -> Vec<Vec<i64>> {
+        plan_blocks(indices, self.group)
+    }
+
+    fn fetch(&self, blocks: Vec<i64>) -> crate::cache::FetchMany {
+        let workspace = self.workspace.clone();
+        let group = self.group;
+        async move {
+            let client = configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?;
+            client
+                .dashboard_blocks(group, &blocks)
+                .await
+                .map(erase_blocks)
+        }
+        .boxed()
+    }
+
+    fn read_ahead(&self, asked: &[i64]) -> Vec<i64> {
+        read_ahead(asked, Utc::now())
+    }
 }
 
 impl Source for ChatTonic {
@@ -977,6 +1019,18 @@ impl Source for ChatTonic {
     fn finest(&self) -> Granularity {
         FINEST
     }
+}
+
+/// Ask Chat-Tonic to email the NPS report of `range` to the account's user: a side effect, so
+/// straight to the client, never through the cache.
+pub async fn request_nps_export(
+    workspace: &Workspace,
+    respondents: NpsType,
+    range: &RangeKey,
+) -> Result<(), UpstreamError> {
+    configured(workspace.chat_tonic.as_ref(), Provider::ChatTonic)?
+        .nps_export(respondents, range)
+        .await
 }
 
 /// The Chat-Tonic dashboard for `window` (one call serves every dashboard field), through the fetcher.
@@ -1056,6 +1110,42 @@ pub(crate) async fn contribute(
     Ok(contribution)
 }
 
+/// Chat-Tonic's part of a series: one dashboard field.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DashboardPart(pub DashboardField);
+
+/// The part of a series that reads `field` of the Chat-Tonic dashboard.
+pub fn dashboard(field: DashboardField) -> Part {
+    Part::new(DashboardPart(field))
+}
+
+impl Contributes for DashboardPart {
+    fn provider(&self) -> Provider {
+        Provider::ChatTonic
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<DashboardPart, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "chat_tonic.dashboard", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        _span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute(workspace, fetcher, window, self.0).boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,6 +1171,50 @@ mod tests {
     ) -> Window {
         let zone = Zone::parse(zone).expect("valid zone");
         Window::new(from, to, granularity, zone).expect("valid window")
+    }
+
+    #[test]
+    fn a_call_reads_ahead_to_the_current_month_only_when_it_is_near() {
+        let now = utc(2026, 3, 16, 12);
+        let month = |y: i32, m: u32| block_index(utc(y, m, 1, 0));
+        // Mid-January asked in mid-March: February and March ride along.
+        assert_eq!(
+            read_ahead(&[month(2026, 1)], now),
+            vec![month(2026, 2), month(2026, 3)]
+        );
+        assert_eq!(
+            read_ahead(&[month(2026, 1), month(2026, 2)], now),
+            vec![month(2026, 3)]
+        );
+        // The current month asked, or history three months back or more: nothing.
+        assert!(read_ahead(&[month(2026, 3)], now).is_empty());
+        assert!(read_ahead(&[month(2025, 12)], now).is_empty());
+        assert!(read_ahead(&[], now).is_empty());
+    }
+
+    #[test]
+    fn reading_ahead_stretches_planned_calls_and_never_adds_one() {
+        use crate::fetch::plan_reading_ahead;
+        let hours = |run: &[i64]| plan_blocks(run, DateGroup::Hour);
+        // One missing month and two missing months after it: one call of three months.
+        assert_eq!(
+            plan_reading_ahead(&hours, &[10], &[11, 12]),
+            vec![vec![10, 11, 12]]
+        );
+        // Hour calls hold three months: two asked months take only one more.
+        assert_eq!(
+            plan_reading_ahead(&hours, &[9, 10], &[11, 12]),
+            vec![vec![9, 10, 11]]
+        );
+        // A month that is not missing (11 cached) stops the stretch: a call is one range.
+        assert_eq!(plan_reading_ahead(&hours, &[10], &[12]), vec![vec![10]]);
+        // Nothing asked is missing: no call at all, whatever could be read ahead.
+        assert!(plan_reading_ahead(&hours, &[], &[11, 12]).is_empty());
+        let days = |run: &[i64]| plan_blocks(run, DateGroup::Day);
+        assert_eq!(
+            plan_reading_ahead(&days, &[3, 7], &[4, 5, 8]),
+            vec![vec![3, 4, 5], vec![7, 8]]
+        );
     }
 
     /// A local midnight in `zone` as a UTC instant.

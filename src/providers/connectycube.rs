@@ -9,7 +9,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::Contribution;
+use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
@@ -19,6 +19,7 @@ use crate::providers::upstream::Upstream;
 use crate::providers::{Feed, Provider, Source};
 use crate::series::{Granularity, Sample, Window, Zone};
 use crate::workspace::{configured, Workspace};
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 
@@ -348,6 +349,42 @@ pub(crate) async fn contribute(
     Ok(Contribution::from_pages(&pages, |samples: &Vec<Sample>| {
         samples.clone()
     }))
+}
+
+/// ConnectyCube's part of a series: one metric.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Counted(pub CcMetric);
+
+/// The part of a series that counts `metric` on ConnectyCube.
+pub fn part(metric: CcMetric) -> Part {
+    Part::new(Counted(metric))
+}
+
+impl Contributes for Counted {
+    fn provider(&self) -> Provider {
+        Provider::ConnectyCube
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<Counted, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "connectycube", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        span: &'a Window,
+        total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute(workspace, fetcher, window, span, total_only, &self.0).boxed()
+    }
 }
 
 #[cfg(test)]

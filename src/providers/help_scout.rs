@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::Contribution;
+use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::SeriesKey;
@@ -19,10 +19,13 @@ use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
 use crate::fetch::{Fetched, Fetcher};
 use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
-use crate::providers::{Feed, Provider, Source};
+use crate::providers::{
+    ChannelFeed, ChannelKind, ChannelMetric, ConversationFilter, Feed, Provider, Source,
+};
 use crate::series::{Granularity, Sample, Window, Zone};
 use crate::workspace::{configured, Workspace};
 use futures::future::try_join_all;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 
@@ -486,6 +489,18 @@ impl Source for HelpScout {
     fn finest(&self) -> Granularity {
         FINEST
     }
+
+    fn channels<'a>(
+        &'a self,
+        _workspace: &'a Arc<Workspace>,
+        _fetcher: &'a Fetcher,
+    ) -> BoxFuture<'a, Result<Vec<Arc<dyn ChannelFeed>>, UpstreamError>> {
+        let channels: Vec<Arc<dyn ChannelFeed>> = HsChannel::ALL
+            .iter()
+            .map(|channel| Arc::new(*channel) as Arc<dyn ChannelFeed>)
+            .collect();
+        async move { Ok(channels) }.boxed()
+    }
 }
 
 /// Help Scout week- or month-view reports (ranges the day view cannot serve): the legal calls
@@ -546,6 +561,87 @@ pub(crate) async fn contribute(
     Ok(Contribution::from_pages(&pages, |rows| {
         samples(rows, channels)
     }))
+}
+
+impl crate::providers::ChannelFeed for HsChannel {
+    fn provider(&self) -> Provider {
+        Provider::HelpScout
+    }
+
+    fn key(&self) -> String {
+        self.slug().to_string()
+    }
+
+    fn kind(&self) -> ChannelKind {
+        match self {
+            HsChannel::Chat => ChannelKind::Chat,
+            HsChannel::Email => ChannelKind::Email,
+            HsChannel::Phone => ChannelKind::Phone,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("Help Scout {}", self.slug())
+    }
+
+    /// Conversations only: this channel's column of the volume report, filtered (the
+    /// workspace's configured mailboxes when the query names none).
+    fn part(
+        &self,
+        workspace: &Workspace,
+        metric: ChannelMetric,
+        filter: &ConversationFilter,
+    ) -> Option<Part> {
+        (metric == ChannelMetric::Conversations).then(|| {
+            let mailboxes = filter
+                .mailboxes
+                .clone()
+                .unwrap_or_else(|| workspace.help_scout_mailboxes.clone());
+            conversations(
+                vec![*self],
+                VolumeFilter::new(mailboxes, filter.tags.clone(), filter.folders.clone()),
+            )
+        })
+    }
+}
+
+/// Help Scout conversations of `channels` (summed), filtered: its part of a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Conversations {
+    pub channels: Vec<HsChannel>,
+    pub filter: VolumeFilter,
+}
+
+/// The part of a series that counts Help Scout conversations of `channels`, filtered.
+pub fn conversations(channels: Vec<HsChannel>, filter: VolumeFilter) -> Part {
+    Part::new(Conversations { channels, filter })
+}
+
+impl Contributes for Conversations {
+    fn provider(&self) -> Provider {
+        Provider::HelpScout
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<Conversations, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "help_scout.conversations", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        _window: &'a Window,
+        span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute(workspace, fetcher, span, &self.channels, &self.filter).boxed()
+    }
 }
 
 #[cfg(test)]

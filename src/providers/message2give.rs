@@ -21,16 +21,20 @@ use std::mem::size_of;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::{Contribution, M2gStat, M2gWho};
+use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::{Fetched, Fetcher};
 use crate::providers::is_live;
 use crate::providers::upstream::Upstream;
-use crate::providers::{Feed, Provider, Source};
+use crate::providers::{
+    ChannelFeed, ChannelKind, ChannelMetric, ConversationFilter, Feed, Provider, Source,
+};
 use crate::series::{Granularity, Sample, Window};
 use crate::workspace::{configured, Workspace};
 use futures::future::try_join_all;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use std::sync::Arc;
 
 /// The finest granularity message2give offers: a local day.
@@ -807,6 +811,56 @@ impl Source for Message2Give {
     fn finest(&self) -> Granularity {
         FINEST
     }
+
+    fn channels<'a>(
+        &'a self,
+        _workspace: &'a Arc<Workspace>,
+        _fetcher: &'a Fetcher,
+    ) -> BoxFuture<'a, Result<Vec<Arc<dyn ChannelFeed>>, UpstreamError>> {
+        let channels: Vec<Arc<dyn ChannelFeed>> = ChatType::ALL
+            .iter()
+            .map(|chat| Arc::new(*chat) as Arc<dyn ChannelFeed>)
+            .collect();
+        async move { Ok(channels) }.boxed()
+    }
+}
+
+impl ChannelFeed for ChatType {
+    fn provider(&self) -> Provider {
+        Provider::Message2Give
+    }
+
+    fn key(&self) -> String {
+        self.slug().to_string()
+    }
+
+    fn kind(&self) -> ChannelKind {
+        match self {
+            ChatType::Web => ChannelKind::Web,
+            ChatType::Sms => ChannelKind::Sms,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("message2give {}", self.slug())
+    }
+
+    /// Sessions and the session-weighted averages of all users on this chat type; no messages.
+    fn part(
+        &self,
+        _workspace: &Workspace,
+        metric: ChannelMetric,
+        _filter: &ConversationFilter,
+    ) -> Option<Part> {
+        let stat = match metric {
+            ChannelMetric::Conversations => M2gStat::Sessions,
+            ChannelMetric::ResponseTime => M2gStat::ResponseTime,
+            ChannelMetric::WaitTime => M2gStat::WaitTime,
+            ChannelMetric::SessionDuration => M2gStat::SessionDuration,
+            ChannelMetric::Messages => return None,
+        };
+        Some(chat_stats(vec![*self], M2gWho::AllUsers, stat))
+    }
 }
 
 /// One message2give chat-statistics month, through the fetcher.
@@ -909,6 +963,122 @@ pub(crate) async fn contribute_sms(
     Ok(Contribution::from_pages(&pages, |_| Vec::new())
         .with_samples(samples)
         .inexact_if(!tiled))
+}
+
+/// Whose message2give chat statistics a series covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum M2gWho {
+    AllUsers,
+    User(String),
+    /// The members of one operator group (cct).
+    Group(String),
+}
+
+/// Which message2give chat statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum M2gStat {
+    /// Session counts (SUM).
+    Sessions,
+    /// Response time averages, weighted by sessions.
+    ResponseTime,
+    /// Wait time averages, weighted by sessions.
+    WaitTime,
+    /// Session duration averages, weighted by sessions.
+    SessionDuration,
+}
+
+/// message2give's part of a chat series: `stat` of `who` over the chat types `chats`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ChatPart {
+    pub chats: Vec<ChatType>,
+    pub who: M2gWho,
+    pub stat: M2gStat,
+}
+
+/// The part of a series that reads `stat` of `who` from the chat statistics of `chats`.
+pub fn chat_stats(chats: Vec<ChatType>, who: M2gWho, stat: M2gStat) -> Part {
+    Part::new(ChatPart { chats, who, stat })
+}
+
+impl Contributes for ChatPart {
+    fn provider(&self) -> Provider {
+        Provider::Message2Give
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<ChatPart, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "message2give.chat", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        _span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute_chat(
+            workspace,
+            fetcher,
+            window,
+            &self.chats,
+            &self.who,
+            self.stat,
+        )
+        .boxed()
+    }
+}
+
+/// message2give's part of an SMS series: messages (or units) of all surveys or one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct SmsPart {
+    pub survey: Option<String>,
+    pub units: bool,
+}
+
+/// The part of a series that reads SMS usage: messages, or `units`, of `survey` (None: all).
+pub fn sms_usage(survey: Option<String>, units: bool) -> Part {
+    Part::new(SmsPart { survey, units })
+}
+
+impl Contributes for SmsPart {
+    fn provider(&self) -> Provider {
+        Provider::Message2Give
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    fn key_text(&self) -> Option<Arc<str>> {
+        static TEXTS: std::sync::OnceLock<moka::sync::Cache<SmsPart, Arc<str>>> =
+            std::sync::OnceLock::new();
+        Some(memoized_text(&TEXTS, "message2give.sms", self))
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        _span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute_sms(
+            workspace,
+            fetcher,
+            window,
+            self.survey.as_deref(),
+            self.units,
+        )
+        .boxed()
+    }
 }
 
 /// True when the message2give months cover `window` end to end with no gap or overlap. Each

@@ -5,8 +5,12 @@
 //!
 //! Every client is a [`Source`]: what the rest of the gateway may ask of any provider without
 //! naming it (its upstream, which series it feeds, its finest granularity, when it may next be
-//! called). Each module also holds its block grid and batch plan (`blocks_for`, `block_range`,
-//! `plan_blocks`) and how its cached values weigh ([`crate::fetch::Weigh`]).
+//! called, its channels as [`ChannelFeed`]s). Each module also holds its block grid and batch
+//! plan (`blocks_for`, `block_range`, `plan_blocks`, its `fetch::BlockSource`s), how its
+//! cached values weigh ([`crate::fetch::Weigh`]), and its series parts: types implementing
+//! [`crate::catalogue::Contributes`] with constructors returning a [`crate::catalogue::Part`]
+//! (e.g. `help_scout::conversations`), so the catalogue and the GraphQL `Channel` name no
+//! provider.
 
 pub mod chat_tonic;
 pub mod connectycube;
@@ -16,8 +20,16 @@ pub mod upstream;
 pub mod xenioo;
 
 use std::fmt;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::catalogue::Part;
+use crate::error::UpstreamError;
+use crate::fetch::Fetcher;
 use crate::series::Granularity;
+use crate::workspace::Workspace;
 
 /// The upstream platforms chatstats reads statistics from.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,4 +121,74 @@ pub trait Source: Send + Sync {
     fn next_call(&self) -> Option<xenioo::NextCall> {
         None
     }
+
+    /// The channels of `workspace`'s account on this provider (`Workspace.channels`); none by
+    /// default. A provider that learns its channels from its data (Xenioo's snapshot) reads
+    /// them through `fetcher`.
+    fn channels<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+    ) -> BoxFuture<'a, Result<Vec<Arc<dyn ChannelFeed>>, UpstreamError>> {
+        let _ = (workspace, fetcher);
+        async { Ok(Vec::new()) }.boxed()
+    }
+}
+
+/// The kind of a channel.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// Live chat.
+    Chat,
+    /// Email.
+    Email,
+    /// Phone calls.
+    Phone,
+    /// Web chat (message2give `web`, Xenioo `WebChat`).
+    Web,
+    /// SMS (message2give `sms`).
+    Sms,
+    /// A messaging app (Facebook, Telegram, WhatsApp, ...).
+    Messaging,
+    /// Anything else.
+    Other,
+}
+
+/// The series of a `Channel`, one per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelMetric {
+    Conversations,
+    Messages,
+    ResponseTime,
+    WaitTime,
+    SessionDuration,
+}
+
+/// The filters `Channel.conversations` takes (Help Scout's; other providers ignore them).
+#[derive(Clone, Debug, Default)]
+pub struct ConversationFilter {
+    /// None: the workspace's configured default.
+    pub mailboxes: Option<Vec<i64>>,
+    pub tags: Vec<i64>,
+    pub folders: Vec<i64>,
+}
+
+/// One channel of a provider (e.g. Help Scout chat, message2give web, a Xenioo channel): what
+/// `Channel` shows of it and the part each of its series reads. Implemented in the provider's
+/// module, so `Channel` names no provider.
+pub trait ChannelFeed: Send + Sync + fmt::Debug {
+    fn provider(&self) -> Provider;
+    /// The channel's name within its provider: the id is `<provider slug>:<key>`.
+    fn key(&self) -> String;
+    fn kind(&self) -> ChannelKind;
+    /// A human-readable name, e.g. `Help Scout chat`.
+    fn name(&self) -> String;
+    /// The part `metric` of this channel reads; None when the provider does not measure it
+    /// on this channel (the field is then null).
+    fn part(
+        &self,
+        workspace: &Workspace,
+        metric: ChannelMetric,
+        filter: &ConversationFilter,
+    ) -> Option<Part>;
 }

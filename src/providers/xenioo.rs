@@ -65,15 +65,19 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::cache::CacheKey;
-use crate::catalogue::Contribution;
+use crate::catalogue::{Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::Fetcher;
 use crate::providers::upstream::{Upstream, COULD_NOT_CONNECT};
-use crate::providers::{Feed, Provider, Source};
+use crate::providers::{
+    ChannelFeed, ChannelKind, ChannelMetric, ConversationFilter, Feed, Provider, Source,
+};
 use crate::series::Window;
 use crate::series::{resample, Aggregation, Granularity, Sample, Zone};
 use crate::workspace::{configured, Workspace};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 /// The finest granularity Xenioo offers (we always ask for hour groups).
 /// The series fields this provider feeds (its rows of SPEC §2.1).
@@ -1097,6 +1101,61 @@ impl Source for Xenioo {
     fn next_call(&self) -> Option<NextCall> {
         Xenioo::next_call(self)
     }
+
+    /// The channel names of the snapshot (reading it: one call per interval at most).
+    fn channels<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+    ) -> BoxFuture<'a, Result<Vec<Arc<dyn ChannelFeed>>, UpstreamError>> {
+        async move {
+            let read = snapshot_read(workspace, fetcher).await?;
+            Ok(channels(&read.snapshot)
+                .iter()
+                .map(|name| Arc::new(XeniooChannel(name.clone())) as Arc<dyn ChannelFeed>)
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+/// A Xenioo channel: a `ChannelName` of the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XeniooChannel(pub String);
+
+impl ChannelFeed for XeniooChannel {
+    fn provider(&self) -> Provider {
+        Provider::Xenioo
+    }
+
+    fn key(&self) -> String {
+        self.0.clone()
+    }
+
+    fn kind(&self) -> ChannelKind {
+        if self.0.eq_ignore_ascii_case("webchat") {
+            ChannelKind::Web
+        } else if self.0.eq_ignore_ascii_case("sms") {
+            ChannelKind::Sms
+        } else {
+            ChannelKind::Messaging
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("Xenioo {}", self.0)
+    }
+
+    /// Messages only: event type "Messages" of this channel, from the hourly snapshot.
+    fn part(
+        &self,
+        _workspace: &Workspace,
+        metric: ChannelMetric,
+        _filter: &ConversationFilter,
+    ) -> Option<Part> {
+        (metric == ChannelMetric::Messages)
+            .then(|| events(BotMetric::Messages, None, Some(self.0.clone())))
+    }
 }
 
 /// The Xenioo snapshot. Not through the chunk cache: the client itself guarantees one call per
@@ -1186,6 +1245,54 @@ pub(crate) async fn contribute(
         contribution.partial.push(out_of_retention(snapshot.from));
     }
     Ok(contribution)
+}
+
+/// Xenioo's part of a series: one event type, optionally of one bot and/or channel.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Events {
+    pub kind: BotMetric,
+    pub bot: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// The part of a series that counts event type `kind` (of `bot` and `channel` when given).
+pub fn events(kind: BotMetric, bot: Option<String>, channel: Option<String>) -> Part {
+    Part::new(Events { kind, bot, channel })
+}
+
+impl Contributes for Events {
+    fn provider(&self) -> Provider {
+        Provider::Xenioo
+    }
+
+    fn finest(&self) -> Granularity {
+        FINEST
+    }
+
+    /// None: the snapshot is held by the client, not a cached chunk, so the resampled values
+    /// are not kept either.
+    fn key_text(&self) -> Option<Arc<str>> {
+        None
+    }
+
+    fn contribute<'a>(
+        &'a self,
+        workspace: &'a Arc<Workspace>,
+        fetcher: &'a Fetcher,
+        window: &'a Window,
+        _span: &'a Window,
+        _total_only: bool,
+    ) -> BoxFuture<'a, Result<Contribution, UpstreamError>> {
+        contribute(
+            workspace,
+            fetcher,
+            window,
+            self.kind,
+            self.bot.as_deref(),
+            self.channel.as_deref(),
+        )
+        .boxed()
+    }
 }
 
 /// Xenioo keeps 30 days: the part of a window before `from` has no Xenioo data.

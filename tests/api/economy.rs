@@ -522,3 +522,107 @@ async fn fields_that_ask_for_adjacent_blocks_in_one_query_are_fetched_in_one_cal
     assert_eq!(calls[0].param("start"), Some("2025-02-11T00:00:00Z"));
     assert_eq!(calls[0].param("end"), Some("2025-04-12T00:00:00Z"));
 }
+
+/// Each provider lists its own channels (`Source::channels`, one `ChannelFeed` each): the list
+/// is in provider order (message2give, Xenioo, Help Scout), every channel keeps its id, kind,
+/// name and provider, each is found again by its id (asking only the provider its id names),
+/// and an id of no provider is null.
+#[tokio::test]
+async fn each_provider_lists_its_channels_with_their_ids_kinds_and_names_in_provider_order() {
+    let app = spawn_app().await;
+    let body = app
+        .query(r#"{ workspace(id: "acme") { channels { id kind name provider } } }"#)
+        .await;
+    assert_no_errors(&body);
+    let channels = body["data"]["workspace"]["channels"]
+        .as_array()
+        .expect("channels")
+        .clone();
+    let row = |c: &Value| {
+        [&c["id"], &c["kind"], &c["name"], &c["provider"]]
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+    };
+    let rows: Vec<[String; 4]> = channels.iter().map(row).collect();
+    let fixed = |id: &str, kind: &str, name: &str, provider: &str| {
+        [id, kind, name, provider].map(str::to_string)
+    };
+    assert_eq!(
+        rows[..2],
+        [
+            fixed(
+                "message2give:web",
+                "WEB",
+                "message2give web",
+                "MESSAGE2GIVE"
+            ),
+            fixed(
+                "message2give:sms",
+                "SMS",
+                "message2give sms",
+                "MESSAGE2GIVE"
+            ),
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows[rows.len() - 3..],
+        [
+            fixed("help_scout:chat", "CHAT", "Help Scout chat", "HELP_SCOUT"),
+            fixed(
+                "help_scout:email",
+                "EMAIL",
+                "Help Scout email",
+                "HELP_SCOUT"
+            ),
+            fixed(
+                "help_scout:phone",
+                "PHONE",
+                "Help Scout phone",
+                "HELP_SCOUT"
+            ),
+        ],
+        "{rows:?}"
+    );
+    // Xenioo's come from its snapshot, sorted by name, WebChat a web channel.
+    let xenioo = &rows[2..rows.len() - 3];
+    assert!(xenioo.len() >= 2, "the snapshot's channels: {rows:?}");
+    let names: Vec<&str> = xenioo
+        .iter()
+        .map(|[id, _, _, _]| id.strip_prefix("xenioo:").expect("a xenioo id"))
+        .collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    for ([_, kind, name, provider], channel) in xenioo.iter().zip(&names) {
+        let expected = if channel.eq_ignore_ascii_case("webchat") {
+            "WEB"
+        } else {
+            "MESSAGING"
+        };
+        assert_eq!(
+            (kind.as_str(), name.as_str(), provider.as_str()),
+            (expected, format!("Xenioo {channel}").as_str(), "XENIOO")
+        );
+    }
+    let xenioo_calls = app.calls_to("xenioo").await.len();
+    for [id, kind, _, _] in &rows {
+        let found = app
+            .query(&format!(
+                r#"{{ workspace(id: "acme") {{ channel(id: "{id}") {{ id kind }} }} }}"#
+            ))
+            .await;
+        assert_no_errors(&found);
+        assert_eq!(
+            found["data"]["workspace"]["channel"],
+            json!({ "id": id, "kind": kind })
+        );
+    }
+    assert_eq!(
+        app.calls_to("xenioo").await.len(),
+        xenioo_calls,
+        "the snapshot of the listing serves every lookup"
+    );
+    let none = app
+        .query(r#"{ workspace(id: "acme") { channel(id: "nowhere:chat") { id } } }"#)
+        .await;
+    assert_no_errors(&none);
+    assert_eq!(none["data"]["workspace"]["channel"], Value::Null);
+}
