@@ -141,19 +141,24 @@ async fn the_dashboard_example_costs_its_windows_minimum_cold_and_none_warm() {
         .to_string();
     // The grids' blocks, and Chat-Tonic's one call over exactly the window for the series
     // only that call's whole-window row gives exactly (active users, NPS, CSAT, service level).
-    let minimum_on = |day| {
-        let mut counts = session_minimum(std::slice::from_ref(&step), day, &zone);
+    // `now` is the moment the window is asked on that day: today's is now, another day's is
+    // its noon (the Chat-Tonic month a call may read ahead to is the one of `now`).
+    let minimum_on = |day: DateTime<Utc>, now: DateTime<Utc>| {
+        let mut counts = session_minimum(std::slice::from_ref(&step), day, now, &zone);
         *counts.entry("chat_tonic".to_string()).or_default() += 1;
         counts
     };
-    let minimum = minimum_on(today());
+    let minimum = minimum_on(today(), Utc::now());
     assert_eq!(
         minimum["xenioo"], 1,
         "the window lies within Xenioo's history"
     );
     // The cheapest day of a year is one whose window lies in one month and one block.
     let cheapest_day = (0..366)
-        .map(|offset| minimum_on(today() + chrono::Duration::days(offset)))
+        .map(|offset| {
+            let day = today() + chrono::Duration::days(offset);
+            minimum_on(day, day + chrono::Duration::hours(12))
+        })
         .min_by_key(|counts| counts.values().sum::<u64>())
         .expect("366 days");
     assert_eq!(
