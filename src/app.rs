@@ -30,6 +30,7 @@ use crate::providers::Provider;
 use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
+use crate::shared::SharedTier;
 use crate::workspace::{Registry, Workspace};
 use crate::ws::Live;
 
@@ -47,6 +48,8 @@ pub enum StartError {
     Sandbox(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("{0}")]
+    Shared(#[from] crate::shared::SharedStartError),
 }
 
 /// A built server, bound and ready to run.
@@ -70,6 +73,11 @@ impl App {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
+        // First: the Xenioo clients and the cache take it, and `required_to_start` stops here.
+        let shared = match &config.shared {
+            Some(shared) => SharedTier::connect(shared, metrics.clone()).await?,
+            None => SharedTier::none(),
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let caps = ConcurrencyCaps::from_limits(&config.limits);
         let workspaces = config
@@ -124,7 +132,11 @@ impl App {
             Some(guard.clone()),
             ValidationMode::Strict,
         );
-        let cache = Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone()));
+        let cache = Arc::new(ChunkCache::with_shared_tier(
+            &config.cache,
+            metrics.clone(),
+            shared,
+        ));
         let access = Arc::new(Access {
             clients: Clients::new(&config.clients),
             rate: RateLimiter::per_minute(config.limits.requests_per_minute),

@@ -32,6 +32,7 @@ use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::process_metrics::{CacheGauges, Metrics};
 use crate::providers::Provider;
+use crate::shared::SharedTier;
 
 /// The version of the key and block-value layout. Bump it when a key's JSON or a block's
 /// content changes meaning, so a shared tier never serves an entry written by older code.
@@ -273,11 +274,32 @@ pub struct ChunkCache {
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
     live_ttl: Duration,
     history_ttl: Duration,
+    /// The Redis tier shared by replicas (a no-op without `[shared]`).
+    shared: SharedTier,
 }
 
 impl ChunkCache {
     pub fn new(config: &CacheConfig) -> Self {
         Self::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// As [`ChunkCache::with_metrics`], with `shared` as the second level behind this process's
+    /// entries.
+    pub fn with_shared_tier(
+        config: &CacheConfig,
+        metrics: Arc<Metrics>,
+        shared: SharedTier,
+    ) -> Self {
+        Self {
+            shared,
+            ..Self::with_metrics(config, metrics)
+        }
+    }
+
+    /// The shared tier (Redis) of this server, also for the request path (rate limits, APQ)
+    /// and the Xenioo gate; [`SharedTier::none`] without `[shared]`.
+    pub fn shared(&self) -> &SharedTier {
+        &self.shared
     }
 
     /// As [`ChunkCache::new`], counting lookups and evictions in `metrics`.
@@ -305,6 +327,7 @@ impl ChunkCache {
             inflight: Mutex::new(HashMap::new()),
             live_ttl: config.live_ttl(),
             history_ttl: config.history_ttl(),
+            shared: SharedTier::none(),
         }
     }
 

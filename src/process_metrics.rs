@@ -243,6 +243,8 @@ pub struct Metrics {
     subscriptions: std::sync::atomic::AtomicU64,
     /// Panics caught: in a request (answered 500) or in a task it waited on.
     panics: std::sync::atomic::AtomicU64,
+    /// The Redis tier ([`crate::shared`]): 0 not configured, 1 down, 2 up.
+    shared_tier: AtomicU8,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -332,6 +334,7 @@ impl Metrics {
             operations: OperationLabels::default(),
             subscriptions: std::sync::atomic::AtomicU64::new(0),
             panics: std::sync::atomic::AtomicU64::new(0),
+            shared_tier: AtomicU8::new(0),
         }
     }
 
@@ -509,7 +512,31 @@ impl Metrics {
             "counter",
         );
         let _ = writeln!(out, "chatstats_panics_total {}", self.panics_caught());
+        if let Some(up) = self.shared_tier_up() {
+            header(
+                &mut out,
+                "chatstats_shared_tier_up",
+                "The Redis tier shared by replicas ([shared]): 1 reachable, 0 down (each \
+                 replica then runs on its own state). Absent without [shared].",
+                "gauge",
+            );
+            let _ = writeln!(out, "chatstats_shared_tier_up {}", u8::from(up));
+        }
         out
+    }
+
+    /// Record the shared tier's state (see `chatstats_shared_tier_up`).
+    pub fn set_shared_tier_up(&self, up: bool) {
+        self.shared_tier
+            .store(if up { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// The shared tier's state; None when none is configured.
+    pub fn shared_tier_up(&self) -> Option<bool> {
+        match self.shared_tier.load(Ordering::Relaxed) {
+            0 => None,
+            state => Some(state == 2),
+        }
     }
 
     /// One panic caught (see `chatstats_panics_total`).

@@ -19,6 +19,7 @@ mod limits;
 mod matrix;
 mod message2give;
 mod observability;
+mod replicas;
 mod resilience;
 mod schema;
 mod subscriptions;
