@@ -417,7 +417,7 @@ acces_token = "x"
 fn an_unknown_top_level_section_is_an_error() {
     assert_eq!(
         error_of(&with_workspace("[metrics]\nenabled = true")),
-        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces"
+        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces, shared"
     );
 }
 
