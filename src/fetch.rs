@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
-use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, FetchMany, Origin};
+use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, Codec, FetchMany, Origin};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 
 /// A rough in-memory size, for the cache's byte budget.
@@ -487,7 +487,9 @@ impl Fetcher {
                     }
                     .boxed();
                     let future = async move {
-                        let result = cache.get(cache_key.clone(), live, erased).await;
+                        let result = cache
+                            .get_with(cache_key.clone(), live, erased, Some(Codec::of::<T>()))
+                            .await;
                         match &result {
                             Ok((_, Origin::Upstream { latency })) => {
                                 scope.record(&cache_key, "upstream", Some(*latency))
@@ -595,7 +597,7 @@ impl Fetcher {
             .lock()
             .expect("sources lock is never poisoned")
             .entry(series.clone())
-            .or_insert_with(source);
+            .or_insert_with(|| (source(), Codec::of::<T>()));
         let keys = indices.iter().map(|index| BlockKey {
             series: series.clone(),
             index: *index,
@@ -776,8 +778,9 @@ pub struct BlockLoader {
     cache: Arc<ChunkCache>,
     /// Weak: the scope owns the loader.
     scope: std::sync::Weak<RequestScope>,
-    /// The source of each series asked for in this request.
-    sources: Mutex<HashMap<SeriesKey, Arc<dyn BlockSource>>>,
+    /// The source of each series asked for in this request, and how its blocks cross the
+    /// shared tier.
+    sources: Mutex<HashMap<SeriesKey, (Arc<dyn BlockSource>, Codec)>>,
 }
 
 type BlockDataLoader = DataLoader<BlockLoader, HashMapCache>;
@@ -809,7 +812,7 @@ impl Loader<BlockKey> for BlockLoader {
                     .expect("sources lock is never poisoned")
                     .get(series)
                     .cloned();
-                let Some(source) = source else {
+                let Some((source, codec)) = source else {
                     let missing = UpstreamError::new(
                         series.account.provider,
                         UpstreamErrorKind::Invalid(format!(
@@ -834,7 +837,7 @@ impl Loader<BlockKey> for BlockLoader {
                     .collect();
                 let results = self
                     .cache
-                    .get_blocks(
+                    .get_blocks_with(
                         &cache_keys,
                         |missing| {
                             let wanted: Vec<i64> = missing.iter().map(|&at| indices[at]).collect();
@@ -850,6 +853,7 @@ impl Loader<BlockKey> for BlockLoader {
                                 .collect()
                         },
                         |group| source.fetch(group.iter().map(|&at| indices[at]).collect()),
+                        Some(codec),
                     )
                     .await;
                 let scope = self.scope.upgrade();

@@ -54,6 +54,8 @@ struct Inner {
     password: Option<String>,
     /// Where Redis is, without user or password, for messages.
     location: String,
+    /// This process's id in lease values: which replica holds a lease.
+    replica: String,
 }
 
 /// Why the server may not start (`required_to_start = true`). The message names
@@ -119,6 +121,7 @@ impl SharedTier {
             metrics,
             password,
             location,
+            replica: replica_id(),
         });
         inner.metrics.set_shared_tier_up(false);
         match inner.open().await {
@@ -341,6 +344,101 @@ impl SharedTier {
         self.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
             .await
     }
+}
+
+/// Releases the leases in KEYS still held by ARGV[1] (a lease that expired and was taken by
+/// another replica is left alone).
+const RELEASE_SCRIPT: &str = r"
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+";
+
+impl SharedTier {
+    /// This process's id as lease holder (random per start; empty without a tier).
+    pub fn replica(&self) -> &str {
+        self.inner
+            .as_ref()
+            .map_or("", |inner| inner.replica.as_str())
+    }
+
+    /// Take the leases `keys` for `ttl` where free (`SET NX PX`, one round trip): per key,
+    /// true when this replica took it. None when the tier is down.
+    pub async fn lease_many(&self, keys: &[String], ttl: Duration) -> Option<Vec<bool>> {
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let keys = keys.to_vec();
+        let holder = self.replica().to_owned();
+        let millis = ttl_millis(ttl);
+        self.run(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(&holder)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis);
+            }
+            pipe.query_async::<Vec<Option<String>>>(&mut c).await
+        })
+        .await
+        .map(|replies| replies.into_iter().map(|r| r.is_some()).collect())
+    }
+
+    /// Release the leases `keys` this replica holds; true when the command ran.
+    pub async fn release(&self, keys: &[String]) -> bool {
+        if keys.is_empty() {
+            return true;
+        }
+        let script = redis::Script::new(RELEASE_SCRIPT);
+        let holder = [self.replica().to_owned()];
+        self.eval::<i64>(&script, keys, &holder).await.is_some()
+    }
+
+    /// The values under `values` and whether each lease of `leases` still exists, in one
+    /// round trip: what a replica waiting for another's fill polls.
+    pub async fn values_and_leases(
+        &self,
+        values: &[String],
+        leases: &[String],
+    ) -> Option<(Vec<Option<Vec<u8>>>, Vec<bool>)> {
+        let (values, leases) = (values.to_vec(), leases.to_vec());
+        self.run(|mut c| async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("MGET").arg(&values);
+            for lease in &leases {
+                pipe.cmd("EXISTS").arg(lease);
+            }
+            let mut replies: Vec<redis::Value> = pipe.query_async(&mut c).await?;
+            let exists = replies
+                .split_off(1)
+                .into_iter()
+                .map(|reply| matches!(reply, redis::Value::Int(n) if n > 0))
+                .collect();
+            let found = match replies.pop() {
+                Some(reply) => redis::from_redis_value::<Vec<Option<Vec<u8>>>>(reply)?,
+                None => Vec::new(),
+            };
+            Ok((found, exists))
+        })
+        .await
+    }
+}
+
+/// A process id for lease values: the pid and the start time, so two replicas (even on two
+/// hosts with equal pids) differ.
+fn replica_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 fn ttl_millis(ttl: Duration) -> u64 {
