@@ -85,6 +85,11 @@ impl App {
             .iter()
             .map(|w| {
                 let workspace = workspace(w, &http);
+                if let (Some(xenioo), Some(account)) =
+                    (&workspace.xenioo, workspace.accounts.get(&Provider::Xenioo))
+                {
+                    xenioo.share(&shared, account);
+                }
                 // Each account gets its own breaker and retry budget, labelled by workspace id;
                 // all accounts of a provider share its cap on calls in flight.
                 for upstream in workspace.upstreams() {

@@ -86,6 +86,13 @@ impl AccountKey {
     }
 }
 
+impl AccountKey {
+    /// `{provider}:{fingerprint}`: the account in a shared-tier key (see [`crate::shared`]).
+    pub fn stable_text(&self) -> String {
+        format!("{}:{}", self.provider.slug(), self.fingerprint)
+    }
+}
+
 impl fmt::Debug for AccountKey {
     /// Leaves out the fingerprint: it is derived from secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
