@@ -88,7 +88,9 @@ impl App {
                 if let (Some(xenioo), Some(account)) =
                     (&workspace.xenioo, workspace.accounts.get(&Provider::Xenioo))
                 {
-                    xenioo.share(&shared, account);
+                    let call_wait = config.limits.upstream_timeout_of(Provider::Xenioo)
+                        + crate::providers::xenioo::SHARED_CALL_MARGIN;
+                    xenioo.share(&shared, account, call_wait);
                 }
                 // Each account gets its own breaker and retry budget, labelled by workspace id;
                 // all accounts of a provider share its cap on calls in flight.

@@ -531,12 +531,15 @@ impl Xenioo {
     /// account's lease in Redis, the snapshot stored there and served by every replica (see
     /// [`SharedGate`]). `account` names the account (its fingerprint, never a credential).
     /// Without a configured tier, nothing changes. Call once, before the first read.
-    pub fn share(&self, tier: &SharedTier, account: &AccountKey) {
+    /// `call_wait`: how long a replica waits for another replica's call to end (the Xenioo
+    /// upstream timeout plus a margin for storing the snapshot).
+    pub fn share(&self, tier: &SharedTier, account: &AccountKey, call_wait: Duration) {
         if !tier.is_configured() {
             return;
         }
         let account = account.stable_text();
         let _ = self.gate.shared.set(SharedGate {
+            call_wait,
             lease: tier.key(&["xenioo", &account, "lease"]),
             snapshot: tier.key(&["xenioo", &account, "snapshot"]),
             tier: tier.clone(),
@@ -897,19 +900,22 @@ impl Gate {
 /// - `snapshot`: the latest good snapshot ([`StoredSnapshot`]), kept [`SNAPSHOT_KEEP`].
 ///
 /// A replica whose local gate is open reads the lease: none, it takes it and calls; another
-/// replica's call in flight, it waits (at most [`SHARED_CALL_WAIT`]) for its end; ended, it
+/// replica's call in flight, it waits (at most `call_wait`: the Xenioo upstream timeout plus
+/// [`SHARED_CALL_MARGIN`]) for its end; ended, it
 /// adopts the interval and the snapshot (so `nextCallAllowedAt` is equal on every replica) and
 /// serves it. It never calls without the lease: when the tier is down, it serves its last
 /// snapshot as stale, or `UPSTREAM_THROTTLED` with `retryAfter` ([`SHARED_DOWN_RETRY`]).
 struct SharedGate {
     tier: SharedTier,
+    call_wait: Duration,
     lease: String,
     snapshot: String,
 }
 
-/// How long a replica waits for another replica's Xenioo call to end before it answers
-/// without it (the default upstream timeout, 10 s). It never calls itself after waiting.
-pub const SHARED_CALL_WAIT: Duration = Duration::from_secs(10);
+/// A replica waits for another replica's Xenioo call to end for the upstream timeout plus
+/// this (reading and storing a snapshot of tens of thousands of entries takes time), then
+/// answers without it. It never calls itself after waiting.
+pub const SHARED_CALL_MARGIN: Duration = Duration::from_secs(5);
 
 /// The `retryAfter` of a Xenioo read refused because the shared tier is down: the tier is
 /// retried about every second, so a few seconds is a fair hint.
@@ -1028,7 +1034,7 @@ impl Gate {
         shared: &SharedGate,
         state: &mut GateState,
     ) -> Option<(Result<SnapshotRead, UpstreamError>, Served)> {
-        let deadline = Instant::now() + SHARED_CALL_WAIT;
+        let deadline = Instant::now() + shared.call_wait;
         let mut waited = false;
         loop {
             let key = shared.lease.clone();

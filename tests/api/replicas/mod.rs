@@ -3,7 +3,8 @@
 //! loopback port, persistence off, killed on drop, restartable on its port) and [`Replicas`]
 //! (N `chatstats serve` processes with one config that points at the sandbox and at Redis).
 
-mod acceptance;
+pub mod acceptance;
+mod redis_down;
 mod sharing;
 mod startup;
 
@@ -243,14 +244,30 @@ impl Replicas {
         (status, response.json().await.expect("a JSON body"))
     }
 
-    /// The sandbox's upstream calls so far, `(provider, path, status)`.
+    /// The sandbox's upstream calls so far, `(provider, path?query, status)`.
     pub fn calls(&self) -> Vec<(String, String, u16)> {
         self.sandbox
             .state()
             .calls()
             .into_iter()
-            .map(|call| (call.provider.to_string(), call.path.clone(), call.status))
+            .map(|call| {
+                let target = format!("{}?{}", call.path, call.query);
+                (call.provider.to_string(), target, call.status)
+            })
             .collect()
+    }
+
+    /// Inject an upstream fault (`POST /_sim/faults`).
+    pub async fn fault(&self, fault: serde_json::Value) {
+        let status = self
+            .http
+            .post(format!("{}/_sim/faults", self.sandbox.base_url()))
+            .json(&fault)
+            .send()
+            .await
+            .expect("sandbox answers")
+            .status();
+        assert!(status.is_success(), "fault accepted: {status}");
     }
 
     /// `/metrics` of replica `i`.
@@ -263,5 +280,68 @@ impl Replicas {
             .text()
             .await
             .expect("metrics text")
+    }
+}
+
+/// Every credential in the config `text`: provider tokens, keys and secrets, client API keys
+/// and the password of `[shared] redis_url`.
+pub fn configured_secrets(text: &str) -> Vec<String> {
+    use chatstats::config::{Config, HelpScoutAuth};
+    let config = Config::from_toml_str(text, &|_| None).expect("a valid config");
+    let mut secrets: Vec<String> = config
+        .clients
+        .iter()
+        .map(|c| c.key.expose().to_owned())
+        .collect();
+    for w in &config.workspaces {
+        if let Some(m) = &w.message2give {
+            secrets.push(m.token.expose().to_owned());
+            secrets.extend(m.mfa.iter().map(|s| s.expose().to_owned()));
+        }
+        if let Some(c) = &w.chat_tonic {
+            secrets.push(c.access_token.expose().to_owned());
+        }
+        if let Some(x) = &w.xenioo {
+            secrets.push(x.account_token.expose().to_owned());
+        }
+        if let Some(c) = &w.connectycube {
+            secrets.push(c.admin_api_key.expose().to_owned());
+        }
+        if let Some(h) = &w.help_scout {
+            match &h.auth {
+                HelpScoutAuth::AccessToken(t) => secrets.push(t.expose().to_owned()),
+                HelpScoutAuth::ClientCredentials { client_secret, .. } => {
+                    secrets.push(client_secret.expose().to_owned())
+                }
+            }
+        }
+    }
+    if let Some(shared) = &config.shared {
+        if let Some(password) = url::Url::parse(shared.redis_url.expose())
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+        {
+            secrets.push(password);
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets
+}
+
+/// Asserts that no key and no value in `redis` contains any of `secrets`, and that there is
+/// something to scan.
+pub async fn assert_no_secret_in(redis: &RedisServer, secrets: &[String]) {
+    assert!(!secrets.is_empty(), "secrets to look for");
+    let all = redis.dump().await;
+    assert!(!all.is_empty(), "the replicas stored something");
+    for (key, value) in &all {
+        let value = String::from_utf8_lossy(value);
+        for secret in secrets {
+            assert!(!key.contains(secret.as_str()), "a secret in key {key}");
+            assert!(
+                !value.contains(secret.as_str()),
+                "a secret in the value of {key}"
+            );
+        }
     }
 }
