@@ -1071,7 +1071,7 @@ mod tests {
             Ok((Arc::new(0u8) as Arc<dyn Any + Send + Sync>, 1))
         }
         .boxed();
-        let (flight, leader) = cache.join_or_start(&key(1), true, fetch);
+        let (flight, leader) = cache.join_or_start(&key(1), true, fetch, None);
         assert!(leader);
         let (_, fetched) = flight.await.expect("the fresh entry");
         assert!(!fetched);

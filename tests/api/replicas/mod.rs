@@ -7,6 +7,7 @@ pub mod acceptance;
 mod redis_down;
 mod sharing;
 mod startup;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
