@@ -1026,6 +1026,34 @@ impl ChunkCache {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_shared_value_reads_back_with_its_freshness_and_refuses_another_layout() {
+        let codec = Codec::of::<Vec<f64>>();
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(vec![1.5, 2.0]);
+        let json = (codec.encode)(value.as_ref()).expect("a Vec<f64> encodes");
+        let later = unix_millis() + 60_000;
+        let text = encode_shared(&json, later);
+        let chunk = ChunkCache::chunk_from_shared(Some(text.as_bytes()), codec).expect("fresh");
+        assert_eq!(
+            chunk.value.downcast_ref::<Vec<f64>>(),
+            Some(&vec![1.5, 2.0])
+        );
+        let left = chunk
+            .fresh_until()
+            .saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60));
+        // No longer fresh: a miss, so the replica fetches (or waits for a fill).
+        let past = encode_shared(&json, unix_millis().saturating_sub(1));
+        assert!(ChunkCache::chunk_from_shared(Some(past.as_bytes()), codec).is_none());
+        // Another layout version, another type, or garbage: a miss, never a misread.
+        let other = text.replacen(&format!("\"v\":{KEY_VERSION}"), "\"v\":999", 1);
+        assert!(ChunkCache::chunk_from_shared(Some(other.as_bytes()), codec).is_none());
+        let strings = Codec::of::<Vec<String>>();
+        assert!(ChunkCache::chunk_from_shared(Some(text.as_bytes()), strings).is_none());
+        assert!(ChunkCache::chunk_from_shared(Some(b"\xff{"), codec).is_none());
+        assert!((strings.encode)(value.as_ref()).is_none());
+    }
+
     fn config(max_bytes: u64) -> CacheConfig {
         CacheConfig {
             max_bytes,

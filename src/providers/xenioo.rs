@@ -540,8 +540,8 @@ impl Xenioo {
         let account = account.stable_text();
         let _ = self.gate.shared.set(SharedGate {
             call_wait,
-            lease: tier.key(&["xenioo", &account, "lease"]),
-            snapshot: tier.key(&["xenioo", &account, "snapshot"]),
+            lease: tier.key(&[&account, "lease"]),
+            snapshot: tier.key(&[&account, "snapshot"]),
             tier: tier.clone(),
         });
     }
@@ -1081,15 +1081,37 @@ impl Gate {
                     tokio::time::sleep(LEASE_POLL).await;
                 }
                 Err(_) => {
-                    let result = match &state.good {
-                        Some(_) => state.outcome(self.min_interval),
-                        None => Err(waiting_for_next_call(
-                            SHARED_DOWN_RETRY,
-                            self.min_interval,
-                            None,
-                        )),
-                    };
-                    return Some((result, Served::Held));
+                    // That call did not end in time (its replica may have died mid-call): it
+                    // may have counted, so close this replica's gate until its lease expires
+                    // rather than make every later read wait again.
+                    let key = shared.lease.clone();
+                    let left_ms = shared
+                        .tier
+                        .run(|mut c| async move {
+                            redis::cmd("PTTL")
+                                .arg(&key)
+                                .query_async::<i64>(&mut c)
+                                .await
+                        })
+                        .await
+                        .filter(|ms| *ms > 0)
+                        .map_or(SHARED_DOWN_RETRY, |ms| {
+                            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                        });
+                    state.closed_at = Some(Instant::now());
+                    state.hold = left_ms;
+                    state.wait = CallWait::CallInterval;
+                    state.last_error = Some(UpstreamError::new(
+                        Provider::Xenioo,
+                        UpstreamErrorKind::Unavailable(
+                            "another replica's call did not end in time".into(),
+                        ),
+                    ));
+                    self.publish_next_allowed(state.hold, state.wait);
+                    return Some((
+                        state.within_interval(left_ms, self.min_interval),
+                        Served::Held,
+                    ));
                 }
             }
         }

@@ -108,6 +108,28 @@ async fn without_required_to_start_a_wrong_password_warns_and_the_replica_serves
         "{stderr}"
     );
     assert!(!stderr.contains(WRONG_PASSWORD), "{stderr}");
+    // Xenioo fails closed: no lease, no call; UPSTREAM_THROTTLED with retryAfter.
+    let (status, body) = replicas
+        .query(
+            0,
+            &format!(
+                r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ total }} }} }} }}"#,
+                crate::helpers::recent_window()
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "UPSTREAM_THROTTLED", "{body}");
+    assert!(
+        error["extensions"]["retryAfter"].as_u64().is_some(),
+        "{body}"
+    );
+    assert!(
+        replicas.calls().iter().all(|(p, _, _)| p != "xenioo"),
+        "{:?}",
+        replicas.calls()
+    );
 }
 
 #[tokio::test]
