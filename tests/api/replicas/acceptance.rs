@@ -42,9 +42,9 @@ async fn send_all(replicas: &Replicas) -> Vec<(u16, Value)> {
     let bodies = futures::future::join_all(
         (0..DASHBOARDS).map(|i| async move { replicas.query(i % n, &dashboard(i)).await }),
     );
-    tokio::time::timeout(Duration::from_secs(60), bodies)
+    tokio::time::timeout(Duration::from_secs(180), bodies)
         .await
-        .expect("the dashboards answer within 60 s")
+        .expect("the dashboards answer within 180 s")
 }
 
 fn assert_clean(replicas: &Replicas, answers: &[(u16, Value)]) {

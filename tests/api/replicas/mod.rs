@@ -199,6 +199,11 @@ pub fn shared_section(redis_url: &str, fetch_timeout_ms: u64, required: bool) ->
     )
 }
 
+/// Upstream calls may take a minute: the sandbox runs in this (debug) test process, and a
+/// cold Xenioo snapshot (47,000 entries) takes seconds to build on 2 busy cores, while these
+/// tests count calls and errors, not latency.
+const SLOW_MACHINE_LIMITS: &str = "\n[limits]\nupstream_timeout_ms = 60000\n";
+
 /// N replicas of the real binary on one sandbox (in this test process) and one config.
 pub struct Replicas {
     pub sandbox: Sandbox,
@@ -214,7 +219,7 @@ impl Replicas {
         let sandbox = sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)
             .await
             .expect("sandbox starts");
-        let text = format!("{}{extra}", sandbox.config_toml());
+        let text = format!("{}{extra}{SLOW_MACHINE_LIMITS}", sandbox.config_toml());
         Replicas::start_on(n, sandbox, &text)
     }
 
