@@ -200,8 +200,15 @@ pub struct Codec {
     /// The value as JSON (the `value` of [`encode_value`]); None if it is not of the type.
     encode: fn(&(dyn Any + Send + Sync)) -> Option<String>,
     /// A stored value read back with its weight; None if it is not valid or of another layout.
-    decode: fn(&str) -> Option<(Arc<dyn Any + Send + Sync>, usize, u64)>,
+    decode: fn(&str) -> Option<Decoded>,
 }
+
+/// A value read back from the shared tier: the value, its weight, and until when it is fresh
+/// (Unix ms).
+type Decoded = (Arc<dyn Any + Send + Sync>, usize, u64);
+
+/// What a group's fetch stored: its keys (with their fresh time) and chunks, in order.
+type FetchedGroup<'a> = (&'a [(CacheKey, Duration)], &'a [Chunk]);
 
 impl Codec {
     /// The codec of `T`.
@@ -209,9 +216,7 @@ impl Codec {
         fn encode<T: crate::fetch::CacheValue>(value: &(dyn Any + Send + Sync)) -> Option<String> {
             serde_json::to_string(value.downcast_ref::<T>()?).ok()
         }
-        fn decode<T: crate::fetch::CacheValue>(
-            text: &str,
-        ) -> Option<(Arc<dyn Any + Send + Sync>, usize, u64)> {
+        fn decode<T: crate::fetch::CacheValue>(text: &str) -> Option<Decoded> {
             let (value, fresh_until_ms) = decode_shared::<T>(text).ok()?;
             let bytes = value.approx_bytes();
             Some((Arc::new(value), bytes, fresh_until_ms))
@@ -571,7 +576,7 @@ impl ChunkCache {
     /// the stale grace, as here) and release the group's leases.
     async fn after_fetch(
         &self,
-        fetched: Option<(&[(CacheKey, Duration)], &[Chunk])>,
+        fetched: Option<FetchedGroup<'_>>,
         leases: &[String],
         codec: Codec,
     ) {

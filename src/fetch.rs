@@ -780,10 +780,13 @@ pub struct BlockLoader {
     scope: std::sync::Weak<RequestScope>,
     /// The source of each series asked for in this request, and how its blocks cross the
     /// shared tier.
-    sources: Mutex<HashMap<SeriesKey, (Arc<dyn BlockSource>, Codec)>>,
+    sources: Mutex<HashMap<SeriesKey, SourceOf>>,
 }
 
 type BlockDataLoader = DataLoader<BlockLoader, HashMapCache>;
+
+/// A series' block source and the codec of its blocks.
+type SourceOf = (Arc<dyn BlockSource>, Codec);
 
 /// A loaded block, or why it could not be.
 type LoadedBlock = Result<Fetched<dyn Any + Send + Sync>, UpstreamError>;
