@@ -16,6 +16,12 @@
 //!   history TTL after they stop being fresh.
 //! - **Bounded by bytes**: the weigher counts each entry's approximate size; the total stays
 //!   under `max_bytes` (moka evicts least-recently-used entries).
+//! - **Shared tier** (`[shared]`, [`crate::shared`]): the second level, for callers that pass a
+//!   [`Codec`]. A miss here reads Redis (the key is [`CacheKey::stable_text`] under the
+//!   namespace); a value fresh there is served and kept here until the same wall-clock moment.
+//!   Before fetching, a replica takes a fill lease per key; keys another replica holds are
+//!   waited for, at most [`FILL_LEASE`]. What is fetched is stored there for its fresh time
+//!   plus the stale grace. Stale serving uses this replica's own entries only.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -141,10 +147,11 @@ impl CacheKey {
         }
     }
 
-    /// The key as one stable string, the form a shared tier (Redis) stores it under:
-    /// `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:{endpoint}:{request JSON}`. The value
-    /// stored under it is [`encode_value`]'s `{"v":KEY_VERSION,"value":...}`, which every chunk
-    /// value round-trips through unchanged (each provider module tests one real block).
+    /// The key as one stable string: `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:
+    /// {endpoint}:{request JSON}`; the shared tier stores the chunk under it with the namespace
+    /// instead of `chatstats` and `chunk:` after it. The value stored there is
+    /// [`encode_value`]'s `{"v":KEY_VERSION,"value":...}` plus `freshUntilMs`, which every
+    /// chunk value round-trips through unchanged (each provider module tests one real block).
     pub fn stable_text(&self) -> String {
         format!(
             "chatstats:v{KEY_VERSION}:{}:{}:{}:{}",
@@ -168,8 +175,8 @@ pub enum DecodeValueError {
 
 /// A block or per-range value as the text a shared tier stores under
 /// [`CacheKey::stable_text`]: `{"v":KEY_VERSION,"value":...}`. The in-process cache keeps the
-/// value itself; this is the contract a shared tier (Redis) will use, and every value the
-/// chunk cache keeps ([`crate::fetch::CacheValue`]) round-trips through it unchanged.
+/// value itself; the shared tier (Redis) stores this form with `freshUntilMs` added, and every
+/// value the chunk cache keeps ([`crate::fetch::CacheValue`]) round-trips through it unchanged.
 pub fn encode_value<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     serde_json::to_string(&serde_json::json!({ "v": KEY_VERSION, "value": value }))
 }

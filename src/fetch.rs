@@ -33,7 +33,8 @@ pub trait Weigh {
 /// What the chunk cache may keep as a block or a per-range chunk: weighed for the byte budget
 /// and serde-serializable both ways, so a shared tier can store it under
 /// [`CacheKey::stable_text`] in the versioned form [`crate::cache::encode_value`] gives. The
-/// in-process cache keeps the value itself; the bound only makes every stored type ready.
+/// in-process cache keeps the value itself; the shared tier stores it through a
+/// [`crate::cache::Codec`] of its type.
 pub trait CacheValue: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T> CacheValue for T where T: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
