@@ -33,6 +33,7 @@ use crate::providers::Provider;
 use crate::rate_limit::RateLimiter;
 use crate::resilience::{Clock, SystemClock};
 use crate::sandbox::{self, Sandbox, SandboxOptions};
+use crate::shared::SharedTier;
 use crate::workspace::{Registry, Workspace};
 use crate::ws::Live;
 
@@ -52,6 +53,8 @@ pub enum StartError {
     Http(String),
     #[error("cannot start the trace export: {0}")]
     Tracing(#[from] crate::telemetry::traces::TracingError),
+    #[error("{0}")]
+    Shared(#[from] crate::shared::SharedStartError),
 }
 
 /// A built server, bound and ready to run.
@@ -78,6 +81,8 @@ struct Fixed {
     live: Arc<Live>,
     /// The trace export (a restart setting); none when traces are off.
     traces: Option<Arc<crate::telemetry::traces::Tracing>>,
+    /// The Redis tier replicas share (a restart setting); [`SharedTier::none`] without one.
+    shared: SharedTier,
 }
 
 /// The configuration in force and what was built from it that a reload may keep.
@@ -105,6 +110,11 @@ impl App {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
+        // First: the Xenioo clients and the cache take it, and `required_to_start` stops here.
+        let shared = match &config.shared {
+            Some(shared) => SharedTier::connect(shared, metrics.clone()).await?,
+            None => SharedTier::none(),
+        };
         let traces = crate::telemetry::traces::Tracing::from_config(&config.telemetry)?;
         if let Some(endpoint) = &config.telemetry.otlp_endpoint {
             // Checked by the config: an http(s) URL without credentials or query.
@@ -116,9 +126,14 @@ impl App {
         }
         let fixed = Fixed {
             traces,
+            shared: shared.clone(),
             http,
             clock: Arc::new(SystemClock),
-            cache: Arc::new(ChunkCache::with_metrics(&config.cache, metrics.clone())),
+            cache: Arc::new(ChunkCache::with_shared_tier(
+                &config.cache,
+                metrics.clone(),
+                shared.clone(),
+            )),
             documents: DocumentCache::new(),
             live: Arc::new(Live::new(
                 config.limits.max_subscriptions_per_client,
@@ -290,6 +305,13 @@ fn configure(
                 return workspace;
             }
             let workspace = workspace(w, &fixed.http);
+            if let (Some(xenioo), Some(account)) =
+                (&workspace.xenioo, workspace.accounts.get(&Provider::Xenioo))
+            {
+                let call_wait = limits.upstream_timeout_of(Provider::Xenioo)
+                    + crate::providers::xenioo::SHARED_CALL_MARGIN;
+                xenioo.share(&fixed.shared, account, call_wait);
+            }
             // Each account gets its own breaker and retry budget, labelled by workspace id;
             // all accounts of a provider share its cap on calls in flight.
             for upstream in workspace.upstreams() {

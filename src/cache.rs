@@ -16,6 +16,12 @@
 //!   history TTL after they stop being fresh.
 //! - **Bounded by bytes**: the weigher counts each entry's approximate size; the total stays
 //!   under `max_bytes` (moka evicts least-recently-used entries).
+//! - **Shared tier** (`[shared]`, [`crate::shared`]): the second level, for callers that pass a
+//!   [`Codec`]. A miss here reads Redis (the key is [`CacheKey::stable_text`] under the
+//!   namespace); a value fresh there is served and kept here until the same wall-clock moment.
+//!   Before fetching, a replica takes a fill lease per key; keys another replica holds are
+//!   waited for, at most [`FILL_LEASE`]. What is fetched is stored there for its fresh time
+//!   plus the stale grace. Stale serving uses this replica's own entries only.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -32,6 +38,7 @@ use crate::config::CacheConfig;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::process_metrics::{CacheGauges, Metrics};
 use crate::providers::Provider;
+use crate::shared::SharedTier;
 
 /// The version of the key and block-value layout. Bump it when a key's JSON or a block's
 /// content changes meaning, so a shared tier never serves an entry written by older code.
@@ -85,6 +92,13 @@ impl AccountKey {
     }
 }
 
+impl AccountKey {
+    /// `{provider}:{fingerprint}`: the account in a shared-tier key (see [`crate::shared`]).
+    pub fn stable_text(&self) -> String {
+        format!("{}:{}", self.provider.slug(), self.fingerprint)
+    }
+}
+
 impl fmt::Debug for AccountKey {
     /// Leaves out the fingerprint: it is derived from secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,10 +147,11 @@ impl CacheKey {
         }
     }
 
-    /// The key as one stable string, the form a shared tier (Redis) stores it under:
-    /// `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:{endpoint}:{request JSON}`. The value
-    /// stored under it is [`encode_value`]'s `{"v":KEY_VERSION,"value":...}`, which every chunk
-    /// value round-trips through unchanged (each provider module tests one real block).
+    /// The key as one stable string: `chatstats:v{KEY_VERSION}:{provider}:{fingerprint}:
+    /// {endpoint}:{request JSON}`; the shared tier stores the chunk under it with the namespace
+    /// instead of `chatstats` and `chunk:` after it. The value stored there is
+    /// [`encode_value`]'s `{"v":KEY_VERSION,"value":...}` plus `freshUntilMs`, which every
+    /// chunk value round-trips through unchanged (each provider module tests one real block).
     pub fn stable_text(&self) -> String {
         format!(
             "chatstats:v{KEY_VERSION}:{}:{}:{}:{}",
@@ -160,8 +175,8 @@ pub enum DecodeValueError {
 
 /// A block or per-range value as the text a shared tier stores under
 /// [`CacheKey::stable_text`]: `{"v":KEY_VERSION,"value":...}`. The in-process cache keeps the
-/// value itself; this is the contract a shared tier (Redis) will use, and every value the
-/// chunk cache keeps ([`crate::fetch::CacheValue`]) round-trips through it unchanged.
+/// value itself; the shared tier (Redis) stores this form with `freshUntilMs` added, and every
+/// value the chunk cache keeps ([`crate::fetch::CacheValue`]) round-trips through it unchanged.
 pub fn encode_value<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     serde_json::to_string(&serde_json::json!({ "v": KEY_VERSION, "value": value }))
 }
@@ -183,6 +198,94 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Dec
     }
     let Versioned { value } = serde_json::from_str(text)?;
     Ok(value)
+}
+
+/// How a chunk value crosses the shared tier: encode and decode of its concrete type, chosen
+/// by the caller that knows the type ([`Codec::of`]); the cache itself keeps values erased.
+#[derive(Clone, Copy)]
+pub struct Codec {
+    /// The value as JSON (the `value` of [`encode_value`]); None if it is not of the type.
+    encode: fn(&(dyn Any + Send + Sync)) -> Option<String>,
+    /// A stored value read back with its weight; None if it is not valid or of another layout.
+    decode: fn(&str) -> Option<Decoded>,
+}
+
+/// A value read back from the shared tier: the value, its weight, and until when it is fresh
+/// (Unix ms).
+type Decoded = (Arc<dyn Any + Send + Sync>, usize, u64);
+
+/// What a group's fetch stored: its keys (with their fresh time) and chunks, in order.
+type FetchedGroup<'a> = (&'a [(CacheKey, Duration)], &'a [Chunk]);
+
+impl Codec {
+    /// The codec of `T`.
+    pub fn of<T: crate::fetch::CacheValue>() -> Codec {
+        fn encode<T: crate::fetch::CacheValue>(value: &(dyn Any + Send + Sync)) -> Option<String> {
+            serde_json::to_string(value.downcast_ref::<T>()?).ok()
+        }
+        fn decode<T: crate::fetch::CacheValue>(text: &str) -> Option<Decoded> {
+            let (value, fresh_until_ms) = decode_shared::<T>(text).ok()?;
+            let bytes = value.approx_bytes();
+            Some((Arc::new(value), bytes, fresh_until_ms))
+        }
+        Codec {
+            encode: encode::<T>,
+            decode: decode::<T>,
+        }
+    }
+}
+
+/// A value as the shared tier stores it: [`encode_value`]'s form with the wall-clock moment
+/// (Unix milliseconds) it stops being fresh, `{"v":KEY_VERSION,"freshUntilMs":..,"value":..}`,
+/// so every replica serves it fresh exactly as long as the one that fetched it.
+fn encode_shared(value_json: &str, fresh_until_ms: u64) -> String {
+    format!(r#"{{"v":{KEY_VERSION},"freshUntilMs":{fresh_until_ms},"value":{value_json}}}"#)
+}
+
+/// Reads back what [`encode_shared`] wrote: the value and its freshness bound.
+fn decode_shared<T: serde::de::DeserializeOwned>(text: &str) -> Result<(T, u64), DecodeValueError> {
+    #[derive(serde::Deserialize)]
+    struct Stored<T> {
+        #[serde(rename = "freshUntilMs")]
+        fresh_until_ms: u64,
+        value: T,
+    }
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        v: u32,
+    }
+    let VersionOnly { v } = serde_json::from_str(text)?;
+    if v != KEY_VERSION {
+        return Err(DecodeValueError::Version { found: v });
+    }
+    let Stored {
+        fresh_until_ms,
+        value,
+    } = serde_json::from_str(text)?;
+    Ok((value, fresh_until_ms))
+}
+
+/// Now, as Unix milliseconds (the clock every replica shares, unlike `Instant`).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long a replica holds the fill lease of a block it fetches, and so how long another
+/// replica waits for that block before it fetches the block itself: the bound of single flight
+/// across replicas. The lease is released as soon as the block is stored (or the fetch failed).
+pub const FILL_LEASE: Duration = Duration::from_secs(5);
+
+/// How often a replica waiting for another's fill looks for the value.
+const FILL_POLL: Duration = Duration::from_millis(15);
+
+/// What the shared tier gave a group of keys before its fetch.
+enum SharedFill {
+    /// Every key had a fresh value there: no call.
+    Served(Vec<Chunk>),
+    /// Fetch the group; then store it there and release these leases.
+    Fetch { leases: Vec<String> },
 }
 
 /// Asserts that `value` reads back equal from its stored form ([`encode_value`]).
@@ -273,11 +376,32 @@ pub struct ChunkCache {
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
     live_ttl: Duration,
     history_ttl: Duration,
+    /// The Redis tier shared by replicas (a no-op without `[shared]`).
+    shared: SharedTier,
 }
 
 impl ChunkCache {
     pub fn new(config: &CacheConfig) -> Self {
         Self::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// As [`ChunkCache::with_metrics`], with `shared` as the second level behind this process's
+    /// entries.
+    pub fn with_shared_tier(
+        config: &CacheConfig,
+        metrics: Arc<Metrics>,
+        shared: SharedTier,
+    ) -> Self {
+        Self {
+            shared,
+            ..Self::with_metrics(config, metrics)
+        }
+    }
+
+    /// The shared tier (Redis) of this server, also for the request path (rate limits, APQ)
+    /// and the Xenioo gate; [`SharedTier::none`] without `[shared]`.
+    pub fn shared(&self) -> &SharedTier {
+        &self.shared
     }
 
     /// As [`ChunkCache::new`], counting lookups and evictions in `metrics`.
@@ -305,6 +429,7 @@ impl ChunkCache {
             inflight: Mutex::new(HashMap::new()),
             live_ttl: config.live_ttl(),
             history_ttl: config.history_ttl(),
+            shared: SharedTier::none(),
         }
     }
 
@@ -316,6 +441,19 @@ impl ChunkCache {
         live: bool,
         fetch: Fetch,
     ) -> Result<(Chunk, Origin), UpstreamError> {
+        self.get_with(key, live, fetch, None).await
+    }
+
+    /// As [`ChunkCache::get`]; with a `codec`, the shared tier is the second level: a miss
+    /// here looks there first, and single flight extends across replicas through a fill
+    /// lease (see [`FILL_LEASE`]).
+    pub async fn get_with(
+        self: &Arc<Self>,
+        key: CacheKey,
+        live: bool,
+        fetch: Fetch,
+        codec: Option<Codec>,
+    ) -> Result<(Chunk, Origin), UpstreamError> {
         let cached = self.entries.get(&key).await;
         if let Some(chunk) = &cached {
             if Instant::now() < chunk.fresh_until {
@@ -323,7 +461,7 @@ impl ChunkCache {
                 return Ok((chunk.clone(), Origin::Hit));
             }
         }
-        let (shared, leader) = self.join_or_start(&key, live, fetch);
+        let (shared, leader) = self.join_or_start(&key, live, fetch, codec);
         let started = Instant::now();
         let result = shared.await;
         self.metrics.cache_lookup(match (&result, leader, &cached) {
@@ -349,6 +487,132 @@ impl ChunkCache {
         }
     }
 
+    /// The key of `key` in the shared tier: the namespace instead of `chatstats`, then the rest
+    /// of [`CacheKey::stable_text`]; `kind` is `chunk` (the value) or `fill` (the lease).
+    fn shared_key(&self, kind: &str, key: &CacheKey) -> String {
+        let text = key.stable_text();
+        let rest = text.strip_prefix("chatstats:").unwrap_or(&text);
+        self.shared.key(&[kind, rest])
+    }
+
+    /// A fresh chunk from a stored value (None when absent, unreadable or no longer fresh).
+    fn chunk_from_shared(stored: Option<&[u8]>, codec: Codec) -> Option<Chunk> {
+        let text = std::str::from_utf8(stored?).ok()?;
+        let (value, bytes, fresh_until_ms) = (codec.decode)(text)?;
+        let remaining = Duration::from_millis(fresh_until_ms.checked_sub(unix_millis())?);
+        Some(Chunk {
+            value,
+            bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
+            fresh_until: Instant::now() + remaining,
+            fresh_for: remaining,
+            keeps_stale: true,
+        })
+    }
+
+    /// Before a group's fetch: the values the shared tier holds, or the fill leases of the
+    /// missing ones; for keys another replica is filling, wait (polling, at most
+    /// [`FILL_LEASE`]) for its values. Fetch when the tier is down or lacks one.
+    async fn before_fetch(&self, keys: &[(CacheKey, Duration)], codec: Codec) -> SharedFill {
+        let fetch_alone = SharedFill::Fetch { leases: Vec::new() };
+        if !self.shared.is_up() {
+            return fetch_alone;
+        }
+        let values: Vec<String> = keys
+            .iter()
+            .map(|(k, _)| self.shared_key("chunk", k))
+            .collect();
+        let Some(stored) = self.shared.get_many(&values).await else {
+            return fetch_alone;
+        };
+        let mut found: Vec<Option<Chunk>> = stored
+            .iter()
+            .map(|s| Self::chunk_from_shared(s.as_deref(), codec))
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        if missing.is_empty() {
+            return SharedFill::Served(found.into_iter().flatten().collect());
+        }
+        let leases: Vec<String> = missing
+            .iter()
+            .map(|&i| self.shared_key("fill", &keys[i].0))
+            .collect();
+        let Some(taken) = self.shared.lease_many(&leases, FILL_LEASE).await else {
+            return fetch_alone;
+        };
+        let ours: Vec<String> = leases
+            .iter()
+            .zip(&taken)
+            .filter(|(_, taken)| **taken)
+            .map(|(lease, _)| lease.clone())
+            .collect();
+        // Another replica is fetching these: wait for its values.
+        let mut waiting: Vec<(usize, String)> = missing
+            .iter()
+            .zip(leases)
+            .zip(&taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|((&i, lease), _)| (i, lease))
+            .collect();
+        let deadline = Instant::now() + FILL_LEASE;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(FILL_POLL).await;
+            let wanted: Vec<String> = waiting.iter().map(|(i, _)| values[*i].clone()).collect();
+            let held: Vec<String> = waiting.iter().map(|(_, lease)| lease.clone()).collect();
+            let Some((stored, exists)) = self.shared.values_and_leases(&wanted, &held).await else {
+                break;
+            };
+            let mut still = Vec::new();
+            for (((i, lease), stored), exists) in waiting.into_iter().zip(stored).zip(exists) {
+                match Self::chunk_from_shared(stored.as_deref(), codec) {
+                    Some(chunk) => found[i] = Some(chunk),
+                    // The filler gave up (its fetch failed): stop waiting for this one.
+                    None if !exists => {}
+                    None => still.push((i, lease)),
+                }
+            }
+            waiting = still;
+        }
+        if found.iter().all(Option::is_some) {
+            self.shared.release(&ours).await;
+            return SharedFill::Served(found.into_iter().flatten().collect());
+        }
+        SharedFill::Fetch { leases: ours }
+    }
+
+    /// After a group's fetch: store what it fetched in the shared tier (TTL: fresh time plus
+    /// the stale grace, as here) and release the group's leases.
+    async fn after_fetch(
+        &self,
+        fetched: Option<FetchedGroup<'_>>,
+        leases: &[String],
+        codec: Codec,
+    ) {
+        if let Some((keys, chunks)) = fetched {
+            if self.shared.is_up() {
+                let now_ms = unix_millis();
+                let mut by_ttl: HashMap<Duration, Vec<(String, Vec<u8>)>> = HashMap::new();
+                for ((key, fresh_for), chunk) in keys.iter().zip(chunks) {
+                    let Some(json) = (codec.encode)(chunk.value.as_ref()) else {
+                        continue;
+                    };
+                    let fresh_until_ms =
+                        now_ms.saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(0));
+                    by_ttl
+                        .entry(*fresh_for + self.history_ttl)
+                        .or_default()
+                        .push((
+                            self.shared_key("chunk", key),
+                            encode_shared(&json, fresh_until_ms).into_bytes(),
+                        ));
+                }
+                for (ttl, entries) in by_ttl {
+                    self.shared.set_many_px(entries, ttl).await;
+                }
+            }
+        }
+        self.shared.release(leases).await;
+    }
+
     /// The live TTL (`[cache] live_ttl_secs`).
     pub fn live_ttl(&self) -> Duration {
         self.live_ttl
@@ -366,6 +630,7 @@ impl ChunkCache {
         key: &CacheKey,
         live: bool,
         fetch: Fetch,
+        codec: Option<Codec>,
     ) -> (InFlight, bool) {
         let mut inflight = self
             .inflight
@@ -392,6 +657,26 @@ impl ChunkCache {
                     return Ok((chunk, false));
                 }
             }
+            let group = [(task_key.clone(), fresh_for)];
+            let mut leases = Vec::new();
+            if let Some(codec) = codec {
+                match this.before_fetch(&group, codec).await {
+                    SharedFill::Served(chunks) => {
+                        let served = chunks.into_iter().next();
+                        if let Some(chunk) = &served {
+                            this.entries.insert(task_key.clone(), chunk.clone()).await;
+                        }
+                        this.inflight
+                            .lock()
+                            .expect("inflight lock is never poisoned")
+                            .remove(&task_key);
+                        if let Some(chunk) = served {
+                            return Ok((chunk, false));
+                        }
+                    }
+                    SharedFill::Fetch { leases: ours } => leases = ours,
+                }
+            }
             let result = fetch.await.map(|(value, bytes)| Chunk {
                 value,
                 bytes: u32::try_from(bytes.saturating_add(256)).unwrap_or(u32::MAX),
@@ -401,6 +686,11 @@ impl ChunkCache {
             });
             if let Ok(chunk) = &result {
                 this.entries.insert(task_key.clone(), chunk.clone()).await;
+            }
+            if let Some(codec) = codec {
+                let fetched = result.as_ref().ok().map(std::slice::from_ref);
+                this.after_fetch(fetched.map(|c| (&group[..], c)), &leases, codec)
+                    .await;
             }
             this.inflight
                 .lock()
@@ -449,6 +739,19 @@ impl ChunkCache {
         keys: &[(CacheKey, bool)],
         plan: impl FnOnce(&[usize]) -> Vec<Vec<usize>>,
         fetch: impl Fn(&[usize]) -> FetchMany,
+    ) -> Vec<Result<(Chunk, Origin), UpstreamError>> {
+        self.get_blocks_with(keys, plan, fetch, None).await
+    }
+
+    /// As [`ChunkCache::get_blocks`]; with a `codec`, the shared tier is the second level of
+    /// each planned call's blocks: all found there (or filled meanwhile by the replica holding
+    /// their lease) means no call; else the call is made, at most once per planned group.
+    pub async fn get_blocks_with(
+        self: &Arc<Self>,
+        keys: &[(CacheKey, bool)],
+        plan: impl FnOnce(&[usize]) -> Vec<Vec<usize>>,
+        fetch: impl Fn(&[usize]) -> FetchMany,
+        codec: Option<Codec>,
     ) -> Vec<Result<(Chunk, Origin), UpstreamError>> {
         #[derive(Clone, Copy)]
         enum Role {
@@ -515,8 +818,25 @@ impl ChunkCache {
                             _ => break,
                         }
                     }
+                    let mut leases = Vec::new();
+                    let mut served = None;
+                    if stored.len() < group_keys.len() {
+                        if let Some(codec) = codec {
+                            match this.before_fetch(&group_keys, codec).await {
+                                SharedFill::Served(chunks) => {
+                                    for ((key, _), chunk) in group_keys.iter().zip(&chunks) {
+                                        this.entries.insert(key.clone(), chunk.clone()).await;
+                                    }
+                                    served = Some(chunks);
+                                }
+                                SharedFill::Fetch { leases: ours } => leases = ours,
+                            }
+                        }
+                    }
                     let result = if stored.len() == group_keys.len() {
                         Ok((stored, false))
+                    } else if let Some(chunks) = served {
+                        Ok((chunks, false))
                     } else {
                         match call.await {
                             Ok(values) if values.len() == group_keys.len() => {
@@ -548,6 +868,13 @@ impl ChunkCache {
                             Err(error) => Err(error),
                         }
                     };
+                    if let Some(codec) = codec {
+                        let fetched = match &result {
+                            Ok((chunks, true)) => Some((&group_keys[..], &chunks[..])),
+                            _ => None,
+                        };
+                        this.after_fetch(fetched, &leases, codec).await;
+                    }
                     let mut inflight = this
                         .inflight
                         .lock()
@@ -729,6 +1056,34 @@ impl ChunkCache {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_shared_value_reads_back_with_its_freshness_and_refuses_another_layout() {
+        let codec = Codec::of::<Vec<f64>>();
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(vec![1.5, 2.0]);
+        let json = (codec.encode)(value.as_ref()).expect("a Vec<f64> encodes");
+        let later = unix_millis() + 60_000;
+        let text = encode_shared(&json, later);
+        let chunk = ChunkCache::chunk_from_shared(Some(text.as_bytes()), codec).expect("fresh");
+        assert_eq!(
+            chunk.value.downcast_ref::<Vec<f64>>(),
+            Some(&vec![1.5, 2.0])
+        );
+        let left = chunk
+            .fresh_until()
+            .saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60));
+        // No longer fresh: a miss, so the replica fetches (or waits for a fill).
+        let past = encode_shared(&json, unix_millis().saturating_sub(1));
+        assert!(ChunkCache::chunk_from_shared(Some(past.as_bytes()), codec).is_none());
+        // Another layout version, another type, or garbage: a miss, never a misread.
+        let other = text.replacen(&format!("\"v\":{KEY_VERSION}"), "\"v\":999", 1);
+        assert!(ChunkCache::chunk_from_shared(Some(other.as_bytes()), codec).is_none());
+        let strings = Codec::of::<Vec<String>>();
+        assert!(ChunkCache::chunk_from_shared(Some(text.as_bytes()), strings).is_none());
+        assert!(ChunkCache::chunk_from_shared(Some(b"\xff{"), codec).is_none());
+        assert!((strings.encode)(value.as_ref()).is_none());
+    }
+
     fn config(max_bytes: u64) -> CacheConfig {
         CacheConfig {
             max_bytes,
@@ -774,7 +1129,7 @@ mod tests {
             Ok((Arc::new(0u8) as Arc<dyn Any + Send + Sync>, 1))
         }
         .boxed();
-        let (flight, leader) = cache.join_or_start(&key(1), true, fetch);
+        let (flight, leader) = cache.join_or_start(&key(1), true, fetch, None);
         assert!(leader);
         let (_, fetched) = flight.await.expect("the fresh entry");
         assert!(!fetched);

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
-use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, FetchMany, Origin};
+use crate::cache::{AccountKey, CacheKey, Chunk, ChunkCache, Codec, FetchMany, Origin};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::telemetry::traces::RequestTrace;
 
@@ -34,7 +34,8 @@ pub trait Weigh {
 /// What the chunk cache may keep as a block or a per-range chunk: weighed for the byte budget
 /// and serde-serializable both ways, so a shared tier can store it under
 /// [`CacheKey::stable_text`] in the versioned form [`crate::cache::encode_value`] gives. The
-/// in-process cache keeps the value itself; the bound only makes every stored type ready.
+/// in-process cache keeps the value itself; the shared tier stores it through a
+/// [`crate::cache::Codec`] of its type.
 pub trait CacheValue: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T> CacheValue for T where T: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -509,7 +510,9 @@ impl Fetcher {
                         .boxed(),
                     );
                     let future = async move {
-                        let result = cache.get(cache_key.clone(), live, erased).await;
+                        let result = cache
+                            .get_with(cache_key.clone(), live, erased, Some(Codec::of::<T>()))
+                            .await;
                         match &result {
                             Ok((_, Origin::Upstream { latency })) => {
                                 scope.record(&cache_key, "upstream", Some(*latency))
@@ -617,7 +620,7 @@ impl Fetcher {
             .lock()
             .expect("sources lock is never poisoned")
             .entry(series.clone())
-            .or_insert_with(source);
+            .or_insert_with(|| (source(), Codec::of::<T>()));
         let keys = indices.iter().map(|index| BlockKey {
             series: series.clone(),
             index: *index,
@@ -836,11 +839,15 @@ pub struct BlockLoader {
     cache: Arc<ChunkCache>,
     /// Weak: the scope owns the loader.
     scope: std::sync::Weak<RequestScope>,
-    /// The source of each series asked for in this request.
-    sources: Mutex<HashMap<SeriesKey, Arc<dyn BlockSource>>>,
+    /// The source of each series asked for in this request, and how its blocks cross the
+    /// shared tier.
+    sources: Mutex<HashMap<SeriesKey, SourceOf>>,
 }
 
 type BlockDataLoader = DataLoader<BlockLoader, HashMapCache>;
+
+/// A series' block source and the codec of its blocks.
+type SourceOf = (Arc<dyn BlockSource>, Codec);
 
 /// A loaded block, or why it could not be.
 type LoadedBlock = Result<Fetched<dyn Any + Send + Sync>, UpstreamError>;
@@ -869,7 +876,7 @@ impl Loader<BlockKey> for BlockLoader {
                     .expect("sources lock is never poisoned")
                     .get(series)
                     .cloned();
-                let Some(source) = source else {
+                let Some((source, codec)) = source else {
                     let missing = UpstreamError::new(
                         series.account.provider,
                         UpstreamErrorKind::Invalid(format!(
@@ -914,7 +921,7 @@ impl Loader<BlockKey> for BlockLoader {
                 let position = |index: &i64| blocks.iter().position(|block| block == index);
                 let results = self
                     .cache
-                    .get_blocks(
+                    .get_blocks_with(
                         &cache_keys,
                         |missing| {
                             let (wanted, ahead): (Vec<usize>, Vec<usize>) =
@@ -933,6 +940,7 @@ impl Loader<BlockKey> for BlockLoader {
                                 None => call,
                             }
                         },
+                        Some(codec),
                     )
                     .await;
                 let scope = self.scope.upgrade();

@@ -43,6 +43,8 @@
 //!   (DST-correct), windows, re-bucketing with the SUM/AVERAGE/DISTINCT/LAST rules, fill modes.
 //! - [`workspace`]: the runtime of each configured workspace (its zone and clients);
 //!   [`workspace::Workspace::sources`] lists its configured providers as [`providers::Source`]s.
+//! - [`shared`]: the Redis tier replicas share (`[shared]`), reached through
+//!   [`cache::ChunkCache::shared`]; without it every operation is a no-op.
 //! - [`config`]: typed settings from TOML with `${ENV}` interpolation, validated with key paths.
 //! - [`app`]: [`app::App::build`] wires config → clients → schema → router and binds the
 //!   port; tests start the server through the same function.
@@ -72,6 +74,7 @@ pub mod rate_limit;
 pub mod resilience;
 pub mod sandbox;
 pub mod series;
+pub mod shared;
 pub mod telemetry;
 pub mod workspace;
 pub mod ws;

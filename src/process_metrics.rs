@@ -17,6 +17,7 @@
 //! [`Metrics::register`] (or register it in [`Metrics::new`] beside the others).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -232,6 +233,11 @@ pub struct Metrics {
     panics: Counter,
     config_reloads: Family<ResultLabels, Counter>,
     operations: OperationLabels,
+    /// The Redis tier ([`crate::shared`]): 0 not configured, 1 down, 2 up; the gauge
+    /// `chatstats_shared_tier_up` is registered the first time it is set, so a server without
+    /// `[shared]` does not show it.
+    shared_tier: AtomicU8,
+    shared_tier_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -283,6 +289,8 @@ impl Metrics {
             panics: Counter::default(),
             config_reloads: Family::default(),
             operations: OperationLabels::default(),
+            shared_tier: AtomicU8::new(0),
+            shared_tier_up: Gauge::default(),
         };
         // Counters are named without `_total`: the encoder adds it to their samples.
         // Help texts without a final full stop: the encoder adds one.
@@ -566,6 +574,30 @@ impl Metrics {
             tracing::error!(%error, "encoding the metrics failed");
         }
         out
+    }
+
+    /// Record the shared tier's state (see `chatstats_shared_tier_up`).
+    pub fn set_shared_tier_up(&self, up: bool) {
+        let before = self
+            .shared_tier
+            .swap(if up { 2 } else { 1 }, Ordering::Relaxed);
+        if before == 0 {
+            self.register(
+                "chatstats_shared_tier_up",
+                "The Redis tier shared by replicas ([shared]): 1 reachable, 0 down (each \
+                 replica then runs on its own state). Absent without [shared]",
+                self.shared_tier_up.clone(),
+            );
+        }
+        self.shared_tier_up.set(i64::from(up));
+    }
+
+    /// The shared tier's state; None when none is configured.
+    pub fn shared_tier_up(&self) -> Option<bool> {
+        match self.shared_tier.load(Ordering::Relaxed) {
+            0 => None,
+            state => Some(state == 2),
+        }
     }
 
     /// One panic caught (see `chatstats_panics_total`).

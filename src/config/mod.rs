@@ -59,6 +59,10 @@ pub struct Config {
     /// `[telemetry]`: OpenTelemetry traces. Default: off.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[shared]`: the Redis tier shared by several replicas. Default: absent, one process
+    /// on its own (see [`SharedConfig`]).
+    #[serde(default)]
+    pub shared: Option<SharedConfig>,
 }
 
 /// `[server]`.
@@ -340,6 +344,45 @@ impl Default for TelemetryConfig {
             sample_ratio: 1.0,
             batch_delay_ms: 5_000,
         }
+    }
+}
+
+/// `[shared]`: the Redis tier that replicas of this server share (see [`crate::shared`]): the
+/// Xenioo call lease and snapshot, the blocks (a second level behind each replica's cache),
+/// the single flight of block fills, the per-client rate limits and APQ registrations.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://` (TLS). A credential: never
+    /// printed, not even in errors. Required; usually `"${REDIS_URL}"`.
+    pub redis_url: Secret,
+    /// Prefix of every key this server writes: `[A-Za-z0-9_.-]`, 1 to 64 characters.
+    /// Replicas that share upstream accounts must use the same. Default: `"chatstats"`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Bound on every Redis operation in a request, in milliseconds (1 to 10000); an
+    /// operation that takes longer counts as the tier being down. Default: `150`.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+    /// `true`: exit at start when Redis cannot be reached (or refuses the password).
+    /// `false`: warn and run on this process's own state until Redis comes back.
+    /// Default: `false`.
+    #[serde(default)]
+    pub required_to_start: bool,
+}
+
+fn default_namespace() -> String {
+    "chatstats".to_owned()
+}
+
+fn default_fetch_timeout_ms() -> u64 {
+    150
+}
+
+impl SharedConfig {
+    /// [`fetch_timeout_ms`](Self::fetch_timeout_ms) as a `Duration`.
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.fetch_timeout_ms)
     }
 }
 
@@ -813,6 +856,9 @@ impl Config {
         if self.telemetry != running.telemetry {
             needs_restart.push("telemetry");
         }
+        if self.shared != running.shared {
+            needs_restart.push("shared");
+        }
         self.server.listen = running.server.listen;
         self.server.graphiql = running.server.graphiql;
         self.server
@@ -820,6 +866,7 @@ impl Config {
             .clone_from(&running.server.cors_origins);
         self.cache = running.cache.clone();
         self.telemetry = running.telemetry.clone();
+        self.shared = running.shared.clone();
         Reloaded {
             config: self,
             needs_restart,

@@ -417,7 +417,7 @@ acces_token = "x"
 fn an_unknown_top_level_section_is_an_error() {
     assert_eq!(
         error_of(&with_workspace("[metrics]\nenabled = true")),
-        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces, telemetry"
+        "config: metrics: unknown key; allowed: server, cache, limits, clients, workspaces, telemetry, shared"
     );
 }
 
@@ -968,5 +968,57 @@ fn telemetry_is_off_by_default_and_its_keys_are_checked_with_their_paths() {
             !message.contains("dash-key-Q7xR2"),
             "{extra}: the message repeats a credential: {message}"
         );
+    }
+}
+
+#[test]
+fn a_shared_section_parses_with_its_url_from_the_environment_and_defaults() {
+    let text = format!(
+        "{}\n[shared]\nredis_url = \"${{REDIS_URL}}\"\n",
+        with_workspace("")
+    );
+    let config = Config::from_toml_str(&text, &|name| {
+        (name == "REDIS_URL").then(|| "redis://:pw-secret-1@127.0.0.1:6390/2".to_owned())
+    })
+    .expect("valid");
+    let shared = config.shared.expect("a [shared] section");
+    assert_eq!(
+        shared.redis_url.expose(),
+        "redis://:pw-secret-1@127.0.0.1:6390/2"
+    );
+    assert_eq!(shared.namespace, "chatstats");
+    assert_eq!(shared.fetch_timeout_ms, 150);
+    assert!(!shared.required_to_start);
+    assert!(!format!("{shared:?}").contains("pw-secret-1"));
+    assert!(parse(&with_workspace("")).expect("valid").shared.is_none());
+}
+
+#[test]
+fn a_bad_shared_section_is_refused_with_its_key_path_and_never_the_url() {
+    let cases = [
+        (
+            "redis_url = \"http://:pw-secret-2@h:1\"",
+            "shared.redis_url",
+        ),
+        (
+            "redis_url = \"redis://:pw-secret-2@h:99999\"",
+            "shared.redis_url",
+        ),
+        ("redis_url = \"not a url pw-secret-2\"", "shared.redis_url"),
+        (
+            "redis_url = \"redis://h\"\nnamespace = \"a b\"",
+            "shared.namespace",
+        ),
+        (
+            "redis_url = \"redis://h\"\nfetch_timeout_ms = 0",
+            "shared.fetch_timeout_ms",
+        ),
+        ("redis_url = \"redis://h\"\ncolour = 1", "shared.colour"),
+    ];
+    for (body, path) in cases {
+        let text = format!("{}\n[shared]\n{body}\n", with_workspace(""));
+        let message = error_of(&text);
+        assert!(message.contains(path), "{body}: {message}");
+        assert!(!message.contains("pw-secret-2"), "{body}: {message}");
     }
 }

@@ -1,11 +1,11 @@
 //! The rules that types cannot express, checked once after typing. Every error names
 //! the key path; none repeats a credential (duplicate keys are reported by position).
 //! The first broken rule is reported, in file order: server, cache, limits,
-//! workspaces, clients (clients refer to workspaces, so those are checked first), telemetry.
+//! workspaces, clients (clients refer to workspaces, so those are checked first), telemetry, shared.
 
 use super::{
     CacheConfig, ClientConfig, Config, ConfigError, HelpScoutAuth, LimitsConfig, Secret,
-    ServerConfig, TelemetryConfig, WorkspaceConfig, MAX_UPSTREAM_CONCURRENCY,
+    ServerConfig, SharedConfig, TelemetryConfig, WorkspaceConfig, MAX_UPSTREAM_CONCURRENCY,
 };
 
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -14,7 +14,55 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     limits(&config.limits)?;
     workspaces(&config.workspaces)?;
     clients(&config.clients, &config.workspaces)?;
-    telemetry(&config.telemetry)
+    telemetry(&config.telemetry)?;
+    match &config.shared {
+        Some(shared_config) => shared(shared_config),
+        None => Ok(()),
+    }
+}
+
+/// `[shared]`: the URL's form (never echoed: it may hold a password), the namespace's
+/// characters and the timeout's range.
+fn shared(shared: &SharedConfig) -> Result<(), ConfigError> {
+    let url = url::Url::parse(shared.redis_url.expose()).ok();
+    let scheme_ok = url
+        .as_ref()
+        .is_some_and(|url| matches!(url.scheme(), "redis" | "rediss") && url.host().is_some());
+    if !scheme_ok {
+        return Err(invalid(
+            "shared.redis_url",
+            "is not a Redis URL; expected redis://[user:password@]host[:port][/db] or \
+             rediss://... (the value is not shown: it may hold a password)",
+        ));
+    }
+    if redis::Client::open(shared.redis_url.expose()).is_err() {
+        return Err(invalid(
+            "shared.redis_url",
+            "is not a valid Redis URL (check the port and the database number); the value is \
+             not shown: it may hold a password",
+        ));
+    }
+    let namespace_ok = (1..=64).contains(&shared.namespace.len())
+        && shared
+            .namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !namespace_ok {
+        return Err(invalid(
+            "shared.namespace",
+            format!(
+                "{:?} is not a namespace; use 1 to 64 of A-Z a-z 0-9 _ . - (default \"chatstats\")",
+                shared.namespace
+            ),
+        ));
+    }
+    if !(1..=10_000).contains(&shared.fetch_timeout_ms) {
+        return Err(invalid(
+            "shared.fetch_timeout_ms",
+            "must be from 1 to 10000 milliseconds (default 150)",
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(path: impl Into<String>, problem: impl Into<String>) -> ConfigError {

@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::cache::CacheKey;
+use crate::cache::{AccountKey, CacheKey};
 use crate::catalogue::{Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
@@ -75,6 +75,7 @@ use crate::providers::{
 };
 use crate::series::Window;
 use crate::series::{resample, Aggregation, Granularity, Sample, Zone};
+use crate::shared::SharedTier;
 use crate::workspace::{configured, Workspace};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -622,6 +623,25 @@ impl Xenioo {
         self.gate.read_served(move || client.fetch()).await
     }
 
+    /// Share this account's gate with the other replicas through `tier`: a call only under the
+    /// account's lease in Redis, the snapshot stored there and served by every replica (see
+    /// [`SharedGate`]). `account` names the account (its fingerprint, never a credential).
+    /// Without a configured tier, nothing changes. Call once, before the first read.
+    /// `call_wait`: how long a replica waits for another replica's call to end (the Xenioo
+    /// upstream timeout plus a margin for storing the snapshot).
+    pub fn share(&self, tier: &SharedTier, account: &AccountKey, call_wait: Duration) {
+        if !tier.is_configured() {
+            return;
+        }
+        let account = account.stable_text();
+        let _ = self.gate.shared.set(SharedGate {
+            call_wait,
+            lease: tier.key(&[&account, "lease"]),
+            snapshot: tier.key(&[&account, "snapshot"]),
+            tier: tier.clone(),
+        });
+    }
+
     /// The earliest instant any snapshot of this account could cover now, without a call:
     /// the held snapshot's start, or [`SNAPSHOT_DAYS`] before the current hour (what a new
     /// call would cover), whichever is earlier. A window ending before it has no Xenioo data
@@ -815,6 +835,8 @@ struct Gate {
     next_allowed: std::sync::Mutex<Option<NextCall>>,
     /// Start of the coverage of the latest good snapshot, readable without awaiting.
     held_from: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// The lease and snapshot shared with other replicas (`[shared]`), once set.
+    shared: OnceLock<SharedGate>,
 }
 
 impl Gate {
@@ -825,6 +847,7 @@ impl Gate {
             completed: AtomicU64::new(0),
             next_allowed: std::sync::Mutex::new(None),
             held_from: std::sync::Mutex::new(None),
+            shared: OnceLock::new(),
         }
     }
 
@@ -883,6 +906,12 @@ impl Gate {
         if let Some(left) = state.time_left(Instant::now()) {
             return (state.within_interval(left, self.min_interval), Served::Held);
         }
+        // Across replicas: call only under the account's lease, else serve what it holds.
+        if let Some(shared) = self.shared.get() {
+            if let Some(served) = self.shared_decision(shared, &mut state).await {
+                return served;
+            }
+        }
         let before = Closure {
             closed_at: state.closed_at,
             hold: state.hold,
@@ -900,6 +929,7 @@ impl Gate {
         // Rule 4: the call and the guard live in their own task, out of the callers' reach.
         let task = tokio::spawn(async move {
             let result = call.await;
+            let sent = !matches!(&result, Err(error) if never_sent(error));
             match &result {
                 // Nothing reached Xenioo: the gate is as it was before the claim.
                 Err(error) if never_sent(error) => {
@@ -938,6 +968,9 @@ impl Gate {
                 }
                 Err(error) => state.last_error = Some(error),
             }
+            if let Some(shared) = gate.shared.get() {
+                gate.share_call(shared, &state, sent).await;
+            }
             gate.completed.fetch_add(1, Ordering::Release);
             let outcome = state.outcome(gate.min_interval);
             drop(state);
@@ -951,6 +984,348 @@ impl Gate {
         });
         let latency = started.elapsed();
         (result, Served::Called { latency })
+    }
+}
+
+/// The account's gate shared by replicas (`[shared]`): two keys in Redis.
+///
+/// - `lease`: taken with `SET NX PX min_interval` before a call (rule 2 across replicas), its
+///   value the caller's replica id while the call runs; when it ends, rewritten as
+///   [`LeaseDone`] with the expiry of the interval from the end of the call (rule 3), or
+///   deleted when the call provably never left (as the local gate undoes its claim).
+/// - `snapshot`: the latest good snapshot ([`StoredSnapshot`]), kept [`SNAPSHOT_KEEP`].
+///
+/// A replica whose local gate is open reads the lease: none, it takes it and calls; another
+/// replica's call in flight, it waits (at most `call_wait`: the Xenioo upstream timeout plus
+/// [`SHARED_CALL_MARGIN`]) for its end; ended, it
+/// adopts the interval and the snapshot (so `nextCallAllowedAt` is equal on every replica) and
+/// serves it. It never calls without the lease: when the tier is down, it serves its last
+/// snapshot as stale, or `UPSTREAM_THROTTLED` with `retryAfter` ([`SHARED_DOWN_RETRY`]).
+struct SharedGate {
+    tier: SharedTier,
+    call_wait: Duration,
+    lease: String,
+    snapshot: String,
+}
+
+/// A replica waits for another replica's Xenioo call to end for the upstream timeout plus
+/// this (reading and storing a snapshot of tens of thousands of entries takes time), then
+/// answers without it. It never calls itself after waiting.
+pub const SHARED_CALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// The `retryAfter` of a Xenioo read refused because the shared tier is down: the tier is
+/// retried about every second, so a few seconds is a fair hint.
+pub const SHARED_DOWN_RETRY: Duration = Duration::from_secs(5);
+
+/// How long the shared snapshot is kept: long past its interval, as the stale fallback.
+const SNAPSHOT_KEEP: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// How often a replica waiting for another's call looks at the lease.
+const LEASE_POLL: Duration = Duration::from_millis(25);
+
+/// The lease of an ended call: when the next call is allowed (wall clock, Unix ms), why not
+/// before, whether the call failed, and which snapshot is the latest.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LeaseDone {
+    #[serde(rename = "atMs")]
+    at_ms: i64,
+    #[serde(rename = "providerThrottled")]
+    provider_throttled: bool,
+    failed: bool,
+    #[serde(rename = "fetchedAtMs")]
+    fetched_at_ms: Option<i64>,
+}
+
+/// A snapshot as stored in Redis (entries as tuples: this is the largest value we store).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSnapshot {
+    v: u32,
+    #[serde(rename = "fetchedAtMs")]
+    fetched_at_ms: i64,
+    #[serde(rename = "fromMs")]
+    from_ms: i64,
+    #[serde(rename = "toMs")]
+    to_ms: i64,
+    skipped: usize,
+    /// start ms, end ms, bot, channel, type code, value.
+    entries: Vec<(i64, i64, String, Option<String>, u8, f64)>,
+}
+
+fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+}
+
+impl StoredSnapshot {
+    fn of(snapshot: &Snapshot) -> StoredSnapshot {
+        StoredSnapshot {
+            v: crate::cache::KEY_VERSION,
+            fetched_at_ms: snapshot.fetched_at.timestamp_millis(),
+            from_ms: snapshot.from.timestamp_millis(),
+            to_ms: snapshot.to.timestamp_millis(),
+            skipped: snapshot.skipped,
+            entries: snapshot
+                .entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.start.timestamp_millis(),
+                        e.end.timestamp_millis(),
+                        e.bot.clone(),
+                        e.channel.clone(),
+                        e.kind.code(),
+                        e.value,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot(self) -> Option<Snapshot> {
+        if self.v != crate::cache::KEY_VERSION {
+            return None;
+        }
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|(start, end, bot, channel, code, value)| {
+                Some(Entry {
+                    start: from_millis(start)?,
+                    end: from_millis(end)?,
+                    bot,
+                    channel,
+                    kind: BotMetric::from_code(code)?,
+                    value,
+                })
+            })
+            .collect::<Option<Vec<Entry>>>()?;
+        Some(Snapshot {
+            fetched_at: from_millis(self.fetched_at_ms)?,
+            from: from_millis(self.from_ms)?,
+            to: from_millis(self.to_ms)?,
+            entries,
+            skipped: self.skipped,
+            index: LazyIndex::default(),
+        })
+    }
+}
+
+/// `UPSTREAM_THROTTLED` when the shared tier cannot be used: no lease, no call.
+fn shared_down() -> UpstreamError {
+    UpstreamError::new(
+        Provider::Xenioo,
+        UpstreamErrorKind::WaitingForNextCall {
+            reason: "the replicas' shared tier (Redis) cannot be reached, and Xenioo is called \
+                     only under the account's lease there"
+                .into(),
+            retry_after_secs: retry_after_secs(SHARED_DOWN_RETRY),
+        },
+    )
+}
+
+impl Gate {
+    /// Under the local lock, with the local gate open: take the account's shared lease (None:
+    /// go on and call), or serve what the other replicas' latest call left.
+    async fn shared_decision(
+        &self,
+        shared: &SharedGate,
+        state: &mut GateState,
+    ) -> Option<(Result<SnapshotRead, UpstreamError>, Served)> {
+        let deadline = Instant::now() + shared.call_wait;
+        let mut waited = false;
+        loop {
+            let key = shared.lease.clone();
+            let lease = shared
+                .tier
+                .run(|mut c| async move {
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async::<Option<String>>(&mut c)
+                        .await
+                })
+                .await;
+            let Some(lease) = lease else {
+                return Some((self.fail_closed(state), Served::Held));
+            };
+            let Some(lease) = lease else {
+                let holder = shared.tier.replica().as_bytes().to_vec();
+                match shared
+                    .tier
+                    .set_nx_px(&shared.lease, &holder, self.min_interval)
+                    .await
+                {
+                    Some(true) => return None,
+                    // Another replica took it just now: read it again.
+                    Some(false) => continue,
+                    None => return Some((self.fail_closed(state), Served::Held)),
+                }
+            };
+            match serde_json::from_str::<LeaseDone>(&lease) {
+                Ok(done) => {
+                    if !self.adopt(shared, state, &done).await {
+                        return Some((self.fail_closed(state), Served::Held));
+                    }
+                    let served = if waited { Served::Joined } else { Served::Held };
+                    let result = match state.time_left(Instant::now()) {
+                        Some(left) => state.within_interval(left, self.min_interval),
+                        None => state.outcome(self.min_interval),
+                    };
+                    return Some((result, served));
+                }
+                // A replica id: its call is in flight. Wait for its end, never call instead.
+                Err(_) if Instant::now() < deadline => {
+                    waited = true;
+                    tokio::time::sleep(LEASE_POLL).await;
+                }
+                Err(_) => {
+                    // That call did not end in time (its replica may have died mid-call): it
+                    // may have counted, so close this replica's gate until its lease expires
+                    // rather than make every later read wait again.
+                    let key = shared.lease.clone();
+                    let left_ms = shared
+                        .tier
+                        .run(|mut c| async move {
+                            redis::cmd("PTTL")
+                                .arg(&key)
+                                .query_async::<i64>(&mut c)
+                                .await
+                        })
+                        .await
+                        .filter(|ms| *ms > 0)
+                        .map_or(SHARED_DOWN_RETRY, |ms| {
+                            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                        });
+                    state.closed_at = Some(Instant::now());
+                    state.hold = left_ms;
+                    state.wait = CallWait::CallInterval;
+                    state.last_error = Some(UpstreamError::new(
+                        Provider::Xenioo,
+                        UpstreamErrorKind::Unavailable(
+                            "another replica's call did not end in time".into(),
+                        ),
+                    ));
+                    self.publish_next_allowed(state.hold, state.wait);
+                    return Some((
+                        state.within_interval(left_ms, self.min_interval),
+                        Served::Held,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Take over the interval and the snapshot of another replica's ended call; false when
+    /// the snapshot it names cannot be read (the tier went down meanwhile).
+    async fn adopt(&self, shared: &SharedGate, state: &mut GateState, done: &LeaseDone) -> bool {
+        let held = state.good.as_ref().map(|g| g.fetched_at.timestamp_millis());
+        if done.fetched_at_ms.is_some() && done.fetched_at_ms != held {
+            let key = shared.snapshot.clone();
+            let stored = shared
+                .tier
+                .run(|mut c| async move {
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async::<Option<Vec<u8>>>(&mut c)
+                        .await
+                })
+                .await;
+            let Some(stored) = stored else {
+                return false;
+            };
+            let snapshot = stored
+                .and_then(|bytes| serde_json::from_slice::<StoredSnapshot>(&bytes).ok())
+                .and_then(StoredSnapshot::snapshot);
+            if let Some(snapshot) = snapshot {
+                *self
+                    .held_from
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot.from);
+                state.good = Some(Arc::new(snapshot));
+            }
+        }
+        let left_ms = done
+            .at_ms
+            .saturating_sub(Utc::now().timestamp_millis())
+            .max(0);
+        state.closed_at = Some(Instant::now());
+        state.hold = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        state.wait = if done.provider_throttled {
+            CallWait::ProviderThrottled
+        } else {
+            CallWait::CallInterval
+        };
+        state.last_error = done.failed.then(|| {
+            UpstreamError::new(
+                Provider::Xenioo,
+                UpstreamErrorKind::Unavailable(
+                    "the latest call (by another replica) failed".into(),
+                ),
+            )
+        });
+        if let Some(at) = from_millis(done.at_ms) {
+            self.publish(Some(NextCall {
+                at,
+                wait: state.wait,
+            }));
+        }
+        true
+    }
+
+    /// The tier cannot be used: no lease, so no call. The last snapshot, stale, or
+    /// `UPSTREAM_THROTTLED`.
+    fn fail_closed(&self, state: &GateState) -> Result<SnapshotRead, UpstreamError> {
+        match &state.good {
+            Some(good) => Ok(SnapshotRead {
+                snapshot: Arc::clone(good),
+                stale: true,
+                warning: Some(shared_down()),
+                fresh_until: Instant::now(),
+            }),
+            None => Err(shared_down()),
+        }
+    }
+
+    /// After this replica's call (state already updated): publish it to the other replicas.
+    /// A call that never left releases the lease; any other stores the snapshot (if good) and
+    /// rewrites the lease as ended, expiring with the local interval.
+    async fn share_call(&self, shared: &SharedGate, state: &GateState, sent: bool) {
+        if !sent {
+            shared
+                .tier
+                .release(std::slice::from_ref(&shared.lease))
+                .await;
+            return;
+        }
+        let fetched_at_ms = state.good.as_ref().map(|g| g.fetched_at.timestamp_millis());
+        if state.last_error.is_none() {
+            if let Some(good) = &state.good {
+                if let Ok(text) = serde_json::to_vec(&StoredSnapshot::of(good)) {
+                    shared
+                        .tier
+                        .set_px(&shared.snapshot, &text, SNAPSHOT_KEEP)
+                        .await;
+                }
+            }
+        }
+        let at_ms = self.next_call().map_or_else(
+            || Utc::now().timestamp_millis(),
+            |next| next.at.timestamp_millis(),
+        );
+        let done = LeaseDone {
+            at_ms,
+            provider_throttled: state.wait == CallWait::ProviderThrottled,
+            failed: state.last_error.is_some(),
+            fetched_at_ms,
+        };
+        // Millisecond precision, as the other replicas read it: `nextCallAllowedAt` is equal.
+        if let Some(at) = from_millis(at_ms) {
+            self.publish(Some(NextCall {
+                at,
+                wait: state.wait,
+            }));
+        }
+        if let Ok(text) = serde_json::to_vec(&done) {
+            shared.tier.set_px(&shared.lease, &text, state.hold).await;
+        }
     }
 }
 
