@@ -111,7 +111,7 @@ impl App {
                 config: config.limits.clone(),
                 shape: SchemaShape::from_sdl(&crate::graphql::sdl(false)),
             }),
-            persisted: Arc::new(PersistedQueries::new(safelist)),
+            persisted: Arc::new(PersistedQueries::new(safelist).with_shared(shared.clone())),
             workspace_count: registry.all().len(),
             documents: documents.clone(),
         };
@@ -139,7 +139,8 @@ impl App {
         ));
         let access = Arc::new(Access {
             clients: Clients::new(&config.clients),
-            rate: RateLimiter::per_minute(config.limits.requests_per_minute),
+            rate: RateLimiter::per_minute(config.limits.requests_per_minute)
+                .with_shared(cache.shared().clone()),
             cors_origins: config.server.cors_origins.clone(),
         });
         let addr = config.server.listen;

@@ -515,9 +515,9 @@ impl SocketExecutor {
     }
 
     /// Spend one token of the caller's request rate: its bucket's key, or `RATE_LIMITED`.
-    fn count(&self, caller: &Caller) -> Result<RateKey, ServerError> {
+    async fn count(&self, caller: &Caller) -> Result<RateKey, ServerError> {
         let key = RateKey::of(caller.client_name(), self.peer);
-        match self.access.rate.check(&key) {
+        match self.access.rate.check(&key).await {
             Ok(()) => Ok(key),
             Err(wait) => {
                 let seconds = retry_after_secs(wait);
@@ -544,13 +544,14 @@ impl SocketExecutor {
 
 impl Executor for SocketExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
-        let caller = self.caller();
-        let counted = self.count(&caller);
-        let request = self.prepare(request, caller);
-        let schema = self.schema.clone();
+        let executor = self.clone();
         async move {
-            match counted {
-                Ok(_) => schema.execute(request).await,
+            let caller = executor.caller();
+            match executor.count(&caller).await {
+                Ok(_) => {
+                    let request = executor.prepare(request, caller);
+                    executor.schema.execute(request).await
+                }
                 Err(error) => Response::from_errors(vec![error]),
             }
         }
@@ -561,12 +562,28 @@ impl Executor for SocketExecutor {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
+        // Spending the rate may take a round trip to the shared tier: the stream starts once
+        // it is spent.
+        let executor = self.clone();
+        async move { executor.stream(request, session_data).await }
+            .flatten_stream()
+            .boxed()
+    }
+}
+
+impl SocketExecutor {
+    /// [`Executor::execute_stream`] once the caller's rate is counted.
+    async fn stream(
+        self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
         let caller = self.caller();
         let refused = |error| {
             futures::stream::once(futures::future::ready(Response::from_errors(vec![error])))
                 .boxed()
         };
-        let key = match self.count(&caller) {
+        let key = match self.count(&caller).await {
             Ok(key) => key,
             Err(error) => return refused(error),
         };

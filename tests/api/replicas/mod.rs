@@ -3,6 +3,8 @@
 //! loopback port, persistence off, killed on drop, restartable on its port) and [`Replicas`]
 //! (N `chatstats serve` processes with one config that points at the sandbox and at Redis).
 
+mod apq;
+mod rate_limit;
 mod startup;
 
 use std::net::SocketAddr;
