@@ -308,6 +308,64 @@ mod tests {
         assert!(limiter.check_local(&client("a")).is_err());
     }
 
+    /// A tier configured at a loopback port nothing listens on: down from the start.
+    async fn unreachable_tier() -> SharedTier {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let config = crate::config::SharedConfig {
+            redis_url: crate::config::Secret::new(format!("redis://127.0.0.1:{port}/0")),
+            namespace: "unit".to_owned(),
+            fetch_timeout_ms: 100,
+            required_to_start: false,
+        };
+        let metrics = std::sync::Arc::new(crate::process_metrics::Metrics::new());
+        SharedTier::connect(&config, metrics)
+            .await
+            .expect("not required to start")
+    }
+
+    #[tokio::test]
+    async fn with_the_tier_down_checks_spend_this_replicas_buckets() {
+        let tier = unreachable_tier().await;
+        assert!(tier.is_configured() && !tier.is_up());
+        let (limiter, clock) = limiter(3);
+        let limiter = limiter.with_shared(tier);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(&client("a")).await, Ok(()));
+        }
+        // The local arithmetic, answered at once: 3 a minute is a token every 20 s.
+        let wait = limiter
+            .check(&client("a"))
+            .await
+            .expect_err("over the limit");
+        assert_eq!(wait, Duration::from_secs(20));
+        assert_eq!(limiter.keys(), 1, "the local buckets were spent");
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(limiter.check(&client("a")).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn without_a_tier_check_is_check_local() {
+        let (limiter, _) = limiter(1);
+        assert_eq!(limiter.check(&client("a")).await, Ok(()));
+        assert!(limiter.check_local(&client("a")).is_err());
+        assert!(limiter.check(&client("a")).await.is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_names_neither_the_client_nor_the_peer() {
+        let named = client("partner").fingerprint();
+        assert_eq!(named.len(), 32);
+        assert!(named.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!named.contains("partner"));
+        assert_eq!(named, client("partner").fingerprint(), "stable");
+        let peer = RateKey::Peer(Some(IpAddr::from([127, 0, 0, 1])));
+        assert_ne!(peer.fingerprint(), named);
+        assert_ne!(client("127.0.0.1").fingerprint(), peer.fingerprint());
+    }
+
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);

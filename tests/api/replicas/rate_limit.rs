@@ -2,9 +2,13 @@
 //! for all replicas, each replica's own buckets while Redis is down, and Redis's again once it
 //! is back. WebSocket operations spend the same bucket.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatstats::process_metrics::Metrics;
+use chatstats::rate_limit::{RateKey, RateLimiter};
 use chatstats::sandbox::SandboxOptions;
+use chatstats::shared::SharedTier;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -283,4 +287,72 @@ async fn websocket_operations_spend_the_same_shared_bucket_as_http_requests() {
         "{}",
         outcomes[2]
     );
+}
+
+/// The library's limiter on a real Redis: `fetch_timeout_ms` 100, `per_minute` per key.
+async fn limiter_on(redis: &RedisServer, per_minute: u32) -> (RateLimiter, SharedTier) {
+    let config = chatstats::config::SharedConfig {
+        redis_url: chatstats::config::Secret::new(redis.url()),
+        namespace: "cs-test".to_owned(),
+        fetch_timeout_ms: 100,
+        required_to_start: true,
+    };
+    let tier = SharedTier::connect(&config, Arc::new(Metrics::new()))
+        .await
+        .expect("Redis answers");
+    (
+        RateLimiter::per_minute(per_minute).with_shared(tier.clone()),
+        tier,
+    )
+}
+
+#[tokio::test]
+async fn a_check_that_redis_does_not_answer_in_time_falls_back_then_redis_counts_again() {
+    let redis = RedisServer::start().await;
+    // Two "replicas" of one client, 2 a minute: a token comes back every 30 s, longer than
+    // this test takes.
+    let (a, tier) = limiter_on(&redis, 2).await;
+    let (b, _) = limiter_on(&redis, 2).await;
+    let key = RateKey::Client("partner".into());
+    assert_eq!(a.check(&key).await, Ok(()));
+    assert_eq!(b.check(&key).await, Ok(()));
+    let wait = a.check(&key).await.expect_err("the shared bucket is spent");
+    assert!(
+        wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+        "{wait:?}"
+    );
+    assert_eq!(a.keys(), 0, "nothing spent locally while Redis answers");
+
+    // Redis stops answering for 1.5 s: the check times out after fetch_timeout_ms and A's own
+    // (full) bucket answers.
+    let mut connection = redis.connection().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "1500", "ALL"])
+        .query_async(&mut connection)
+        .await
+        .expect("CLIENT PAUSE");
+    let started = Instant::now();
+    assert_eq!(a.check(&key).await, Ok(()), "A's own bucket");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "bounded by fetch_timeout_ms: {:?}",
+        started.elapsed()
+    );
+    assert!(!tier.is_up(), "a timeout marks the tier down");
+    // Down: answered at once, locally, 2 a minute on this replica.
+    assert_eq!(a.check(&key).await, Ok(()));
+    assert!(a.check(&key).await.is_err());
+    assert_eq!(a.keys(), 1);
+
+    // Back: the shared bucket (still spent) answers again.
+    eventually(Duration::from_secs(15), "the tier to be up again", || {
+        let up = tier.is_up();
+        async move { up.then_some(()) }
+    })
+    .await;
+    let wait = a
+        .check(&key)
+        .await
+        .expect_err("the shared bucket is still spent");
+    assert!(wait > Duration::from_secs(20), "{wait:?}");
 }
