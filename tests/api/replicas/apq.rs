@@ -81,11 +81,15 @@ async fn a_text_in_redis_that_does_not_match_its_hash_is_not_run() {
     .await;
     let query = r#"query Listed { workspace(id: "acme") { id } }"#;
     let hash = sha256_hex(query);
-    // Whoever can write to Redis stores another operation under this hash.
+    // Whoever can write to Redis stores another operation, one that calls an upstream, under
+    // this hash.
     let mut connection = redis.connection().await;
     let _: () = redis::cmd("SET")
         .arg(format!("cs-test:apq:{hash}"))
-        .arg(r#"{ workspace(id: "globex") { id } }"#)
+        .arg(
+            r#"{ workspace(id: "acme") { channel(id: "help_scout:chat") {
+                conversations(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z", timeZone: "UTC"}) { total } } } }"#,
+        )
         .query_async(&mut connection)
         .await
         .expect("SET");
@@ -93,6 +97,7 @@ async fn a_text_in_redis_that_does_not_match_its_hash_is_not_run() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
     assert!(body["data"].is_null(), "{body}");
+    assert_eq!(replicas.calls(), vec![], "the stored text did not run");
     // The real text stored under its real hash is a hit.
     let _: () = redis::cmd("SET")
         .arg(format!("cs-test:apq:{hash}"))

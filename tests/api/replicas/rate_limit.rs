@@ -127,7 +127,13 @@ async fn a_client_limited_to_60_a_minute_gets_60_answers_of_90_across_3_replicas
         assert_eq!(answered.len(), 60);
         assert_eq!(targets.len() - answered.len(), 30, "RATE_LIMITED answers");
     }
-    // Redis holds one bucket, named by a fingerprint: not the key, not the client's name.
+    // Redis holds one bucket, named by a fingerprint: not the key (as configured), not the
+    // client's name.
+    let configured = std::fs::read_to_string(&replicas.config.path).expect("the config");
+    assert!(
+        configured.contains(CLIENT_KEY),
+        "the key scanned for is the configured one"
+    );
     let stored = redis.dump().await;
     let buckets: Vec<&String> = stored
         .iter()
