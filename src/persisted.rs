@@ -46,7 +46,7 @@ use crate::shared::SharedTier;
 pub const APQ_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How long a registration stays in the shared tier after the last time it was registered.
-/// Each entry is at most `[limits] max_query_bytes`; an Apollo client registers again after a
+/// Each entry is at most `[limits] max_document_bytes`; an Apollo client registers again after a
 /// `PERSISTED_QUERY_NOT_FOUND`, so an expired entry costs one extra round trip of that client.
 pub const APQ_SHARED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
