@@ -572,7 +572,8 @@ impl Executor for SocketExecutor {
 }
 
 impl SocketExecutor {
-    /// [`Executor::execute_stream`] once the caller's rate is counted.
+    /// What [`Executor::execute_stream`] answers: the caller's rate spent, a subscription
+    /// slot taken, then the operation's responses (or the refusal of either).
     async fn stream(
         self,
         request: Request,
