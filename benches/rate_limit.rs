@@ -6,14 +6,22 @@
 //! prints, per key count, the nanoseconds per check (first requests, which insert a key, and
 //! repeated ones), the keys the limiter holds, and the process's RSS; then a churn run in which
 //! every request comes from a new peer. Every loop is bounded in count.
+//!
+//! Then the check with the shared tier (issue 12): it starts its own `redis-server` (on a free
+//! loopback port, persistence off; `REDIS_SERVER` names the binary, default
+//! `/usr/bin/redis-server`; skipped with a note when there is none) and compares a check in
+//! Redis (one Lua script round trip) with the local one, one at a time and from concurrent tasks.
+//! `cargo bench --bench rate_limit -- shared` runs that case alone.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv6Addr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatstats::rate_limit::{RateKey, RateLimiter, MIN_CHECKS_BETWEEN_SWEEPS};
+use chatstats::shared::SharedTier;
 
 /// Checks in each repeated-request run, whatever the key count.
 const REPEATED_CHECKS: u64 = 2_000_000;
@@ -128,6 +136,16 @@ fn former_first_requests(peers: u64) -> f64 {
 }
 
 fn main() -> ExitCode {
+    // `cargo bench --bench rate_limit -- shared`: the shared-tier case only.
+    if std::env::args().skip(1).any(|arg| arg == "shared") {
+        return match shared_case() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("shared tier case: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     println!(
         "| peers | first request ns/check | repeated ns/check | plain HashMap ns/lookup (baseline) | keys held | RSS MiB before → after |"
     );
@@ -140,7 +158,7 @@ fn main() -> ExitCode {
         let before = rss_mib();
         let started = Instant::now();
         for i in 0..peers {
-            if limiter.check(&peer(i)).is_err() {
+            if limiter.check_local(&peer(i)).is_err() {
                 eprintln!("a first request of peer {i} was refused");
                 return ExitCode::FAILURE;
             }
@@ -149,7 +167,7 @@ fn main() -> ExitCode {
         let started = Instant::now();
         let mut refused = 0u64;
         for n in 0..REPEATED_CHECKS {
-            refused += u64::from(black_box(limiter.check(&peer(n % peers))).is_err());
+            refused += u64::from(black_box(limiter.check_local(&peer(n % peers))).is_err());
         }
         let again = per_check(started.elapsed(), REPEATED_CHECKS);
         if refused != REPEATED_CHECKS {
@@ -177,7 +195,7 @@ fn main() -> ExitCode {
     let mut most = 0;
     let started = Instant::now();
     for i in 0..CHURN_PEERS {
-        let _ = black_box(limiter.check(&peer(i)));
+        let _ = black_box(limiter.check_local(&peer(i)));
         if i % 1024 == 0 {
             most = most.max(limiter.keys());
         }
@@ -210,5 +228,197 @@ fn main() -> ExitCode {
         eprintln!("the churn run kept {most} keys: idle keys are not forgotten");
         return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+    println!();
+    match shared_case() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shared tier case: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks one at a time in each mode of the shared-tier case.
+const SEQUENTIAL_CHECKS: usize = 5_000;
+/// Concurrent tasks, and checks per task, of the shared-tier case.
+const TASKS: usize = 32;
+const CHECKS_PER_TASK: usize = 500;
+/// No run of the shared-tier case may take longer (each loop also stops here).
+const SHARED_CASE_LIMIT: Duration = Duration::from_secs(60);
+
+/// A `redis-server` child on a loopback port, killed on drop.
+struct RedisChild {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Result<Option<RedisChild>, String> {
+    let path = std::env::var_os("REDIS_SERVER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/redis-server".into());
+    if !path.exists() {
+        println!(
+            "shared tier: skipped, no redis-server at {}",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("no free loopback port: {e}"))?
+        .port();
+    let child = std::process::Command::new(&path)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+    Ok(Some(RedisChild { child, port }))
+}
+
+/// Microseconds at quantile `q` of sorted `samples`.
+fn quantile_us(samples: &[Duration], q: f64) -> f64 {
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples
+        .get(index)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+}
+
+/// `SEQUENTIAL_CHECKS` checks of one client, one at a time: the latency of each.
+async fn sequential(limiter: &RateLimiter, deadline: Instant) -> Result<Vec<Duration>, String> {
+    let key = RateKey::Client("bench".into());
+    let mut samples = Vec::with_capacity(SEQUENTIAL_CHECKS);
+    for _ in 0..SEQUENTIAL_CHECKS {
+        if Instant::now() > deadline {
+            return Err("over the time limit".into());
+        }
+        let started = Instant::now();
+        let answer = black_box(limiter.check(&key).await);
+        samples.push(started.elapsed());
+        if answer.is_err() {
+            return Err("a check under the limit was refused".into());
+        }
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+/// `TASKS` tasks of `CHECKS_PER_TASK` checks each, every task its own client: checks a second.
+async fn concurrent(limiter: Arc<RateLimiter>, deadline: Instant) -> Result<f64, String> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let key = RateKey::Client(format!("bench-{task}").into());
+                for _ in 0..CHECKS_PER_TASK {
+                    if Instant::now() > deadline {
+                        return false;
+                    }
+                    if limiter.check(&key).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            })
+        })
+        .collect();
+    for task in tasks {
+        if !task.await.map_err(|e| e.to_string())? {
+            return Err("a concurrent check was refused or ran over the time limit".into());
+        }
+    }
+    Ok((TASKS * CHECKS_PER_TASK) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The shared-tier case: local vs Redis, one at a time and concurrently, and the exactness of
+/// the shared limit.
+fn shared_case() -> Result<(), String> {
+    let Some(redis) = start_redis()? else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let deadline = Instant::now() + SHARED_CASE_LIMIT;
+        let config = chatstats::config::SharedConfig {
+            redis_url: chatstats::config::Secret::new(format!(
+                "redis://127.0.0.1:{}/0",
+                redis.port
+            )),
+            namespace: "bench".to_owned(),
+            // Generous: on a busy machine a slow answer must not be taken for Redis down.
+            fetch_timeout_ms: 2_000,
+            required_to_start: true,
+        };
+        // The server needs a moment to listen: connect until it answers, within 10 s.
+        let started = Instant::now();
+        let tier = loop {
+            let metrics = Arc::new(chatstats::process_metrics::Metrics::new());
+            match SharedTier::connect(&config, metrics).await {
+                Ok(tier) => break tier,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        };
+        // A limit no run reaches: every check is admitted and costs the same.
+        let per_minute = u32::MAX;
+        let local = Arc::new(RateLimiter::per_minute(per_minute));
+        let shared = Arc::new(RateLimiter::per_minute(per_minute).with_shared(tier.clone()));
+        let local_one = sequential(&local, deadline).await?;
+        let shared_one = sequential(&shared, deadline).await?;
+        let local_many = concurrent(local.clone(), deadline).await?;
+        let shared_many = concurrent(shared.clone(), deadline).await?;
+        if !tier.is_up() || shared.keys() != 0 {
+            return Err("the tier went down during the run: the figures are not Redis's".into());
+        }
+        // Exactness: 60 a minute, 90 checks from 3 "replicas" (limiters on one tier).
+        let replicas: Vec<RateLimiter> = (0..3)
+            .map(|_| RateLimiter::per_minute(60).with_shared(tier.clone()))
+            .collect();
+        let key = RateKey::Client("exact".into());
+        let begun = Instant::now();
+        let mut admitted = 0;
+        for n in 0..90 {
+            admitted += usize::from(replicas[n % 3].check(&key).await.is_ok());
+        }
+        let took = begun.elapsed();
+        let most = 60 + took.as_secs() as usize;
+        if !(60..=most).contains(&admitted) {
+            return Err(format!(
+                "{admitted} of 90 admitted at 60 a minute in {took:?}"
+            ));
+        }
+        println!("| check (runtime: tokio, 2 workers on this machine) | local | shared (Redis) |");
+        println!("|---|---|---|");
+        println!(
+            "| one at a time, p50 µs | {:.2} | {:.1} |",
+            quantile_us(&local_one, 0.5),
+            quantile_us(&shared_one, 0.5)
+        );
+        println!(
+            "| one at a time, p99 µs | {:.2} | {:.1} |",
+            quantile_us(&local_one, 0.99),
+            quantile_us(&shared_one, 0.99)
+        );
+        println!("| {TASKS} concurrent clients, checks/s | {local_many:.0} | {shared_many:.0} |");
+        println!(
+            "shared limit at 60 a minute over 3 limiters on one Redis: {admitted} of 90 \
+             admitted (in {took:?})"
+        );
+        Ok(())
+    })
 }

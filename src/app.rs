@@ -277,9 +277,11 @@ fn configure(
     let persisted = match (&limits.safelist, previous) {
         // No safelist before or now: keep the APQ registrations.
         (None, Some(p)) if p.config.limits.safelist.is_none() => p.persisted.clone(),
-        (None, _) => Arc::new(PersistedQueries::new(None)),
+        (None, _) => Arc::new(PersistedQueries::new(None).with_shared(fixed.shared.clone())),
         // A safelist is read again on every reload: the file may have changed.
-        (Some(path), _) => Arc::new(PersistedQueries::new(Some(Safelist::load(path)?))),
+        (Some(path), _) => Arc::new(
+            PersistedQueries::new(Some(Safelist::load(path)?)).with_shared(fixed.shared.clone()),
+        ),
     };
     let same_resilience =
         previous.is_some_and(|p| resilience_limits(&p.config.limits) == resilience_limits(limits));
@@ -332,7 +334,9 @@ fn configure(
         Some(p) if p.config.limits.requests_per_minute == limits.requests_per_minute => {
             p.rate.clone()
         }
-        _ => Arc::new(RateLimiter::per_minute(limits.requests_per_minute)),
+        _ => Arc::new(
+            RateLimiter::per_minute(limits.requests_per_minute).with_shared(fixed.shared.clone()),
+        ),
     };
     let guard = Guard {
         limits: Arc::new(QueryLimits {

@@ -273,14 +273,14 @@ async fn gate(
         }
         Err(error) => {
             // Failed attempts spend the peer's bucket, so keys cannot be guessed at speed.
-            if let Err(wait) = access.rate.check(&RateKey::Peer(peer)) {
+            if let Err(wait) = access.rate.check(&RateKey::Peer(peer)).await {
                 return rate_limited(media, wait);
             }
             return unauthenticated(media, error);
         }
     };
     let key = RateKey::of(caller.as_ref().and_then(Caller::client_name), peer);
-    if let Err(wait) = access.rate.check(&key) {
+    if let Err(wait) = access.rate.check(&key).await {
         return rate_limited(media, wait);
     }
     let Some(caller) = caller else {

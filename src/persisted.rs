@@ -13,7 +13,14 @@
 //!   the text is stored and runs.
 //!
 //! The store is a bounded in-memory cache ([`APQ_MAX_BYTES`] of query text, least recently
-//! used first out), so registering many documents cannot exhaust memory.
+//! used first out), so registering many documents cannot exhaust memory. With `[shared]` it is
+//! the first level, and Redis the second: a registration is written to both (the Redis entry
+//! under `{namespace}:apq:{hash}`, for [`APQ_SHARED_TTL`], renewed by each registration), and a
+//! hash missing here is looked up in Redis (one round trip, at most `fetch_timeout_ms`), so an
+//! operation registered through one replica is a hit on every other. A text read from Redis
+//! runs only if it hashes to the requested hash, and is then kept here too. Without the tier
+//! (or while it is down) the store is this replica's alone, as before. The safelist is never in
+//! Redis: it is each replica's config.
 //!
 //! **Safelist** (`[limits] safelist = "file.json"`): when set, a caller without the `admin`
 //! scope may run only listed operations, by hash (`persistedQuery.sha256Hash` equal to a
@@ -24,6 +31,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::{ServerError, Value};
 use serde_json::Value as Json;
@@ -32,9 +40,15 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::config::{ConfigError, Scope};
 use crate::error::code;
+use crate::shared::SharedTier;
 
 /// Query text the APQ store keeps at most, in bytes.
 pub const APQ_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long a registration stays in the shared tier after the last time it was registered.
+/// Each entry is at most `[limits] max_document_bytes`; an Apollo client registers again after a
+/// `PERSISTED_QUERY_NOT_FOUND`, so an expired entry costs one extra round trip of that client.
+pub const APQ_SHARED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The `extensions.code` of an unknown APQ hash (what Apollo clients look for).
 pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
@@ -45,6 +59,8 @@ pub const PERSISTED_QUERY_NOT_IN_LIST: &str = "PERSISTED_QUERY_NOT_IN_LIST";
 pub struct PersistedQueries {
     apq: moka::future::Cache<String, Arc<str>>,
     safelist: Option<Safelist>,
+    /// The second level of the APQ store ([`SharedTier::none`] without `[shared]`).
+    shared: SharedTier,
 }
 
 impl PersistedQueries {
@@ -57,7 +73,43 @@ impl PersistedQueries {
                 .max_capacity(APQ_MAX_BYTES)
                 .build(),
             safelist,
+            shared: SharedTier::none(),
         }
+    }
+
+    /// Keep APQ registrations in `shared` too, so that every replica knows them.
+    pub fn with_shared(mut self, shared: SharedTier) -> PersistedQueries {
+        self.shared = shared;
+        self
+    }
+
+    /// The text registered under `hash`: here first, then in the shared tier (kept here when
+    /// found there and it hashes right).
+    async fn registered(&self, hash: &str) -> Option<Arc<str>> {
+        if let Some(query) = self.apq.get(hash).await {
+            return Some(query);
+        }
+        let bytes = self.shared.get(&self.shared_key(hash)).await?;
+        // Only what hashes to the request's hash runs: a value in Redis is not trusted more
+        // than a client's registration.
+        let query = String::from_utf8(bytes)
+            .ok()
+            .filter(|query| sha256_hex(query) == hash)?;
+        let query: Arc<str> = Arc::from(query);
+        self.apq.insert(hash.to_owned(), query.clone()).await;
+        Some(query)
+    }
+
+    /// Store `query` under `hash` here and in the shared tier.
+    async fn register(&self, hash: String, query: &str) {
+        self.shared
+            .set_px(&self.shared_key(&hash), query.as_bytes(), APQ_SHARED_TTL)
+            .await;
+        self.apq.insert(hash, Arc::from(query)).await;
+    }
+
+    fn shared_key(&self, hash: &str) -> String {
+        self.shared.key(&["apq", hash])
     }
 
     /// Fill `request.query` from the persisted-query extension and apply the safelist.
@@ -82,7 +134,10 @@ impl PersistedQueries {
             let listed = self.safelist.as_ref().and_then(|list| list.by_hash(&hash));
             let stored = match listed {
                 Some(body) => Some(body),
-                None => self.apq.get(&hash).await,
+                // A safelisted caller may run only listed bodies, and every listed body is
+                // found by its hash above: the APQ store cannot add one.
+                None if safelist.is_some() => None,
+                None => self.registered(&hash).await,
             };
             return match (stored, safelist) {
                 (Some(body), Some(list)) if !list.has_body(&body) => Err(not_in_list()),
@@ -107,9 +162,7 @@ impl PersistedQueries {
             }
         }
         if request.query.len() <= max_bytes {
-            self.apq
-                .insert(hash, Arc::from(request.query.as_str()))
-                .await;
+            self.register(hash, &request.query).await;
         }
         Ok(())
     }

@@ -7,20 +7,32 @@
 //! rate is never refused. Every `/graphql` request counts, and so does every operation sent
 //! over a WebSocket (see [`crate::ws`]).
 //!
-//! Entry point: [`RateLimiter::check`]. The buckets are `governor`'s keyed GCRA limiter (the
-//! same arithmetic as a token bucket, one atomic word per key in a sharded map), kept behind
-//! this small type so that a store shared by replicas can replace it without touching callers.
+//! Entry point: [`RateLimiter::check`]. Two stores hold the buckets, with the same arithmetic
+//! (GCRA: one "theoretical arrival time" per key, which is a token bucket in one number):
+//! - **Shared** (with `[shared]`, while the tier is up): one bucket per key for all replicas,
+//!   in Redis, spent by an atomic Lua script ([`SHARED_GCRA`]) in one round trip, on Redis's
+//!   own clock (`TIME`), so replicas' clocks need not agree. The Redis key is
+//!   `{namespace}:rate:{fingerprint}`, the fingerprint a SHA-256 of the [`RateKey`] (never an
+//!   API key, not even the client's name or the peer's address in clear); it expires when the
+//!   bucket is full again, so an idle client holds nothing.
+//! - **Local** (this replica only): `governor`'s keyed GCRA limiter (one atomic word per key in
+//!   a sharded map). Used without `[shared]`, and as the fallback whenever the shared check
+//!   gives no answer: the tier is down (answered at once), the call took longer than
+//!   `fetch_timeout_ms`, or Redis refused the script. The next check tries Redis again, so
+//!   limits are global again as soon as the tier is up. The local buckets are spent only while
+//!   falling back: when Redis fails, each replica starts its clients on a full bucket, so a
+//!   client may get up to one bucket per replica during an outage.
 //!
 //! **Memory.** A key whose bucket is full again is indistinguishable from a key never seen, so
-//! it can be forgotten: [`RateLimiter::check`] sweeps such keys out once as many checks have
-//! passed since the last sweep as there were keys left after it (at least
+//! it can be forgotten: [`RateLimiter::check_local`] sweeps such keys out once as many checks
+//! have passed since the last sweep as there were keys left after it (at least
 //! [`MIN_CHECKS_BETWEEN_SWEEPS`]). Each sweep costs one pass over the keys and is paid for by
 //! at least as many checks, so a check costs O(1) amortized however many peers there are,
 //! and the map holds at most twice the keys active within the last minute (plus one token's
 //! interval, which governor keeps as a margin), plus [`MIN_CHECKS_BETWEEN_SWEEPS`].
 //!
-//! The clock is a parameter ([`RateLimiter::with_clock`]) so the arithmetic is tested without
-//! sleeping.
+//! The local clock is a parameter ([`RateLimiter::with_clock`]) so the arithmetic is tested
+//! without sleeping.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -32,10 +44,38 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::Quota;
+use sha2::{Digest, Sha256};
+
+use crate::shared::SharedTier;
 
 /// The fewest checks between two sweeps of idle keys: below this many keys a sweep would cost
 /// more than the memory it gives back.
 pub const MIN_CHECKS_BETWEEN_SWEEPS: usize = 4096;
+
+/// The shared check: GCRA on Redis's clock, atomic because Redis runs a script alone.
+///
+/// `KEYS[1]`: the key's bucket, holding its theoretical arrival time (TAT) in microseconds of
+/// Redis's clock. `ARGV[1]`: the emission interval (microseconds per token); `ARGV[2]`: the
+/// capacity (tokens). Answers 0 when the request is admitted (and stores the new TAT, expiring
+/// when the bucket is full again), else the microseconds until it would be.
+pub const SHARED_GCRA: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local next_tat = tat + interval
+local allowed_at = next_tat - interval * capacity
+if allowed_at > now then
+  return allowed_at - now
+end
+local ttl_ms = math.ceil((next_tat - now) / 1000)
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.max(ttl_ms, 1))
+return 0
+"#;
 
 /// Whose bucket a request spends.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +94,15 @@ impl RateKey {
             Some(name) => RateKey::Client(name.into()),
             None => RateKey::Peer(peer),
         }
+    }
+
+    /// What names this key in Redis: the first 16 bytes of the SHA-256 of its display form,
+    /// in hex. Replicas agree on it; Redis never sees the name or the address.
+    pub fn fingerprint(&self) -> String {
+        Sha256::digest(self.to_string().as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -74,8 +123,9 @@ type Buckets<C> = governor::RateLimiter<
     NoOpMiddleware<<C as Clock>::Instant>,
 >;
 
-/// The buckets of every key.
+/// The buckets of every key: shared by the replicas in Redis, or this replica's own.
 pub struct RateLimiter<C: Clock = DefaultClock> {
+    /// This replica's buckets: the only ones without a tier, the fallback with one.
     buckets: Buckets<C>,
     /// Checks since the last sweep of idle keys.
     checks_since_sweep: AtomicUsize,
@@ -84,10 +134,17 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     checks_between_sweeps: AtomicUsize,
     /// One sweep at a time; a check that finds one running goes on without waiting.
     sweeping: AtomicBool,
+    /// The shared tier ([`SharedTier::none`] without `[shared]`).
+    shared: SharedTier,
+    /// [`SHARED_GCRA`], with its SHA-1 computed once.
+    script: redis::Script,
+    /// `ARGV` of the script: microseconds per token and tokens per bucket.
+    shared_args: [String; 2],
 }
 
 impl RateLimiter {
-    /// `requests_per_minute` per key (0 counts as 1), on the monotonic clock.
+    /// `requests_per_minute` per key (0 counts as 1), on the monotonic clock, this replica's
+    /// own buckets only (see [`RateLimiter::with_shared`]).
     pub fn per_minute(requests_per_minute: u32) -> RateLimiter {
         RateLimiter::with_clock(requests_per_minute, DefaultClock::default())
     }
@@ -97,6 +154,9 @@ impl<C: Clock> RateLimiter<C> {
     /// `requests_per_minute` per key (0 counts as 1), on `clock`.
     pub fn with_clock(requests_per_minute: u32, clock: C) -> RateLimiter<C> {
         let per_minute = NonZeroU32::new(requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        // Whole microseconds per token, rounded up (a limit above 60 million a minute is
+        // 60 million a minute in Redis).
+        let interval_us = 60_000_000u64.div_ceil(u64::from(per_minute.get()));
         RateLimiter {
             buckets: governor::RateLimiter::dashmap_with_clock_and_hasher(
                 Quota::per_minute(per_minute),
@@ -106,11 +166,47 @@ impl<C: Clock> RateLimiter<C> {
             checks_since_sweep: AtomicUsize::new(0),
             checks_between_sweeps: AtomicUsize::new(MIN_CHECKS_BETWEEN_SWEEPS),
             sweeping: AtomicBool::new(false),
+            shared: SharedTier::none(),
+            script: redis::Script::new(SHARED_GCRA),
+            shared_args: [interval_us.to_string(), per_minute.get().to_string()],
         }
     }
 
-    /// Count one request of `key`: `Err(retry_after)` when over the limit.
-    pub fn check(&self, key: &RateKey) -> Result<(), Duration> {
+    /// Keep the buckets in `shared` while it is up (one bucket per key for all replicas),
+    /// falling back to this replica's own while it is not.
+    pub fn with_shared(mut self, shared: SharedTier) -> RateLimiter<C> {
+        self.shared = shared;
+        self
+    }
+
+    /// Count one request of `key`: `Err(retry_after)` when over the limit. In Redis when the
+    /// tier is up (one round trip, at most `fetch_timeout_ms`), else in this replica's buckets.
+    pub async fn check(&self, key: &RateKey) -> Result<(), Duration> {
+        match self.check_shared(key).await {
+            Some(result) => result,
+            None => self.check_local(key),
+        }
+    }
+
+    /// The shared check; None when it gave no answer (no tier, down, slow, refused).
+    async fn check_shared(&self, key: &RateKey) -> Option<Result<(), Duration>> {
+        if !self.shared.is_up() {
+            return None;
+        }
+        let redis_key = self.shared.key(&["rate", &key.fingerprint()]);
+        let wait_us: u64 = self
+            .shared
+            .eval(&self.script, &[redis_key], &self.shared_args)
+            .await?;
+        Some(match wait_us {
+            0 => Ok(()),
+            wait => Err(Duration::from_micros(wait)),
+        })
+    }
+
+    /// Count one request of `key` in this replica's buckets only (the fallback of
+    /// [`RateLimiter::check`]): `Err(retry_after)` when over the limit.
+    pub fn check_local(&self, key: &RateKey) -> Result<(), Duration> {
         let result = self
             .buckets
             .check_key(key)
@@ -122,7 +218,7 @@ impl<C: Clock> RateLimiter<C> {
         result
     }
 
-    /// Keys holding a bucket now (idle ones included until the next sweep).
+    /// Keys holding a bucket in this replica now (idle ones included until the next sweep).
     pub fn keys(&self) -> usize {
         self.buckets.len()
     }
@@ -177,37 +273,97 @@ mod tests {
     fn a_full_bucket_allows_a_minute_of_requests_then_refuses() {
         let (limiter, _) = limiter(3);
         for _ in 0..3 {
-            assert_eq!(limiter.check(&client("a")), Ok(()));
+            assert_eq!(limiter.check_local(&client("a")), Ok(()));
         }
-        let wait = limiter.check(&client("a")).expect_err("over the limit");
+        let wait = limiter
+            .check_local(&client("a"))
+            .expect_err("over the limit");
         // 3 per minute: one token every 20 s.
         assert_eq!(retry_after_secs(wait), 20);
         // Another key has its own bucket.
-        assert_eq!(limiter.check(&client("b")), Ok(()));
+        assert_eq!(limiter.check_local(&client("b")), Ok(()));
         // A client and a peer never share one.
         let peer = RateKey::Peer(Some(IpAddr::from([127, 0, 0, 1])));
-        assert_eq!(limiter.check(&peer), Ok(()));
+        assert_eq!(limiter.check_local(&peer), Ok(()));
     }
 
     #[test]
     fn tokens_come_back_at_the_configured_rate() {
         let (limiter, clock) = limiter(60);
         for _ in 0..60 {
-            limiter.check(&client("a")).expect("within the burst");
+            limiter.check_local(&client("a")).expect("within the burst");
         }
-        assert!(limiter.check(&client("a")).is_err());
+        assert!(limiter.check_local(&client("a")).is_err());
         clock.advance(Duration::from_millis(500));
-        let half = limiter.check(&client("a")).expect_err("half a token");
+        let half = limiter.check_local(&client("a")).expect_err("half a token");
         assert_eq!(half, Duration::from_millis(500));
         clock.advance(Duration::from_millis(500));
-        assert_eq!(limiter.check(&client("a")), Ok(()));
-        assert!(limiter.check(&client("a")).is_err());
+        assert_eq!(limiter.check_local(&client("a")), Ok(()));
+        assert!(limiter.check_local(&client("a")).is_err());
         // Refill stops at the capacity: an hour idle is still one minute's burst.
         clock.advance(Duration::from_secs(3600));
         for _ in 0..60 {
-            limiter.check(&client("a")).expect("refilled");
+            limiter.check_local(&client("a")).expect("refilled");
         }
-        assert!(limiter.check(&client("a")).is_err());
+        assert!(limiter.check_local(&client("a")).is_err());
+    }
+
+    /// A tier configured at a loopback port nothing listens on: down from the start.
+    async fn unreachable_tier() -> SharedTier {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let config = crate::config::SharedConfig {
+            redis_url: crate::config::Secret::new(format!("redis://127.0.0.1:{port}/0")),
+            namespace: "unit".to_owned(),
+            fetch_timeout_ms: 100,
+            required_to_start: false,
+        };
+        let metrics = std::sync::Arc::new(crate::process_metrics::Metrics::new());
+        SharedTier::connect(&config, metrics)
+            .await
+            .expect("not required to start")
+    }
+
+    #[tokio::test]
+    async fn with_the_tier_down_checks_spend_this_replicas_buckets() {
+        let tier = unreachable_tier().await;
+        assert!(tier.is_configured() && !tier.is_up());
+        let (limiter, clock) = limiter(3);
+        let limiter = limiter.with_shared(tier);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(&client("a")).await, Ok(()));
+        }
+        // The local arithmetic, answered at once: 3 a minute is a token every 20 s.
+        let wait = limiter
+            .check(&client("a"))
+            .await
+            .expect_err("over the limit");
+        assert_eq!(wait, Duration::from_secs(20));
+        assert_eq!(limiter.keys(), 1, "the local buckets were spent");
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(limiter.check(&client("a")).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn without_a_tier_check_is_check_local() {
+        let (limiter, _) = limiter(1);
+        assert_eq!(limiter.check(&client("a")).await, Ok(()));
+        assert!(limiter.check_local(&client("a")).is_err());
+        assert!(limiter.check(&client("a")).await.is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_names_neither_the_client_nor_the_peer() {
+        let named = client("partner").fingerprint();
+        assert_eq!(named.len(), 32);
+        assert!(named.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!named.contains("partner"));
+        assert_eq!(named, client("partner").fingerprint(), "stable");
+        let peer = RateKey::Peer(Some(IpAddr::from([127, 0, 0, 1])));
+        assert_ne!(peer.fingerprint(), named);
+        assert_ne!(client("127.0.0.1").fingerprint(), peer.fingerprint());
     }
 
     #[test]
@@ -226,17 +382,17 @@ mod tests {
     fn idle_keys_are_forgotten_and_active_ones_kept() {
         let (limiter, clock) = limiter(1);
         for i in 0..10_000 {
-            limiter.check(&peer(i)).expect("first request");
+            limiter.check_local(&peer(i)).expect("first request");
         }
         // Every bucket was spent within the minute: nothing can be forgotten yet, and the
         // limit still holds for each of them.
         assert!(limiter.keys() >= 10_000 - MIN_CHECKS_BETWEEN_SWEEPS);
-        assert!(limiter.check(&peer(7)).is_err());
+        assert!(limiter.check_local(&peer(7)).is_err());
         // Two minutes later every bucket is full again (governor keeps a key one token's
         // interval longer, 60 s at this rate): the next sweep forgets them.
         clock.advance(Duration::from_secs(121));
         for i in 0..MIN_CHECKS_BETWEEN_SWEEPS as u32 * 3 {
-            limiter.check(&client(&format!("c{}", i % 10))).ok();
+            limiter.check_local(&client(&format!("c{}", i % 10))).ok();
         }
         assert!(
             limiter.keys() <= 10,
@@ -257,7 +413,7 @@ mod tests {
             if i % 1000 == 0 {
                 clock.advance(Duration::from_secs(6));
             }
-            limiter.check(&peer(i)).expect("a first request");
+            limiter.check_local(&peer(i)).expect("a first request");
             assert!(
                 limiter.keys() <= 2 * active + MIN_CHECKS_BETWEEN_SWEEPS,
                 "{} keys after {i} peers",
@@ -266,6 +422,6 @@ mod tests {
         }
         // The active ones are still limited: their buckets were not forgotten.
         assert!(limiter.keys() >= active - 2000, "{}", limiter.keys());
-        assert!(limiter.check(&peer(99_999)).is_err(), "still limited");
+        assert!(limiter.check_local(&peer(99_999)).is_err(), "still limited");
     }
 }

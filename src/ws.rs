@@ -587,9 +587,9 @@ impl SocketExecutor {
     }
 
     /// Spend one token of the caller's request rate: its bucket's key, or `RATE_LIMITED`.
-    fn count(&self, access: &Access, caller: &Caller) -> Result<RateKey, ServerError> {
+    async fn count(&self, access: &Access, caller: &Caller) -> Result<RateKey, ServerError> {
         let key = RateKey::of(caller.client_name(), self.peer);
-        match access.rate.check(&key) {
+        match access.rate.check(&key).await {
             Ok(()) => Ok(key),
             Err(wait) => {
                 let seconds = retry_after_secs(wait);
@@ -617,14 +617,17 @@ impl SocketExecutor {
 impl Executor for SocketExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
         let state = self.served.current();
-        let admitted = self.caller(&state.access).and_then(|caller| {
-            self.count(&state.access, &caller)?;
-            Ok(self.prepare(request, caller))
-        });
-        let schema = state.ws_schema.clone();
+        let executor = self.clone();
         async move {
+            let admitted = match executor.caller(&state.access) {
+                Ok(caller) => executor
+                    .count(&state.access, &caller)
+                    .await
+                    .map(|_| executor.prepare(request, caller)),
+                Err(error) => Err(error),
+            };
             match admitted {
-                Ok(request) => schema.execute(request).await,
+                Ok(request) => state.ws_schema.execute(request).await,
                 Err(error) => Response::from_errors(vec![error]),
             }
         }
@@ -632,6 +635,23 @@ impl Executor for SocketExecutor {
 
     fn execute_stream(
         &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        // Spending the rate may take a round trip to the shared tier: the stream starts once
+        // it is spent.
+        let executor = self.clone();
+        async move { executor.stream(request, session_data).await }
+            .flatten_stream()
+            .boxed()
+    }
+}
+
+impl SocketExecutor {
+    /// What [`Executor::execute_stream`] answers: the caller's rate spent, a subscription
+    /// slot taken, then the operation's responses (or the refusal of either).
+    async fn stream(
+        self,
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
@@ -644,7 +664,7 @@ impl Executor for SocketExecutor {
             Ok(caller) => caller,
             Err(error) => return refused(error),
         };
-        let key = match self.count(&state.access, &caller) {
+        let key = match self.count(&state.access, &caller).await {
             Ok(key) => key,
             Err(error) => return refused(error),
         };

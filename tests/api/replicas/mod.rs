@@ -4,6 +4,8 @@
 //! (N `chatstats serve` processes with one config that points at the sandbox and at Redis).
 
 pub mod acceptance;
+mod apq;
+mod rate_limit;
 mod redis_down;
 mod sharing;
 mod startup;
