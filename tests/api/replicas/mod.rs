@@ -221,7 +221,13 @@ impl Replicas {
         let sandbox = sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)
             .await
             .expect("sandbox starts");
-        let text = format!("{}{extra}{SLOW_MACHINE_LIMITS}", sandbox.config_toml());
+        // One `[limits]` table: the slow machine's timeout joins the one `extra` may have.
+        let extra = if extra.contains("\n[limits]\n") {
+            extra.replacen("\n[limits]\n", SLOW_MACHINE_LIMITS, 1)
+        } else {
+            format!("{extra}{SLOW_MACHINE_LIMITS}")
+        };
+        let text = format!("{}{extra}", sandbox.config_toml());
         Replicas::start_on(n, sandbox, &text)
     }
 
