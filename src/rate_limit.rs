@@ -14,7 +14,11 @@
 //!   own clock (`TIME`), so replicas' clocks need not agree. The Redis key is
 //!   `{namespace}:rate:{fingerprint}`, the fingerprint a SHA-256 of the [`RateKey`] (never an
 //!   API key, not even the client's name or the peer's address in clear); it expires when the
-//!   bucket is full again, so an idle client holds nothing.
+//!   bucket is full again, so an idle client holds nothing. From [`LEASE_FROM`] requests a
+//!   minute, a replica takes a client's tokens in leases of a thousandth of the budget and
+//!   spends them locally, so a high limit costs one round trip per lease, not per request; a
+//!   lease is taken from the shared bucket before it is spent, so the replicas together never
+//!   admit more than the limit (at most one lease per replica may go unspent).
 //! - **Local** (this replica only): `governor`'s keyed GCRA limiter (one atomic word per key in
 //!   a sharded map). Used without `[shared]`, and as the fallback whenever the shared check
 //!   gives no answer: the tier is down (answered at once), the call took longer than
@@ -67,7 +71,7 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then
   tat = now
 end
-local next_tat = tat + interval
+local next_tat = tat + interval * tonumber(ARGV[3])
 local allowed_at = next_tat - interval * capacity
 if allowed_at > now then
   return allowed_at - now
@@ -138,9 +142,27 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     shared: SharedTier,
     /// [`SHARED_GCRA`], with its SHA-1 computed once.
     script: redis::Script,
-    /// `ARGV` of the script: microseconds per token and tokens per bucket.
-    shared_args: [String; 2],
+    /// `ARGV` of the script: microseconds per token, tokens per bucket, and the tokens one
+    /// call takes: a lease of [`RateLimiter::lease`] tokens, or one.
+    shared_args: [String; 3],
+    shared_one: [String; 3],
+    /// Tokens one shared call takes for this replica: 1 (exact) below [`LEASE_FROM`] a
+    /// minute, else a thousandth of the minute's budget.
+    lease: u64,
+    /// Tokens this replica took from the shared bucket and has not spent yet, per key.
+    leased: std::sync::Mutex<std::collections::HashMap<RateKey, u64, foldhash::fast::RandomState>>,
 }
+
+/// From this many requests a minute, a replica takes its clients' tokens from Redis in leases
+/// of a thousandth of the budget instead of one per request: a limit that high is not there to
+/// count single requests, and one Redis round trip per request would cost a busy replica a
+/// third of its warm throughput (`cargo bench --bench replicas`). Below it, every request is
+/// one atomic check in Redis, exact across replicas.
+pub const LEASE_FROM: u32 = 2_000;
+
+/// The most keys holding leased tokens in one replica; beyond, the leases are forgotten (their
+/// tokens go unspent: never more requests than the limit, only fewer).
+const MAX_LEASED_KEYS: usize = 100_000;
 
 impl RateLimiter {
     /// `requests_per_minute` per key (0 counts as 1), on the monotonic clock, this replica's
@@ -157,6 +179,11 @@ impl<C: Clock> RateLimiter<C> {
         // Whole microseconds per token, rounded up (a limit above 60 million a minute is
         // 60 million a minute in Redis).
         let interval_us = 60_000_000u64.div_ceil(u64::from(per_minute.get()));
+        let lease = if per_minute.get() < LEASE_FROM {
+            1
+        } else {
+            u64::from(per_minute.get()) / 1000
+        };
         RateLimiter {
             buckets: governor::RateLimiter::dashmap_with_clock_and_hasher(
                 Quota::per_minute(per_minute),
@@ -168,7 +195,18 @@ impl<C: Clock> RateLimiter<C> {
             sweeping: AtomicBool::new(false),
             shared: SharedTier::none(),
             script: redis::Script::new(SHARED_GCRA),
-            shared_args: [interval_us.to_string(), per_minute.get().to_string()],
+            shared_args: [
+                interval_us.to_string(),
+                per_minute.get().to_string(),
+                lease.to_string(),
+            ],
+            shared_one: [
+                interval_us.to_string(),
+                per_minute.get().to_string(),
+                "1".to_owned(),
+            ],
+            lease,
+            leased: std::sync::Mutex::default(),
         }
     }
 
@@ -193,15 +231,61 @@ impl<C: Clock> RateLimiter<C> {
         if !self.shared.is_up() {
             return None;
         }
+        if self.lease > 1 && self.spend_leased(key) {
+            return Some(Ok(()));
+        }
         let redis_key = self.shared.key(&["rate", &key.fingerprint()]);
         let wait_us: u64 = self
             .shared
-            .eval(&self.script, &[redis_key], &self.shared_args)
+            .eval(
+                &self.script,
+                std::slice::from_ref(&redis_key),
+                &self.shared_args,
+            )
+            .await?;
+        if wait_us == 0 {
+            if self.lease > 1 {
+                self.keep_leased(key, self.lease - 1);
+            }
+            return Some(Ok(()));
+        }
+        if self.lease == 1 {
+            return Some(Err(Duration::from_micros(wait_us)));
+        }
+        // Near the limit a whole lease no longer fits: one token may.
+        let wait_us: u64 = self
+            .shared
+            .eval(&self.script, &[redis_key], &self.shared_one)
             .await?;
         Some(match wait_us {
             0 => Ok(()),
             wait => Err(Duration::from_micros(wait)),
         })
+    }
+
+    /// Spend one token leased earlier for `key`, if any is left.
+    fn spend_leased(&self, key: &RateKey) -> bool {
+        let mut leased = self.leased.lock().unwrap_or_else(|p| p.into_inner());
+        match leased.get_mut(key) {
+            Some(left) if *left > 1 => {
+                *left -= 1;
+                true
+            }
+            Some(_) => {
+                leased.remove(key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keep `tokens` taken from the shared bucket for `key`'s next requests.
+    fn keep_leased(&self, key: &RateKey, tokens: u64) {
+        let mut leased = self.leased.lock().unwrap_or_else(|p| p.into_inner());
+        if leased.len() >= MAX_LEASED_KEYS {
+            leased.clear();
+        }
+        leased.insert(key.clone(), tokens);
     }
 
     /// Count one request of `key` in this replica's buckets only (the fallback of

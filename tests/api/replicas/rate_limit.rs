@@ -362,3 +362,72 @@ async fn a_check_that_redis_does_not_answer_in_time_falls_back_then_redis_counts
         .expect_err("the shared bucket is still spent");
     assert!(wait > Duration::from_secs(20), "{wait:?}");
 }
+
+/// Calls of Lua scripts Redis has run since it started (`INFO commandstats`).
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let mut connection = redis.connection().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:") || line.starts_with("cmdstat_evalsha:"))
+        .filter_map(|line| {
+            line.split(['=', ','])
+                .nth(1)
+                .and_then(|calls| calls.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_high_limit_takes_tokens_from_redis_in_leases_not_one_round_trip_per_request() {
+    // 3,000 a minute: leases of 3 tokens (a thousandth of the budget).
+    let per_minute = 3_000;
+    let lease = u64::from(per_minute / 1000);
+    assert!(per_minute >= chatstats::rate_limit::LEASE_FROM);
+    let redis = RedisServer::start().await;
+    let replicas = Replicas::start(
+        3,
+        SandboxOptions::default(),
+        &format!(
+            "{}{}",
+            limits_and_client(per_minute),
+            shared_section(&redis.url(), 1000, true)
+        ),
+    )
+    .await;
+    let per_replica = 60;
+    let before = script_calls(&redis).await;
+    // One lane per replica, each sending its requests one after another.
+    let lanes = futures::future::join_all((0..3).map(|i| {
+        let replicas = &replicas;
+        async move {
+            let mut answered = 0;
+            for _ in 0..per_replica {
+                answered += send(replicas, &[i]).await.0.len();
+            }
+            answered
+        }
+    }))
+    .await;
+    let calls = script_calls(&redis).await - before;
+    assert_eq!(
+        lanes,
+        vec![per_replica; 3],
+        "every request answered, far under the limit"
+    );
+    // Each replica takes a lease of 3 and spends it over its next requests (plus, at most
+    // once per replica, the EVALSHA that finds the script not yet loaded and its EVAL).
+    let most = 3 * (per_replica as u64).div_ceil(lease) + 3;
+    assert!(
+        calls <= most,
+        "{calls} script calls for {} requests; expected at most {most}",
+        3 * per_replica
+    );
+    assert!(
+        calls >= 3 * (per_replica as u64).div_ceil(lease),
+        "{calls} script calls: the limit was checked in Redis for every lease"
+    );
+}
