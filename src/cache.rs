@@ -274,8 +274,11 @@ fn unix_millis() -> u64 {
 
 /// How long a replica holds the fill lease of a block it fetches, and so how long another
 /// replica waits for that block before it fetches the block itself: the bound of single flight
-/// across replicas. The lease is released as soon as the block is stored (or the fetch failed).
-pub const FILL_LEASE: Duration = Duration::from_secs(5);
+/// across replicas. The lease is released as soon as the block is stored (or the fetch failed),
+/// so the bound is reached only when the filler is slower than this or died mid-fetch: long
+/// enough for a slow upstream with its retries (5 s made busy replicas fetch blocks another
+/// replica was still fetching), short enough that a dead filler costs one wait.
+pub const FILL_LEASE: Duration = Duration::from_secs(30);
 
 /// How often a replica waiting for another's fill looks for the value.
 const FILL_POLL: Duration = Duration::from_millis(15);
