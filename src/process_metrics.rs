@@ -17,7 +17,6 @@
 //! [`Metrics::register`] (or register it in [`Metrics::new`] beside the others).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -233,11 +232,10 @@ pub struct Metrics {
     panics: Counter,
     config_reloads: Family<ResultLabels, Counter>,
     operations: OperationLabels,
-    /// The Redis tier ([`crate::shared`]): 0 not configured, 1 down, 2 up; the gauge
-    /// `chatstats_shared_tier_up` is registered the first time it is set, so a server without
-    /// `[shared]` does not show it.
-    shared_tier: AtomicU8,
+    /// `chatstats_shared_tier_up` ([`crate::shared`]), registered the first time it is set, so
+    /// a server without `[shared]` does not show it.
     shared_tier_up: Gauge,
+    shared_tier_registered: std::sync::Once,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -289,8 +287,8 @@ impl Metrics {
             panics: Counter::default(),
             config_reloads: Family::default(),
             operations: OperationLabels::default(),
-            shared_tier: AtomicU8::new(0),
             shared_tier_up: Gauge::default(),
+            shared_tier_registered: std::sync::Once::new(),
         };
         // Counters are named without `_total`: the encoder adds it to their samples.
         // Help texts without a final full stop: the encoder adds one.
@@ -578,26 +576,15 @@ impl Metrics {
 
     /// Record the shared tier's state (see `chatstats_shared_tier_up`).
     pub fn set_shared_tier_up(&self, up: bool) {
-        let before = self
-            .shared_tier
-            .swap(if up { 2 } else { 1 }, Ordering::Relaxed);
-        if before == 0 {
+        self.shared_tier_registered.call_once(|| {
             self.register(
                 "chatstats_shared_tier_up",
                 "The Redis tier shared by replicas ([shared]): 1 reachable, 0 down (each \
                  replica then runs on its own state). Absent without [shared]",
                 self.shared_tier_up.clone(),
             );
-        }
+        });
         self.shared_tier_up.set(i64::from(up));
-    }
-
-    /// The shared tier's state; None when none is configured.
-    pub fn shared_tier_up(&self) -> Option<bool> {
-        match self.shared_tier.load(Ordering::Relaxed) {
-            0 => None,
-            state => Some(state == 2),
-        }
     }
 
     /// One panic caught (see `chatstats_panics_total`).

@@ -314,19 +314,6 @@ impl SharedTier {
         .map(|reply| reply.is_some())
     }
 
-    /// Delete `keys`; true when the command ran.
-    pub async fn del(&self, keys: &[String]) -> bool {
-        if keys.is_empty() {
-            return true;
-        }
-        let keys = keys.to_vec();
-        self.run(
-            |mut c| async move { redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await },
-        )
-        .await
-        .is_some()
-    }
-
     /// Run a Lua `script` (by its SHA, loading it on first use) with `keys` and `args`.
     pub async fn eval<T: FromRedisValue>(
         &self,
