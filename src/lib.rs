@@ -55,6 +55,10 @@
 //!   ([`telemetry::observe_graphql`]) and the shutdown signal; [`process_metrics`]: the metrics
 //!   behind `/metrics`, one registry per [`app::App`].
 
+/// The allocator of every binary built on this crate (the server, the tests, the benches).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod answers;
 pub mod app;
 pub mod auth;

@@ -38,7 +38,40 @@ impl ScalarType for Instant {
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        Value::String(self.rfc3339())
+    }
+}
+
+impl Instant {
+    /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`, written directly for whole seconds of
+    /// years 0 to 9999 (every bucket start): a dashboard formats hundreds per request, and
+    /// chrono's general formatter was a visible share of it.
+    fn rfc3339(&self) -> String {
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        let year = t.year();
+        if t.nanosecond() != 0 || !(0..=9999).contains(&year) {
+            return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        }
+        fn two(text: &mut String, n: u32) {
+            text.push(char::from(b'0' + (n / 10) as u8));
+            text.push(char::from(b'0' + (n % 10) as u8));
+        }
+        let mut text = String::with_capacity(20);
+        let year = year as u32;
+        for (n, after) in [
+            (year / 100, None),
+            (year % 100, Some('-')),
+            (t.month(), Some('-')),
+            (t.day(), Some('T')),
+            (t.hour(), Some(':')),
+            (t.minute(), Some(':')),
+            (t.second(), Some('Z')),
+        ] {
+            two(&mut text, n);
+            text.extend(after);
+        }
+        text
     }
 }
 
@@ -67,5 +100,30 @@ impl ScalarType for TimeZone {
 
     fn to_value(&self) -> Value {
         Value::String(self.0.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn instants_are_written_as_chrono_writes_them() {
+        let instants = [
+            Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(7, 1, 9, 5, 4, 3).unwrap(),
+            Utc.with_ymd_and_hms(2026, 10, 4, 13, 30, 0).unwrap()
+                + chrono::Duration::milliseconds(250),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            DateTime::<Utc>::MIN_UTC,
+        ];
+        for instant in instants {
+            assert_eq!(
+                Instant(instant).rfc3339(),
+                instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+        }
     }
 }

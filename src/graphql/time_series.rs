@@ -3,7 +3,17 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Object, SimpleObject};
+use std::borrow::Cow;
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{Field, Selection, SelectionSet};
+use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::enum_value;
+use async_graphql::{
+    Context, ContextSelectionSet, Name, Object, OutputType, Positioned, ScalarType, ServerResult,
+    SimpleObject, Value,
+};
+use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
 use crate::catalogue::{compute, Computed, SeriesSpec, Unit};
@@ -15,8 +25,13 @@ use crate::providers::Provider;
 use crate::series::{self, change};
 use crate::workspace::Workspace;
 
-/// A series of values on calendar buckets, with its summary and provenance.
-pub struct TimeSeries {
+/// A series of values on calendar buckets, with its summary and provenance: what every series
+/// field returns. Its plain fields are answered as one value (see [`TimeSeries::plain_value`]);
+/// any other selection is resolved by async-graphql through [`SeriesFields`].
+pub struct TimeSeries(SeriesFields);
+
+/// The GraphQL object `TimeSeries`, field by field.
+pub struct SeriesFields {
     recipe: Arc<Recipe>,
     computed: Arc<Computed>,
     /// The previous window, computed at most once (`previous` and `change` share it).
@@ -59,82 +74,198 @@ enum PointField {
     Typename,
 }
 
-impl Points {
+impl PointField {
     /// The selection as plain `Point` fields, or None when it needs the executor.
-    fn plain_selection(
-        selection_set: &async_graphql::parser::types::SelectionSet,
-    ) -> Option<Vec<(async_graphql::Name, PointField)>> {
-        use async_graphql::parser::types::Selection;
-        selection_set
-            .items
-            .iter()
-            .map(|selection| match &selection.node {
-                Selection::Field(field) => {
-                    let field = &field.node;
-                    if !field.arguments.is_empty()
-                        || !field.directives.is_empty()
-                        || !field.selection_set.node.items.is_empty()
-                    {
-                        return None;
-                    }
-                    let kind = match field.name.node.as_str() {
-                        "at" => PointField::At,
-                        "value" => PointField::Value,
-                        "__typename" => PointField::Typename,
-                        _ => return None,
-                    };
-                    Some((field.response_key().node.clone(), kind))
-                }
-                Selection::FragmentSpread(_) | Selection::InlineFragment(_) => None,
-            })
-            .collect()
+    fn plain_selection(selection_set: &SelectionSet) -> Option<Vec<(Name, PointField)>> {
+        plain_fields(selection_set, |field| {
+            if !field.selection_set.node.items.is_empty() {
+                return None;
+            }
+            match field.name.node.as_str() {
+                "at" => Some(PointField::At),
+                "value" => Some(PointField::Value),
+                "__typename" => Some(PointField::Typename),
+                _ => None,
+            }
+        })
     }
 }
 
-impl async_graphql::OutputType for Points {
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        <Vec<Point> as async_graphql::OutputType>::type_name()
+/// The plain fields of `selection_set` by response key, each classified by `classify`; None
+/// when any selection needs the executor: a fragment, a field with arguments or directives,
+/// a field `classify` does not know, or a response key selected twice (the executor merges
+/// the selections of a repeated key).
+fn plain_fields<T>(
+    selection_set: &SelectionSet,
+    classify: impl Fn(&Field) -> Option<T>,
+) -> Option<Vec<(Name, T)>> {
+    let mut fields: Vec<(Name, T)> = Vec::with_capacity(selection_set.items.len());
+    for selection in &selection_set.items {
+        let Selection::Field(field) = &selection.node else {
+            return None;
+        };
+        let field = &field.node;
+        if !field.arguments.is_empty() || !field.directives.is_empty() {
+            return None;
+        }
+        let key = &field.response_key().node;
+        if fields.iter().any(|(seen, _)| seen == key) {
+            return None;
+        }
+        fields.push((key.clone(), classify(field)?));
+    }
+    Some(fields)
+}
+
+/// The list value of `points` for a plain `selection`, as the executor would build it.
+fn points_value(
+    points: impl Iterator<Item = (DateTime<Utc>, Option<f64>)>,
+    selection: &[(Name, PointField)],
+) -> Value {
+    let typename = <Point as OutputType>::type_name();
+    let list = points
+        .map(|(at, value)| {
+            let mut object = IndexMap::with_capacity(selection.len());
+            for (key, kind) in selection {
+                let value = match kind {
+                    PointField::At => Instant(at).to_value(),
+                    PointField::Value => value.as_ref().map_or(Value::Null, f64::to_value),
+                    PointField::Typename => Value::String(typename.to_string()),
+                };
+                object.insert(key.clone(), value);
+            }
+            Value::Object(object)
+        })
+        .collect();
+    Value::List(list)
+}
+
+impl OutputType for Points {
+    fn type_name() -> Cow<'static, str> {
+        <Vec<Point> as OutputType>::type_name()
     }
 
     fn qualified_type_name() -> String {
-        <Vec<Point> as async_graphql::OutputType>::qualified_type_name()
+        <Vec<Point> as OutputType>::qualified_type_name()
     }
 
-    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
-        <Vec<Point> as async_graphql::OutputType>::create_type_info(registry)
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Vec<Point> as OutputType>::create_type_info(registry)
     }
 
     async fn resolve(
         &self,
-        ctx: &async_graphql::ContextSelectionSet<'_>,
-        field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
-    ) -> async_graphql::ServerResult<async_graphql::Value> {
-        use async_graphql::{ScalarType, Value};
-        let Some(selection) = Self::plain_selection(&field.node.selection_set.node) else {
-            return async_graphql::OutputType::resolve(&self.0, ctx, field).await;
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let Some(selection) = PointField::plain_selection(&field.node.selection_set.node) else {
+            return OutputType::resolve(&self.0, ctx, field).await;
         };
-        let typename = <Point as async_graphql::OutputType>::type_name();
-        let list = self
-            .0
-            .iter()
-            .map(|point| {
-                let mut object = async_graphql::indexmap::IndexMap::with_capacity(selection.len());
-                for (key, kind) in &selection {
-                    let value = match kind {
-                        PointField::At => point.at.to_value(),
-                        PointField::Value => {
-                            point.value.as_ref().map_or(Value::Null, f64::to_value)
-                        }
-                        PointField::Typename => Value::String(typename.to_string()),
-                    };
-                    // A repeated response key keeps its first position, as the executor's
-                    // field merging does.
-                    object.entry(key.clone()).or_insert(value);
+        Ok(points_value(
+            self.0.iter().map(|point| (point.at.0, point.value)),
+            &selection,
+        ))
+    }
+}
+
+/// One plain field of `TimeSeries`: one that cannot fail, needs no argument and no other
+/// window.
+enum SeriesField {
+    Metric,
+    Unit,
+    Aggregation,
+    Points(Vec<(Name, PointField)>),
+    Total,
+    Min,
+    Max,
+    Sources,
+    Exact,
+    Stale,
+    Typename,
+}
+
+impl TimeSeries {
+    /// The selection as plain `TimeSeries` fields, or None when it needs the executor
+    /// (`window`, `previous`, `change`, `points(fill:)`, fragments, directives).
+    fn plain_selection(selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
+        plain_fields(selection_set, |field| {
+            let leaf = field.selection_set.node.items.is_empty();
+            Some(match field.name.node.as_str() {
+                "points" => {
+                    SeriesField::Points(PointField::plain_selection(&field.selection_set.node)?)
                 }
-                Value::Object(object)
+                _ if !leaf => return None,
+                "metric" => SeriesField::Metric,
+                "unit" => SeriesField::Unit,
+                "aggregation" => SeriesField::Aggregation,
+                "total" => SeriesField::Total,
+                "min" => SeriesField::Min,
+                "max" => SeriesField::Max,
+                "sources" => SeriesField::Sources,
+                "exact" => SeriesField::Exact,
+                "stale" => SeriesField::Stale,
+                "__typename" => SeriesField::Typename,
+                _ => return None,
             })
-            .collect();
-        Ok(Value::List(list))
+        })
+    }
+
+    /// The object value of a plain `selection`, as the executor would build it from
+    /// [`SeriesFields`], without a future per field.
+    fn plain_value(&self, selection: &[(Name, SeriesField)]) -> Value {
+        let series = &self.0;
+        let spec = &series.recipe.spec;
+        let computed = &series.computed;
+        let summary = std::cell::OnceCell::new();
+        let summary = || summary.get_or_init(|| series.summary());
+        let number = |value: Option<f64>| value.as_ref().map_or(Value::Null, f64::to_value);
+        let mut object = IndexMap::with_capacity(selection.len());
+        for (key, kind) in selection {
+            let value = match kind {
+                SeriesField::Metric => Value::String(spec.metric.to_string()),
+                SeriesField::Unit => enum_value(spec.unit),
+                SeriesField::Aggregation => enum_value(Aggregation::from(spec.aggregation)),
+                SeriesField::Points(points) => {
+                    let fill = series::Fill::default_for(spec.aggregation);
+                    points_value(
+                        computed.data.points(&computed.window, fill).into_iter(),
+                        points,
+                    )
+                }
+                SeriesField::Total => number(summary().total),
+                SeriesField::Min => number(summary().min),
+                SeriesField::Max => number(summary().max),
+                SeriesField::Sources => {
+                    Value::List(computed.sources.iter().copied().map(enum_value).collect())
+                }
+                SeriesField::Exact => Value::Boolean(computed.data.exact && summary().exact),
+                SeriesField::Stale => Value::Boolean(computed.stale),
+                SeriesField::Typename => Value::String(Self::type_name().into_owned()),
+            };
+            object.insert(key.clone(), value);
+        }
+        Value::Object(object)
+    }
+}
+
+impl OutputType for TimeSeries {
+    fn type_name() -> Cow<'static, str> {
+        <SeriesFields as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <SeriesFields as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match Self::plain_selection(&field.node.selection_set.node) {
+            Some(selection) => Ok(self.plain_value(&selection)),
+            None => OutputType::resolve(&self.0, ctx, field).await,
+        }
     }
 }
 
@@ -162,7 +293,7 @@ impl From<&series::Window> for ResolvedWindow {
     }
 }
 
-impl TimeSeries {
+impl SeriesFields {
     fn summary(&self) -> series::Summary {
         self.computed.data.summary(self.recipe.spec.aggregation)
     }
@@ -193,8 +324,8 @@ impl TimeSeries {
 }
 
 /// A series of values on calendar buckets, with its summary and provenance.
-#[Object]
-impl TimeSeries {
+#[Object(name = "TimeSeries")]
+impl SeriesFields {
     /// Dotted metric name, e.g. `dialogs.created`.
     async fn metric(&self) -> &str {
         self.recipe.spec.metric
@@ -292,11 +423,11 @@ impl TimeSeries {
 
 impl TimeSeries {
     fn new(recipe: Arc<Recipe>, computed: Arc<Computed>) -> Self {
-        Self {
+        Self(SeriesFields {
             recipe,
             computed,
             previous: OnceCell::new(),
-        }
+        })
     }
 }
 
@@ -394,7 +525,7 @@ async fn evaluate(
     let series = TimeSeries::new(recipe, Arc::new(computed));
     if let Some(previous) = previous {
         // The cell is new: this cannot fail.
-        let _ = series.previous.set(previous);
+        let _ = series.0.previous.set(previous);
     }
     Ok(series)
 }
@@ -408,7 +539,7 @@ pub async fn series(
     window: &WindowInput,
 ) -> async_graphql::Result<TimeSeries> {
     let series = evaluate(ctx, workspace, spec, window).await?;
-    report_errors(ctx, &series.computed);
+    report_errors(ctx, &series.0.computed);
     Ok(series)
 }
 
@@ -424,7 +555,7 @@ pub async fn optional_series(
         return Ok(None);
     }
     let series = evaluate(ctx, workspace, spec, window).await?;
-    let computed = &series.computed;
+    let computed = &series.0.computed;
     if computed.failed() {
         // The first error is the field's; the others are reported beside it.
         let (first, others) = computed
