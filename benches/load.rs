@@ -290,11 +290,20 @@ struct Throughput {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// CPU time this process (server, sandbox and load clients) spent during the run.
+    cpu: Option<Duration>,
 }
 
 impl Throughput {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU microseconds per request: steadier than req/s on a shared machine, where other
+    /// tenants take cores away but not CPU time.
+    fn cpu_micros_per_request(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.requests as f64)
     }
 }
 
@@ -307,6 +316,7 @@ async fn throughput(
     operation: &Operation,
 ) -> Result<Throughput, String> {
     let expected_len = operation.send(http, url).await?;
+    let cpu_before = process_cpu_time();
     let started = Instant::now();
     let deadline = started + RUN_FOR;
     let issued = Arc::new(AtomicUsize::new(0));
@@ -347,6 +357,9 @@ async fn throughput(
         latencies.extend(client_latencies);
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     if latencies.is_empty() {
         return Err(format!("{}: no request completed", operation.name));
     }
@@ -356,6 +369,7 @@ async fn throughput(
         elapsed,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
+        cpu,
     })
 }
 
@@ -366,6 +380,15 @@ fn percentile(values: &[Duration], p: f64) -> Duration {
 }
 
 /// `VmHWM` (peak resident set) of this process, in MiB, from `/proc/self/status`.
+/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of 10 ms).
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -414,6 +437,13 @@ impl Warm {
     /// before and after them.
     fn baseline(&self) -> f64 {
         (self.before.per_second() + self.after.per_second()) / 2.0
+    }
+
+    /// `{ __typename }`'s CPU µs per request, the mean of the runs before and after.
+    fn cpu_baseline(&self) -> Option<f64> {
+        let before = self.before.cpu_micros_per_request()?;
+        let after = self.after.cpu_micros_per_request()?;
+        Some((before + after) / 2.0)
     }
 }
 
@@ -559,8 +589,8 @@ fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
         RUN_FOR.as_secs()
     );
     println!();
-    println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm | req/s | vs `{{ __typename }}` | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm | req/s | vs `{{ __typename }}` | p50 ms | p99 ms | CPU µs/req | vs `{{ __typename }}` by CPU |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let documented = if row.cold_calls == row.example.calls {
             String::new()
@@ -575,18 +605,18 @@ fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
             row.warm_calls,
             ms(row.cold_latency),
             ms(row.cold_latency) / injected,
-            throughput_cells(&row.load, kept.baseline()),
+            throughput_cells(&row.load, kept),
         );
         println!(
             "| | | | | | resolved | {} |",
-            throughput_cells(&row.resolved, resolved.baseline())
+            throughput_cells(&row.resolved, resolved)
         );
     }
     for (server, warm) in [("kept", kept), ("resolved", resolved)] {
         for (label, run) in [("before", &warm.before), ("after", &warm.after)] {
             println!(
                 "| `{{ __typename }}` ({label}) | 0 | 0 | – | – | {server} | {} |",
-                throughput_cells(run, warm.baseline())
+                throughput_cells(run, warm)
             );
         }
     }
@@ -601,13 +631,22 @@ fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
 }
 
 /// req/s, share of `baseline`, p50 and p99.
-fn throughput_cells(run: &Throughput, baseline: f64) -> String {
+/// req/s and its share of `warm`'s `{ __typename }`, p50, p99, CPU µs per request and the
+/// share by CPU (`{ __typename }`'s CPU per request over this one's).
+fn throughput_cells(run: &Throughput, warm: &Warm) -> String {
+    let cpu = run.cpu_micros_per_request();
+    let cpu_share = cpu
+        .zip(warm.cpu_baseline())
+        .map_or("n/a".to_string(), |(cpu, base)| {
+            format!("{:.1}%", 100.0 * base / cpu)
+        });
     format!(
-        "{:.0} | {:.1}% | {:.2} | {:.2}",
+        "{:.0} | {:.1}% | {:.2} | {:.2} | {} | {cpu_share}",
         run.per_second(),
-        100.0 * run.per_second() / baseline,
+        100.0 * run.per_second() / warm.baseline(),
         ms(run.p50),
         ms(run.p99),
+        cpu.map_or("n/a".to_string(), |cpu| format!("{cpu:.0}")),
     )
 }
 
@@ -631,8 +670,14 @@ fn print_targets(rows: &[Row], kept: &Warm, resolved: &Warm) {
             (&row.load, kept)
         };
         let share = load.per_second() / warm.baseline();
+        let by_cpu = load
+            .cpu_micros_per_request()
+            .zip(warm.cpu_baseline())
+            .map_or(String::new(), |(cpu, base)| {
+                format!(" (by CPU per request: {:.1}%)", 100.0 * base / cpu)
+            });
         println!(
-            "Target: {name} warm throughput ≥ {:.0}% of `{{ __typename }}` ({label}): {:.1}% → {}.",
+            "Target: {name} warm throughput ≥ {:.0}% of `{{ __typename }}` ({label}): {:.1}%{by_cpu} → {}.",
             100.0 * target,
             100.0 * share,
             verdict(share >= *target)

@@ -131,7 +131,8 @@ impl moka::Expiry<AnswerKey, Answer> for UntilStale {
 #[derive(Clone)]
 pub struct AnswerCache {
     /// None when `answer_max_bytes` is 0.
-    entries: Option<moka::sync::Cache<AnswerKey, Answer>>,
+    /// Keyed by the request's text (see `DocumentCache` for the hasher).
+    entries: Option<moka::sync::Cache<AnswerKey, Answer, foldhash::quality::RandomState>>,
     metrics: Arc<Metrics>,
 }
 
@@ -145,7 +146,7 @@ impl AnswerCache {
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilStale)
-                .build()
+                .build_with_hasher(Default::default())
         });
         Self { entries, metrics }
     }

@@ -137,6 +137,16 @@ impl CacheKey {
         }
     }
 
+    /// The key of a value derived from chunks (a part resampled on a window's buckets):
+    /// `request` is text unique to it. Held by this process only, never in the shared tier.
+    pub fn derived(account: &AccountKey, request: String) -> Self {
+        Self {
+            account: account.clone(),
+            endpoint: "derived",
+            request,
+        }
+    }
+
     /// The key of block `index` of an endpoint whose blocks share `params` (JSON text, as
     /// [`serde_json::to_string`] gives it).
     pub fn block(account: &AccountKey, endpoint: &'static str, params: &str, index: i64) -> Self {

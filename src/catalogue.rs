@@ -183,38 +183,7 @@ async fn resampled(
 ) -> Result<Resampled, UpstreamError> {
     let account = workspace.account(part.provider())?;
     let key = part.0.key_text().map(|part_text| {
-        // Instants as integer microseconds: formatting dates was a visible share of a warm
-        // query's CPU, and the key only has to be unique, not readable.
-        #[derive(serde::Serialize)]
-        struct DerivedRequest<'a> {
-            part: &'a str,
-            from: i64,
-            to: i64,
-            granularity: &'static str,
-            zone: String,
-            span: (i64, i64),
-            aggregation: &'static str,
-            total_only: bool,
-        }
-        CacheKey::new(
-            account,
-            "derived",
-            &DerivedRequest {
-                part: &part_text,
-                from: window.from().timestamp_micros(),
-                to: window.to().timestamp_micros(),
-                granularity: window.granularity().name(),
-                zone: window.zone().to_string(),
-                span: (span.from().timestamp_micros(), span.to().timestamp_micros()),
-                aggregation: match spec.aggregation {
-                    Aggregation::Sum => "sum",
-                    Aggregation::Average => "average",
-                    Aggregation::Distinct => "distinct",
-                    Aggregation::Last => "last",
-                },
-                total_only: spec.total_only,
-            },
-        )
+        CacheKey::derived(account, derived_request(&part_text, window, span, spec))
     });
     if let Some(key) = &key {
         if let Some(derived) = fetcher.derived::<Bucketed>(key).await {
@@ -253,6 +222,35 @@ async fn resampled(
         warnings: contribution.warnings,
         partial: contribution.partial,
     })
+}
+
+/// The request text of `part_text`'s derived value for `window`: the window as integer
+/// microseconds (formatting dates was a visible share of a warm query's CPU, and the key only
+/// has to be unique, not readable), then the part's text, which alone has no fixed form and
+/// so comes last.
+fn derived_request(part_text: &str, window: &Window, span: &Window, spec: &SeriesSpec) -> String {
+    use std::fmt::Write;
+    let micros = |t: DateTime<Utc>| t.timestamp_micros();
+    let aggregation = match spec.aggregation {
+        Aggregation::Sum => "sum",
+        Aggregation::Average => "average",
+        Aggregation::Distinct => "distinct",
+        Aggregation::Last => "last",
+    };
+    let mut text = String::with_capacity(96 + part_text.len());
+    // Writing into a String cannot fail.
+    let _ = write!(
+        text,
+        "{} {} {} {} {} {} {aggregation} {} {part_text}",
+        micros(window.from()),
+        micros(window.to()),
+        window.granularity().name(),
+        window.zone(),
+        micros(span.from()),
+        micros(span.to()),
+        spec.total_only,
+    );
+    text
 }
 
 /// A series field: what it measures and who contributes.

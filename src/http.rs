@@ -51,6 +51,7 @@ use crate::fetch::{Fetcher, RequestScope};
 use crate::graphql::document_cache::DocumentCache;
 use crate::graphql::error_codes::{code_errors, Phase};
 use crate::graphql::guard::{Guard, ReadOnlyRequest};
+use crate::graphql::raw_json;
 use crate::graphql::ChatstatsSchema;
 use crate::process_metrics::Metrics;
 use crate::rate_limit::{rate_limited_message, RateKey};
@@ -669,7 +670,11 @@ async fn execute(
     let traced = headers
         .get(TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"1");
-    let mut request = request.data(fetcher).data(caller.clone());
+    // Encoded by `raw_json::encode` below, so resolvers may answer JSON text.
+    let mut request = request
+        .data(fetcher)
+        .data(caller.clone())
+        .data(raw_json::RawJson);
     let mut request_key = None;
     let mut answer_key = None;
     let mut validated = false;
@@ -751,7 +756,7 @@ async fn execute(
             extensions: &response.extensions,
         })
     } else {
-        serde_json::to_vec(&response)
+        raw_json::encode(&response)
     };
     let Ok(body) = encoded_body.map(Bytes::from) else {
         return reject(

@@ -268,15 +268,20 @@ pub struct QueryLimits {
 }
 
 impl QueryLimits {
-    /// `Err` when the document text is longer than `max_document_bytes`, or nests deeper
-    /// than [`MAX_NESTING`] (which the parser could not survive).
+    /// `Err` when the document text is longer than `max_document_bytes`.
     pub fn check_size(&self, query: &str) -> Result<(), LimitExceeded> {
         over(
             "document size in bytes",
             "max_document_bytes",
             self.config.max_document_bytes as u64,
             query.len() as u64,
-        )?;
+        )
+    }
+
+    /// `Err` when the document text nests deeper than [`MAX_NESTING`] (which the parser could
+    /// not survive). A document the [`DocumentCache`](crate::graphql::document_cache) holds
+    /// passed this once; it need not be walked again.
+    pub fn check_nesting(&self, query: &str) -> Result<(), LimitExceeded> {
         over(
             "bracket nesting",
             NESTING,
@@ -877,7 +882,7 @@ mod tests {
         assert_eq!(nesting_depth(&"[".repeat(10_000)), 10_000);
         assert_eq!(nesting_depth(""), 0);
         let error = limits(|_| {})
-            .check_size(&format!(
+            .check_nesting(&format!(
                 "{{ a(x: {}1{}) }}",
                 "[".repeat(63),
                 "]".repeat(63)

@@ -20,9 +20,13 @@
 use std::sync::Arc;
 
 use async_graphql::parser::types::ExecutableDocument;
-use moka::sync::Cache;
 
 use crate::limits::{nesting_depth, MAX_NESTING};
+
+/// The caches here are keyed by client-chosen text of up to [`MAX_DOCUMENT_BYTES`], hashed
+/// several times per request: foldhash's seeded quality hasher is several times faster than
+/// the default SipHash on such keys.
+type Cache<K, V> = moka::sync::Cache<K, V, foldhash::quality::RandomState>;
 
 /// Query text held in all, in bytes (a parsed document takes a few times its text).
 pub const MAX_TEXT_BYTES: u64 = 4 * 1024 * 1024;
@@ -67,20 +71,20 @@ pub struct DocumentCache {
 impl DocumentCache {
     pub fn new() -> Self {
         Self {
-            documents: Cache::builder()
+            documents: moka::sync::Cache::builder()
                 .max_capacity(MAX_TEXT_BYTES)
                 .weigher(|query: &Arc<str>, _| u32::try_from(query.len()).unwrap_or(u32::MAX))
-                .build(),
-            validated: Cache::builder()
+                .build_with_hasher(Default::default()),
+            validated: moka::sync::Cache::builder()
                 .max_capacity(MAX_TEXT_BYTES)
                 .weigher(|key: &RequestKey, _| u32::try_from(key.bytes()).unwrap_or(u32::MAX))
-                .build(),
-            within_limits: Cache::builder()
+                .build_with_hasher(Default::default()),
+            within_limits: moka::sync::Cache::builder()
                 .max_capacity(MAX_TEXT_BYTES)
                 .weigher(|(key, _): &(RequestKey, usize), _| {
                     u32::try_from(key.bytes()).unwrap_or(u32::MAX)
                 })
-                .build(),
+                .build_with_hasher(Default::default()),
         }
     }
 
@@ -111,11 +115,16 @@ impl DocumentCache {
         }
     }
 
+    /// The parsed `query` if the cache holds it (it passed [`MAX_NESTING`] then).
+    pub fn held(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.documents.get(query)
+    }
+
     /// The parsed `query`: from the cache, or parsed now (and kept when it parses). None when
     /// it does not parse, or nests too deep to be given to the parser at all. Shared: readers
     /// that only look at it (the operation name, the guard's limits) copy nothing.
     pub fn parse(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
-        if let Some(document) = self.documents.get(query) {
+        if let Some(document) = self.held(query) {
             return Some(document);
         }
         if nesting_depth(query) > MAX_NESTING {

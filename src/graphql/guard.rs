@@ -106,9 +106,15 @@ impl Guard {
         self.limits
             .check_size(&request.query)
             .map_err(|e| too_complex(&e))?;
+        let held = self.documents.held(&request.query);
+        if held.is_none() {
+            self.limits
+                .check_nesting(&request.query)
+                .map_err(|e| too_complex(&e))?;
+        }
         // A document that does not parse is left to the parser; its error is coded
         // `GRAPHQL_PARSE_FAILED` by `admit` (HTTP) or `ErrorCodes` (WebSocket).
-        let Some(document) = self.documents.parse(&request.query) else {
+        let Some(document) = held.or_else(|| self.documents.parse(&request.query)) else {
             return Ok(None);
         };
         if let Some(operation) = select_operation(&document, request.operation_name.as_deref()) {

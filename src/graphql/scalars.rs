@@ -46,7 +46,7 @@ impl Instant {
     /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`, written directly for whole seconds of
     /// years 0 to 9999 (every bucket start): a dashboard formats hundreds per request, and
     /// chrono's general formatter was a visible share of it.
-    fn rfc3339(&self) -> String {
+    pub(crate) fn rfc3339(&self) -> String {
         use chrono::{Datelike, Timelike};
         let t = self.0;
         let year = t.year();

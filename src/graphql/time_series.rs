@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use crate::catalogue::{compute, Computed, SeriesSpec, Unit};
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
+use crate::graphql::raw_json::{self, RawJson};
 use crate::graphql::scalars::{Instant, TimeZone};
 use crate::graphql::window::{Aggregation, Fill, Granularity, WindowInput};
 use crate::providers::Provider;
@@ -117,12 +118,17 @@ fn plain_fields<T>(
     Some(fields)
 }
 
-/// The list value of `points` for a plain `selection`, as the executor would build it.
+/// The list value of `points` for a plain `selection`, as the executor would build it; with
+/// `raw`, the same list as JSON text (see [`raw_json`]).
 fn points_value(
     points: impl Iterator<Item = (DateTime<Utc>, Option<f64>)>,
     selection: &[(Name, PointField)],
+    raw: bool,
 ) -> Value {
     let typename = <Point as OutputType>::type_name();
+    if raw {
+        return Value::Binary(points_json(points, selection, &typename).into());
+    }
     let list = points
         .map(|(at, value)| {
             let mut object = IndexMap::with_capacity(selection.len());
@@ -138,6 +144,43 @@ fn points_value(
         })
         .collect();
     Value::List(list)
+}
+
+/// [`points_value`]'s list as JSON text.
+fn points_json(
+    points: impl Iterator<Item = (DateTime<Utc>, Option<f64>)>,
+    selection: &[(Name, PointField)],
+    typename: &str,
+) -> Vec<u8> {
+    // Keys are GraphQL names and instants are digits: only the writers below can fail, and
+    // writing into a Vec does not.
+    let write = |out: &mut Vec<u8>, (at, value): (DateTime<Utc>, Option<f64>)| {
+        out.push(b'{');
+        for (i, (key, kind)) in selection.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            raw_json::write_str(out, key)?;
+            out.push(b':');
+            match kind {
+                PointField::At => raw_json::write_str(out, &Instant(at).rfc3339())?,
+                PointField::Value => raw_json::write_number(out, value)?,
+                PointField::Typename => raw_json::write_str(out, typename)?,
+            }
+        }
+        out.push(b'}');
+        Ok::<_, serde_json::Error>(())
+    };
+    let mut out = Vec::with_capacity(64 * points.size_hint().0 + 2);
+    out.push(b'[');
+    for (i, point) in points.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(&mut out, point).expect("JSON into a Vec cannot fail");
+    }
+    out.push(b']');
+    out
 }
 
 impl OutputType for Points {
@@ -164,6 +207,7 @@ impl OutputType for Points {
         Ok(points_value(
             self.0.iter().map(|point| (point.at.0, point.value)),
             &selection,
+            ctx.data_opt::<RawJson>().is_some(),
         ))
     }
 }
@@ -212,7 +256,8 @@ impl TimeSeries {
 
     /// The object value of a plain `selection`, as the executor would build it from
     /// [`SeriesFields`], without a future per field.
-    fn plain_value(&self, selection: &[(Name, SeriesField)]) -> Value {
+    /// With `raw`, `points` is JSON text (see [`raw_json`]).
+    fn plain_value(&self, selection: &[(Name, SeriesField)], raw: bool) -> Value {
         let series = &self.0;
         let spec = &series.recipe.spec;
         let computed = &series.computed;
@@ -230,6 +275,7 @@ impl TimeSeries {
                     points_value(
                         computed.data.points(&computed.window, fill).into_iter(),
                         points,
+                        raw,
                     )
                 }
                 SeriesField::Total => number(summary().total),
@@ -263,7 +309,9 @@ impl OutputType for TimeSeries {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         match Self::plain_selection(&field.node.selection_set.node) {
-            Some(selection) => Ok(self.plain_value(&selection)),
+            Some(selection) => {
+                Ok(self.plain_value(&selection, ctx.data_opt::<RawJson>().is_some()))
+            }
             None => OutputType::resolve(&self.0, ctx, field).await,
         }
     }

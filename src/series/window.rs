@@ -4,6 +4,8 @@
 //! range, too many buckets) before anything is allocated, so a hostile query such as three
 //! centuries by HOUR costs a few arithmetic operations, not millions of bucket starts.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 
 use crate::series::granularity::Granularity;
@@ -55,7 +57,8 @@ pub struct Window {
     /// Bucket starts, strictly increasing; `starts[0]` is the aligned `from`. Kept because
     /// calendar buckets have uneven lengths, so locating an instant is a binary search here
     /// rather than a division.
-    starts: Vec<DateTime<Utc>>,
+    /// Shared: windows are handed out by the memo, and cloned per series.
+    starts: Arc<[DateTime<Utc>]>,
     /// The aligned end: the start of the bucket after the last one.
     to: DateTime<Utc>,
     granularity: Granularity,
@@ -66,7 +69,11 @@ pub struct Window {
 const MEMO_BYTES: u64 = 4 * 1024 * 1024;
 
 /// [`Window::new`]'s arguments and its answer.
-type WindowMemo = moka::sync::Cache<(DateTime<Utc>, DateTime<Utc>, Granularity, Zone), Window>;
+type WindowMemo = moka::sync::Cache<
+    (DateTime<Utc>, DateTime<Utc>, Granularity, Zone),
+    Window,
+    foldhash::fast::RandomState,
+>;
 
 /// Windows built so far, by request. Building a calendar window asks the zone database for
 /// every bucket boundary, and a dashboard asks for the same few windows again and again (each
@@ -82,7 +89,7 @@ fn memo() -> &'static WindowMemo {
                 let bytes = (window.starts.len() + 8) * std::mem::size_of::<DateTime<Utc>>();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
-            .build()
+            .build_with_hasher(foldhash::fast::RandomState::default())
     })
 }
 
@@ -150,7 +157,7 @@ impl Window {
                 end += HOUR;
             }
             return Ok(Window {
-                starts,
+                starts: starts.into(),
                 to: end,
                 granularity,
                 zone,
@@ -182,7 +189,7 @@ impl Window {
             return Err(too_many(starts.len()));
         }
         Ok(Window {
-            starts,
+            starts: starts.into(),
             to: cursor,
             granularity,
             zone,
