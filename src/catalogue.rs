@@ -45,8 +45,8 @@ pub trait Contributes: Send + Sync + std::fmt::Debug {
 
     /// Text unique to this part (its kind and parameters), the stable part of its derived-value
     /// cache keys; None when its resampled values are not kept (Xenioo: the snapshot is not a
-    /// cached chunk). [`memoized_text`] builds it cheaply.
-    fn key_text(&self) -> Option<Arc<str>>;
+    /// cached chunk). [`key_text`] builds it.
+    fn key_text(&self) -> Option<String>;
 
     /// This part's samples for `window`, each upstream request through `fetcher`.
     ///
@@ -85,24 +85,12 @@ impl Part {
     }
 }
 
-/// `part`'s kind and JSON, the stable part of its derived-cache keys, memoized in `texts`
-/// (one static per part type). Serializing a part was the largest cost left in building those
-/// keys (several per series, every request); a part is a small value, so hashing it to find
-/// its text is far cheaper. Bounded: parts carry client-chosen names (bots, surveys, users).
-pub fn memoized_text<T>(
-    texts: &'static std::sync::OnceLock<moka::sync::Cache<T, Arc<str>>>,
-    kind: &str,
-    part: &T,
-) -> Arc<str>
-where
-    T: serde::Serialize + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-{
-    let texts = texts.get_or_init(|| moka::sync::Cache::new(10_000));
-    texts.get_with_by_ref(part, || {
-        // Plain data (enums, ids, names) into a String: cannot fail.
-        let json = serde_json::to_string(part).expect("a part serializes to JSON");
-        Arc::from(format!("{kind}:{json}"))
-    })
+/// `part`'s kind and JSON, the stable part of its derived-cache keys (see
+/// [`Contributes::key_text`]).
+pub fn key_text(kind: &str, part: &impl serde::Serialize) -> String {
+    // Plain data (enums, ids, names) into a String: cannot fail.
+    let json = serde_json::to_string(part).expect("a part serializes to JSON");
+    format!("{kind}:{json}")
 }
 
 /// One part's samples and how fresh they are: what each provider module's `contribute`
@@ -392,7 +380,6 @@ pub async fn compute(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::providers::connectycube::{self, CcMetric};
     use crate::providers::message2give;
 
@@ -406,7 +393,7 @@ mod tests {
             message2give::sms_usage(None, true),
             connectycube::part(CcMetric::MessagesSent),
         ];
-        let texts: Vec<Arc<str>> = parts
+        let texts: Vec<String> = parts
             .iter()
             .map(|part| part.0.key_text().expect("kept parts have a text"))
             .collect();
@@ -414,10 +401,10 @@ mod tests {
             assert_eq!(
                 part.0.key_text().as_ref(),
                 Some(text),
-                "memoized: the same text again"
+                "the same text again"
             );
         }
-        let distinct: std::collections::HashSet<&Arc<str>> = texts.iter().collect();
+        let distinct: std::collections::HashSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), parts.len(), "{texts:?}");
     }
 }

@@ -212,8 +212,8 @@ impl OutputType for Points {
     }
 }
 
-/// One plain field of `TimeSeries`: one that cannot fail, needs no argument and no other
-/// window.
+/// One plain field of `TimeSeries`: one that cannot fail and needs no argument (`change`
+/// only once its previous window is computed: see [`TimeSeries::plain_selection`]).
 enum SeriesField {
     Metric,
     Unit,
@@ -225,13 +225,17 @@ enum SeriesField {
     Sources,
     Exact,
     Stale,
+    Change,
     Typename,
 }
 
 impl TimeSeries {
     /// The selection as plain `TimeSeries` fields, or None when it needs the executor
-    /// (`window`, `previous`, `change`, `points(fill:)`, fragments, directives).
-    fn plain_selection(selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
+    /// (`window`, `previous`, `points(fill:)`, fragments, directives, and `change` unless the
+    /// previous window was computed with this one, as [`evaluate`] does when `change` is
+    /// selected, and without error).
+    fn plain_selection(&self, selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
+        let previous_computed = matches!(self.0.previous.get(), Some(Ok(_)));
         plain_fields(selection_set, |field| {
             let leaf = field.selection_set.node.items.is_empty();
             Some(match field.name.node.as_str() {
@@ -248,6 +252,7 @@ impl TimeSeries {
                 "sources" => SeriesField::Sources,
                 "exact" => SeriesField::Exact,
                 "stale" => SeriesField::Stale,
+                "change" if previous_computed => SeriesField::Change,
                 "__typename" => SeriesField::Typename,
                 _ => return None,
             })
@@ -286,6 +291,14 @@ impl TimeSeries {
                 }
                 SeriesField::Exact => Value::Boolean(computed.data.exact && summary().exact),
                 SeriesField::Stale => Value::Boolean(computed.stale),
+                SeriesField::Change => {
+                    let previous = match series.previous.get() {
+                        Some(Ok(previous)) => previous.data.summary(spec.aggregation).total,
+                        // `plain_selection` took `change` only with a previous window.
+                        _ => None,
+                    };
+                    number(change(summary().total, previous))
+                }
                 SeriesField::Typename => Value::String(Self::type_name().into_owned()),
             };
             object.insert(key.clone(), value);
@@ -308,7 +321,7 @@ impl OutputType for TimeSeries {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match Self::plain_selection(&field.node.selection_set.node) {
+        match self.plain_selection(&field.node.selection_set.node) {
             Some(selection) => {
                 Ok(self.plain_value(&selection, ctx.data_opt::<RawJson>().is_some()))
             }

@@ -29,7 +29,7 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
+use crate::catalogue::{key_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::SeriesKey;
@@ -1128,10 +1128,8 @@ impl Contributes for DashboardPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<Arc<str>> {
-        static TEXTS: std::sync::OnceLock<moka::sync::Cache<DashboardPart, Arc<str>>> =
-            std::sync::OnceLock::new();
-        Some(memoized_text(&TEXTS, "chat_tonic.dashboard", self))
+    fn key_text(&self) -> Option<String> {
+        Some(key_text("chat_tonic.dashboard", self))
     }
 
     fn contribute<'a>(

@@ -9,7 +9,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
+use crate::catalogue::{key_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::{erase_blocks, BlockSource, FnBlockSource};
@@ -369,10 +369,8 @@ impl Contributes for Counted {
         FINEST
     }
 
-    fn key_text(&self) -> Option<Arc<str>> {
-        static TEXTS: std::sync::OnceLock<moka::sync::Cache<Counted, Arc<str>>> =
-            std::sync::OnceLock::new();
-        Some(memoized_text(&TEXTS, "connectycube", self))
+    fn key_text(&self) -> Option<String> {
+        Some(key_text("connectycube", self))
     }
 
     fn contribute<'a>(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
+use crate::catalogue::{key_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::SeriesKey;
@@ -626,10 +626,8 @@ impl Contributes for Conversations {
         FINEST
     }
 
-    fn key_text(&self) -> Option<Arc<str>> {
-        static TEXTS: std::sync::OnceLock<moka::sync::Cache<Conversations, Arc<str>>> =
-            std::sync::OnceLock::new();
-        Some(memoized_text(&TEXTS, "help_scout.conversations", self))
+    fn key_text(&self) -> Option<String> {
+        Some(key_text("help_scout.conversations", self))
     }
 
     fn contribute<'a>(

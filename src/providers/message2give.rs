@@ -21,7 +21,7 @@ use std::mem::size_of;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
-use crate::catalogue::{memoized_text, Contributes, Contribution, Part};
+use crate::catalogue::{key_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::UpstreamError;
 use crate::fetch::{Fetched, Fetcher};
@@ -1009,10 +1009,8 @@ impl Contributes for ChatPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<Arc<str>> {
-        static TEXTS: std::sync::OnceLock<moka::sync::Cache<ChatPart, Arc<str>>> =
-            std::sync::OnceLock::new();
-        Some(memoized_text(&TEXTS, "message2give.chat", self))
+    fn key_text(&self) -> Option<String> {
+        Some(key_text("message2give.chat", self))
     }
 
     fn contribute<'a>(
@@ -1056,10 +1054,8 @@ impl Contributes for SmsPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<Arc<str>> {
-        static TEXTS: std::sync::OnceLock<moka::sync::Cache<SmsPart, Arc<str>>> =
-            std::sync::OnceLock::new();
-        Some(memoized_text(&TEXTS, "message2give.sms", self))
+    fn key_text(&self) -> Option<String> {
+        Some(key_text("message2give.sms", self))
     }
 
     fn contribute<'a>(

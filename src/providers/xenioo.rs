@@ -1646,7 +1646,7 @@ impl Contributes for Events {
 
     /// None: the snapshot is held by the client, not a cached chunk, so the resampled values
     /// are not kept either.
-    fn key_text(&self) -> Option<Arc<str>> {
+    fn key_text(&self) -> Option<String> {
         None
     }
 

@@ -68,9 +68,18 @@ pub struct Window {
 /// Bytes of bucket starts the window memo holds (a month of DAY buckets is ~250 bytes).
 const MEMO_BYTES: u64 = 4 * 1024 * 1024;
 
-/// [`Window::new`]'s arguments and its answer.
+/// Which window of [`Window::new`]'s arguments a memo entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Held {
+    /// The window itself.
+    Itself,
+    /// Its [`Window::previous`].
+    Previous,
+}
+
+/// [`Window::new`]'s arguments, which window of them, and that window.
 type WindowMemo = moka::sync::Cache<
-    (DateTime<Utc>, DateTime<Utc>, Granularity, Zone),
+    (DateTime<Utc>, DateTime<Utc>, Granularity, Zone, Held),
     Window,
     foldhash::fast::RandomState,
 >;
@@ -78,8 +87,9 @@ type WindowMemo = moka::sync::Cache<
 /// Windows built so far, by request. Building a calendar window asks the zone database for
 /// every bucket boundary, and a dashboard asks for the same few windows again and again (each
 /// series field, its previous window, the query-cost estimate): about a tenth of a warm
-/// query's CPU before this memo. A window is a pure function of its four inputs, so sharing
-/// it across requests and tenants is safe.
+/// query's CPU before this memo. Finding the previous window steps back bucket by bucket
+/// through the zone database too, so it is kept beside its window. A window is a pure
+/// function of its four inputs, so sharing it across requests and tenants is safe.
 fn memo() -> &'static WindowMemo {
     static MEMO: std::sync::OnceLock<WindowMemo> = std::sync::OnceLock::new();
     MEMO.get_or_init(|| {
@@ -110,7 +120,7 @@ impl Window {
         granularity: Granularity,
         zone: Zone,
     ) -> Result<Window, WindowError> {
-        let key = (from, to, granularity, zone);
+        let key = (from, to, granularity, zone, Held::Itself);
         if let Some(window) = memo().get(&key) {
             return Ok(window);
         }
@@ -253,6 +263,23 @@ impl Window {
     /// The window of the same bucket count and granularity immediately before this one
     /// (ends at self.from()).
     pub fn previous(&self) -> Result<Window, WindowError> {
+        let key = (
+            self.from(),
+            self.to,
+            self.granularity,
+            self.zone,
+            Held::Previous,
+        );
+        if let Some(window) = memo().get(&key) {
+            return Ok(window);
+        }
+        let previous = self.step_back()?;
+        memo().insert(key, previous.clone());
+        Ok(previous)
+    }
+
+    /// [`Window::previous`] without the memo.
+    fn step_back(&self) -> Result<Window, WindowError> {
         let (min, _) = supported_range();
         let mut from = self.from();
         for _ in 0..self.len() {

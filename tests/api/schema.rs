@@ -118,9 +118,10 @@ async fn series_built_as_one_value_answer_as_the_executor_does() {
         r#"window: {{ from: "{}T00:00:00Z", to: "{to}T00:00:00Z" }}"#,
         to - chrono::Duration::days(14)
     );
-    // Every plain field, aliases, `__typename` at both levels, and fields in a chosen order.
+    // Every plain field (`change` computes the previous window with this one), aliases,
+    // `__typename` at both levels, and fields in a chosen order.
     let fields = "sum: total metric unit aggregation min max __typename sources exact stale \
-                  points { value when: at __typename } total";
+                  points { value when: at __typename } total change";
     let query = |series: &dyn Fn(&str) -> String| {
         format!(
             r#"{{ workspace(id: "acme") {{
@@ -176,7 +177,8 @@ async fn series_built_as_one_value_answer_as_the_executor_does() {
             "exact",
             "stale",
             "points",
-            "total"
+            "total",
+            "change"
         ],
         "the selection's order"
     );
