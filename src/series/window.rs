@@ -550,6 +550,15 @@ mod tests {
                 &Window::new(from, to, kind, z),
                 "served from the memo"
             );
+            let window = memoized.as_ref().expect("a valid window");
+            let stepped = window.step_back();
+            assert_eq!(window.previous(), stepped, "the previous window, computed");
+            assert_eq!(
+                window.previous(),
+                stepped,
+                "the previous window, remembered"
+            );
+            assert_ne!(window.previous().as_ref(), Ok(window));
         }
         assert_ne!(sydney, utc_days);
         assert_ne!(utc_days, weeks);
