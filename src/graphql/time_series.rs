@@ -1,9 +1,8 @@
 //! `TimeSeries`, `Point` and `ResolvedWindow`, and the helpers every series field uses to turn
 //! a [`SeriesSpec`] into a GraphQL value with its errors attached at the right path.
 
-use std::sync::Arc;
-
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};

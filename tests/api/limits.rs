@@ -585,3 +585,43 @@ async fn a_request_within_the_limits_for_one_caller_is_still_measured_for_a_call
     assert_eq!(refused.code(), "QUERY_TOO_COMPLEX", "{}", refused.text);
     assert_eq!(measured(&refused), Some(all));
 }
+
+/// Text nested deeper than the parser survives is refused by its bracket nesting, every time
+/// it is sent (it is never parsed, so never held), while the same nesting one level shallower
+/// parses, is held, and is served again without being refused.
+#[tokio::test]
+async fn text_nested_too_deep_is_refused_each_time_and_text_just_within_is_held_and_served() {
+    let app = spawn_app().await;
+    let nested = |levels: usize| {
+        format!(
+            "{{ workspace(id: \"acme\") {{ id sources(ids: {}\"x\"{}) {{ provider }} }} }}",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    // The braces of `{ workspace {` and the argument's parenthesis add 3 levels.
+    let too_deep = nested(chatstats::limits::MAX_NESTING as usize - 2);
+    for _ in 0..2 {
+        let reply = post(&app, &too_deep).await;
+        assert_eq!(reply.code(), "QUERY_TOO_COMPLEX", "{}", reply.text);
+        let error = &reply.body["errors"][0];
+        assert_eq!(
+            error["extensions"]["measured"],
+            json!(chatstats::limits::MAX_NESTING + 1),
+            "{error}"
+        );
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("bracket nesting"),
+            "{error}"
+        );
+    }
+    let within = nested(chatstats::limits::MAX_NESTING as usize - 3);
+    for _ in 0..2 {
+        let reply = post(&app, &within).await;
+        assert_ne!(reply.code(), "QUERY_TOO_COMPLEX", "{}", reply.text);
+        assert_ne!(reply.code(), "GRAPHQL_PARSE_FAILED", "{}", reply.text);
+    }
+}
