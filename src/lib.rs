@@ -24,7 +24,8 @@
 //!   fresh gets the kept answer without being resolved; anything else is executed.
 //! - [`graphql`]: the schema, one file per type. Series fields build a
 //!   [`catalogue::SeriesSpec`] and hand it to [`graphql::time_series::series`]. Entry point:
-//!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`].
+//!   [`graphql::build_schema`]; the SDL comes from [`graphql::sdl`]. A series of plain fields
+//!   is answered as one value, its `points` as JSON text on HTTP ([`graphql::raw_json`]).
 //! - [`catalogue`]: what every series is made of (SPEC §2.1) and [`catalogue::compute`], which
 //!   fetches each provider's part concurrently, puts it on the window's buckets and adds them.
 //! - [`fetch`]: the doors to the upstreams, traced for `extensions.upstream`:

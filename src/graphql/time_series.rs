@@ -26,7 +26,7 @@ use crate::series::{self, change};
 use crate::workspace::Workspace;
 
 /// A series of values on calendar buckets, with its summary and provenance: what every series
-/// field returns. Its plain fields are answered as one value (see [`TimeSeries::plain_value`]);
+/// field returns. Its plain fields are answered as one value (`TimeSeries::plain_value`);
 /// any other selection is resolved by async-graphql through [`SeriesFields`].
 pub struct TimeSeries(SeriesFields);
 
