@@ -19,15 +19,18 @@
 //!
 //! The sandbox and this process share the machine's cores with the server.
 
-use std::io::BufRead;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chatstats::sandbox::calls::{most_in_flight, Call};
 use chrono::{DurationRound, Utc};
 use serde_json::{json, Value};
+
+use support::{Process, START_LIMIT};
 
 /// The account counts measured.
 const SIZES: [usize; 3] = [10, 100, 1_000];
@@ -37,8 +40,6 @@ const INJECTED_LATENCY: Duration = Duration::from_millis(50);
 const CAP: usize = 16;
 /// Warm runs per measurement (the median is reported).
 const WARM_SAMPLES: usize = 5;
-/// How long a process may take to print its address or become ready.
-const START_LIMIT: Duration = Duration::from_secs(60);
 /// Per-request timeout: a hung request must not hang the benchmark.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// The providers of [`FAN_OUT`], as the call log names them.
@@ -58,80 +59,6 @@ const FAN_OUT: &str = r#"query ($w: Window!) {
   }
 }"#;
 
-/// A child process of the `chatstats` binary, killed when dropped.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn spawn(args: &[&str]) -> Result<Process, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatstats"))
-            .args(args)
-            .env_remove("CHATSTATS_CONFIG")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start chatstats {args:?}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let (send, lines) = mpsc::channel();
-        // Drained continuously, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Process { child, lines })
-    }
-
-    /// The rest of the first stdout line that starts with `prefix`.
-    fn wait_for_line(&self, prefix: &str) -> Result<String, String> {
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .map_err(|_| format!("no line starting with {prefix:?}"))?;
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return Ok(rest.trim().to_string());
-            }
-        }
-    }
-
-    /// A `kB` field of `/proc/PID/status`, in MiB.
-    fn memory_mib(&self, field: &str) -> Result<f64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .map_err(|e| format!("cannot read /proc status: {e}"))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map(|kib| kib / 1024.0)
-            .ok_or_else(|| format!("no {field} in /proc status"))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One row of the table.
 struct Row {
     accounts: usize,
@@ -149,7 +76,7 @@ async fn measure(accounts: usize, dir: &Path, http: &reqwest::Client) -> Result<
     let config = dir.join(format!("fanout-{accounts}.toml"));
     let config_arg = config.to_string_lossy().into_owned();
     let accounts_arg = accounts.to_string();
-    let sandbox = Process::spawn(&[
+    let sandbox = Process::chatstats(&[
         "sandbox",
         "--listen",
         "127.0.0.1:0",
@@ -161,7 +88,8 @@ async fn measure(accounts: usize, dir: &Path, http: &reqwest::Client) -> Result<
     let sandbox_url = sandbox.wait_for_line("sandbox listening on ")?;
 
     let spawned = Instant::now();
-    let server = Process::spawn(&["serve", "--config", &config_arg, "--listen", "127.0.0.1:0"])?;
+    let server =
+        Process::chatstats(&["serve", "--config", &config_arg, "--listen", "127.0.0.1:0"])?;
     let addr = server.wait_for_line("listening on http://")?;
     let base = format!("http://{addr}");
     ready(http, &base).await?;

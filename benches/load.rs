@@ -26,6 +26,8 @@
 
 #[path = "../tests/api/examples/example_file.rs"]
 mod example_file;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -686,21 +688,5 @@ fn print_targets(rows: &[Row], kept: &Warm, resolved: &Warm) {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the Tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("load benchmark failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::run("load benchmark", run())
 }

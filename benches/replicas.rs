@@ -16,13 +16,16 @@
 //! The load generator (this process), the sandbox and Redis share the machine's cores with
 //! the server under test.
 
-use std::io::BufRead;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use support::{Process, START_LIMIT};
 
 /// Concurrent clients of the warm throughput runs.
 const CLIENTS: usize = 32;
@@ -32,74 +35,12 @@ const WARM_FOR: Duration = Duration::from_secs(5);
 const LATENCY_SAMPLES: usize = 15;
 /// The upstream latency of the second latency measurement.
 const INJECTED_LATENCY: Duration = Duration::from_millis(50);
-/// How long a process may take to print its address.
-const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// The warm query: one workspace, four providers (no Xenioo: its hourly rule is not
 /// throughput), resolved from the chunk cache each time.
 const WARM: &str = r#"{ workspace(id: "acme") {
     ALIAS: messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z"}, provider: CONNECTYCUBE) { total } }
     dialogs { created(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-15T00:00:00Z"}) { total } } } }"#;
-
-/// A child process, killed when dropped.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn spawn(program: &str, args: &[&str]) -> Result<Process, String> {
-        let mut child = Command::new(program)
-            .args(args)
-            .env_remove("CHATSTATS_CONFIG")
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {program} {args:?}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let (send, lines) = mpsc::channel();
-        // Drained continuously, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Process { child, lines })
-    }
-
-    fn chatstats(args: &[&str]) -> Result<Process, String> {
-        Process::spawn(env!("CARGO_BIN_EXE_chatstats"), args)
-    }
-
-    /// The rest of the first stdout line that starts with `prefix`.
-    fn wait_for_line(&self, prefix: &str) -> Result<String, String> {
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .map_err(|_| format!("no line starting with {prefix:?}"))?;
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return Ok(rest.trim().to_string());
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn post(http: &reqwest::Client, base: &str, query: &str) -> Result<Value, String> {
     let response = http
@@ -304,21 +245,5 @@ async fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("replicas bench: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("replicas bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::run("replicas bench", run())
 }

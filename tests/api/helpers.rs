@@ -186,16 +186,44 @@ impl TestApp {
 
     /// Inject a fault (`POST /_sim/faults`).
     pub async fn fault(&self, fault: Value) {
-        let status = self
-            .http
-            .post(format!("{}/_sim/faults", self.sandbox.base_url()))
-            .json(&fault)
-            .send()
-            .await
-            .expect("sandbox answers")
-            .status();
-        assert!(status.is_success(), "fault accepted: {status}");
+        inject_fault(&self.http, &self.sandbox, fault).await;
     }
+}
+
+/// `POST /_sim/faults` to `sandbox`, which must accept it.
+pub async fn inject_fault(http: &reqwest::Client, sandbox: &Sandbox, fault: Value) {
+    let status = http
+        .post(format!("{}/_sim/faults", sandbox.base_url()))
+        .json(&fault)
+        .send()
+        .await
+        .expect("sandbox answers")
+        .status();
+    assert!(status.is_success(), "fault accepted: {status}");
+}
+
+/// A GraphQL-over-WebSocket (`graphql-transport-ws`) upgrade request for `/graphql` on
+/// `addr` (`host:port`), with `headers`.
+pub fn ws_request(
+    addr: impl std::fmt::Display,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("a valid request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    request
 }
 
 /// A response: status, headers, and the body as JSON (`Null` when it is not JSON) and text.

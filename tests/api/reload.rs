@@ -494,23 +494,8 @@ async fn socket(
     payload: Value,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
     use tokio_tungstenite::tungstenite::Message;
-    let mut request = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("a valid request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
-            HeaderValue::from_str(value).expect("a header value"),
-        );
-    }
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    let (mut ws, _) = tokio_tungstenite::connect_async(crate::helpers::ws_request(addr, headers))
         .await
         .expect("the upgrade is accepted");
     let init = json!({"type": "connection_init", "payload": payload});

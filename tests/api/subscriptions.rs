@@ -7,8 +7,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -48,21 +46,7 @@ enum End {
 impl Socket {
     /// Open `/graphql` with `headers`; the HTTP status when the upgrade is refused.
     async fn open(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Result<Socket, u16> {
-        let mut request = format!("ws://{addr}/graphql")
-            .into_client_request()
-            .expect("a valid request");
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-                    .expect("a header name"),
-                HeaderValue::from_str(value).expect("a header value"),
-            );
-        }
-        match tokio_tungstenite::connect_async(request).await {
+        match tokio_tungstenite::connect_async(crate::helpers::ws_request(addr, headers)).await {
             Ok((ws, _)) => Ok(Socket { ws }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 Err(response.status().as_u16())

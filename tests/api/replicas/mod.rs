@@ -273,15 +273,7 @@ impl Replicas {
 
     /// Inject an upstream fault (`POST /_sim/faults`).
     pub async fn fault(&self, fault: serde_json::Value) {
-        let status = self
-            .http
-            .post(format!("{}/_sim/faults", self.sandbox.base_url()))
-            .json(&fault)
-            .send()
-            .await
-            .expect("sandbox answers")
-            .status();
-        assert!(status.is_success(), "fault accepted: {status}");
+        crate::helpers::inject_fault(&self.http, &self.sandbox, fault).await;
     }
 
     /// `/metrics` of replica `i`.

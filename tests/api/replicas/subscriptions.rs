@@ -6,8 +6,6 @@ use std::time::Duration;
 use chatstats::sandbox::SandboxOptions;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{shared_section, RedisServer, Replicas};
@@ -29,14 +27,7 @@ fn live_query() -> String {
 /// Subscribes to [`live_query`] on `addr` and returns its first [`EMISSIONS`] payloads
 /// (each bounded by 30 s).
 async fn emissions(addr: std::net::SocketAddr) -> Vec<Value> {
-    let mut request = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .expect("a valid request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    let (mut ws, _) = tokio_tungstenite::connect_async(crate::helpers::ws_request(addr, &[]))
         .await
         .expect("the upgrade is accepted");
     let send = |message: Value| Message::Text(message.to_string().into());
