@@ -266,8 +266,6 @@ pub struct Computed {
     pub errors: Vec<ApiError>,
     /// Refresh failures behind stale data (reported in `extensions.warnings`).
     pub warnings: Vec<UpstreamError>,
-    /// When the series was computed (for `Source` bookkeeping and traces).
-    pub computed_at: DateTime<Utc>,
 }
 
 impl Computed {
@@ -374,7 +372,6 @@ pub async fn compute(
         stale,
         warnings,
         errors,
-        computed_at: Utc::now(),
     })
 }
 

@@ -7,8 +7,6 @@
 //! `Value::Binary(json_text)` instead, and [`encode`] writes that text as is. No field of the
 //! schema is a binary scalar, so `Binary` has no other meaning in a response.
 
-use std::io::Write;
-
 use async_graphql::{Response, Value};
 
 /// Request data: the response is encoded by [`encode`], so resolvers may answer
@@ -54,7 +52,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_str(out, name)?;
+                write_name(out, name);
                 out.push(b':');
                 write_value(out, field)?;
             }
@@ -65,19 +63,35 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// `text` as a JSON string.
-pub fn write_str(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
-    serde_json::to_writer(out, text)
+/// `text`, which has nothing JSON escapes (a GraphQL name: letters, digits and `_`; or an
+/// instant's digits, dashes and colons), as a JSON string.
+pub fn write_name(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(
+        !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20),
+        "{text:?} needs escaping"
+    );
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
+/// Integers below this are written by [`write_number`] directly: a count is most values.
+const DIRECT_INTEGER_BELOW: f64 = 1e15;
+
 /// `value` as [`Value`]'s JSON for it: a number, or null when it has none (NaN, infinite).
-pub fn write_number(out: &mut Vec<u8>, value: Option<f64>) -> serde_json::Result<()> {
-    match value.and_then(serde_json::Number::from_f64) {
-        Some(number) => serde_json::to_writer(out, &number),
-        None => {
-            out.write_all(b"null").map_err(serde_json::Error::io)?;
-            Ok(())
+pub fn write_number(out: &mut Vec<u8>, value: Option<f64>) {
+    match value {
+        // serde_json writes a whole f64 as its digits and `.0` (`12.0`, never `-0.0` here).
+        Some(v) if v.is_sign_positive() && v < DIRECT_INTEGER_BELOW && v.fract() == 0.0 => {
+            out.extend_from_slice(itoa::Buffer::new().format(v as u64).as_bytes());
+            out.extend_from_slice(b".0");
         }
+        Some(v) if v.is_finite() => {
+            let number = serde_json::Number::from_f64(v).expect("a finite f64");
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(out, &number);
+        }
+        _ => out.extend_from_slice(b"null"),
     }
 }
 
@@ -145,13 +159,26 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_values_write_them() {
-        for value in [Some(0.0), Some(-2.5), Some(1e21), Some(f64::NAN), None] {
+        let around = |v: f64| [v.next_down(), v, v.next_up()];
+        let edges = [0.0, 1.0, 1e15, 1e16, 9_007_199_254_740_992.0, 1e21];
+        let values = edges
+            .into_iter()
+            .flat_map(around)
+            .chain([-0.0, -1.0, -2.5, 12.0, 0.1, 123_456.75, 1e-7, f64::MAX])
+            .chain([f64::NAN, f64::INFINITY, f64::NEG_INFINITY])
+            .map(Some)
+            .chain([None]);
+        for value in values {
             let mut out = Vec::new();
-            write_number(&mut out, value).unwrap();
+            write_number(&mut out, value);
             let as_value = value
                 .and_then(serde_json::Number::from_f64)
                 .map_or(Value::Null, Value::Number);
-            assert_eq!(out, serde_json::to_vec(&as_value).unwrap());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&as_value).unwrap(),
+                "{value:?}"
+            );
         }
     }
 }

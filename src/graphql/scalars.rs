@@ -1,10 +1,10 @@
 //! The custom scalars: `DateTime` (an RFC 3339 instant) and `TimeZone` (IANA name or offset).
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::code;
-use crate::series::Zone;
+use crate::series::{window, Zone};
 
 /// Our scalars' parse errors carry their code themselves: the client's input, whichever
 /// phase async-graphql parses them in.
@@ -43,35 +43,10 @@ impl ScalarType for Instant {
 }
 
 impl Instant {
-    /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`, written directly for whole seconds of
-    /// years 0 to 9999 (every bucket start): a dashboard formats hundreds per request, and
-    /// chrono's general formatter was a visible share of it.
+    /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`, written directly for bucket starts
+    /// (see [`window::rfc3339`]).
     pub(crate) fn rfc3339(&self) -> String {
-        use chrono::{Datelike, Timelike};
-        let t = self.0;
-        let year = t.year();
-        if t.nanosecond() != 0 || !(0..=9999).contains(&year) {
-            return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        }
-        fn two(text: &mut String, n: u32) {
-            text.push(char::from(b'0' + (n / 10) as u8));
-            text.push(char::from(b'0' + (n % 10) as u8));
-        }
-        let mut text = String::with_capacity(20);
-        let year = year as u32;
-        for (n, after) in [
-            (year / 100, None),
-            (year % 100, Some('-')),
-            (t.month(), Some('-')),
-            (t.day(), Some('T')),
-            (t.hour(), Some(':')),
-            (t.minute(), Some(':')),
-            (t.second(), Some('Z')),
-        ] {
-            two(&mut text, n);
-            text.extend(after);
-        }
-        text
+        window::rfc3339(self.0)
     }
 }
 
@@ -106,7 +81,7 @@ impl ScalarType for TimeZone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone as _;
+    use chrono::{SecondsFormat, TimeZone as _};
 
     #[test]
     fn instants_are_written_as_chrono_writes_them() {

@@ -12,7 +12,6 @@ use async_graphql::{
     Context, ContextSelectionSet, Name, Object, OutputType, Positioned, ScalarType, ServerResult,
     SimpleObject, Value,
 };
-use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
 use crate::catalogue::{compute, Computed, SeriesSpec, Unit};
@@ -65,7 +64,11 @@ pub struct Point {
 /// aliased or not, without arguments, directives or fragments), the list is built directly as
 /// the executor would; any other selection goes through async-graphql's own resolution.
 /// The type it declares is `Vec<Point>`'s, so the schema is unchanged.
-pub struct Points(Vec<Point>);
+pub struct Points {
+    window: series::Window,
+    /// Bucket indexes of `window` with their values.
+    points: Vec<(usize, Option<f64>)>,
+}
 
 /// One plain field of `Point`, by its response key.
 enum PointField {
@@ -117,23 +120,26 @@ fn plain_fields<T>(
     Some(fields)
 }
 
-/// The list value of `points` for a plain `selection`, as the executor would build it; with
-/// `raw`, the same list as JSON text (see [`raw_json`]).
+/// The list value of `points` for a plain `selection`: `points` are bucket indexes of `window`
+/// with their values, each `at` the window's text for the bucket start; with `raw`, the same
+/// list as JSON text (see [`raw_json`]).
 fn points_value(
-    points: impl Iterator<Item = (DateTime<Utc>, Option<f64>)>,
+    window: &series::Window,
+    points: impl Iterator<Item = (usize, Option<f64>)>,
     selection: &[(Name, PointField)],
     raw: bool,
 ) -> Value {
     let typename = <Point as OutputType>::type_name();
+    let at = window.start_texts();
     if raw {
-        return Value::Binary(points_json(points, selection, &typename).into());
+        return Value::Binary(points_json(at, points, selection, &typename).into());
     }
     let list = points
-        .map(|(at, value)| {
+        .map(|(i, value)| {
             let mut object = IndexMap::with_capacity(selection.len());
             for (key, kind) in selection {
                 let value = match kind {
-                    PointField::At => Instant(at).to_value(),
+                    PointField::At => Value::String(at[i].to_string()),
                     PointField::Value => value.as_ref().map_or(Value::Null, f64::to_value),
                     PointField::Typename => Value::String(typename.to_string()),
                 };
@@ -147,36 +153,32 @@ fn points_value(
 
 /// [`points_value`]'s list as JSON text.
 fn points_json(
-    points: impl Iterator<Item = (DateTime<Utc>, Option<f64>)>,
+    at: &[Box<str>],
+    points: impl Iterator<Item = (usize, Option<f64>)>,
     selection: &[(Name, PointField)],
     typename: &str,
 ) -> Vec<u8> {
-    // Keys are GraphQL names and instants are digits: only the writers below can fail, and
-    // writing into a Vec does not.
-    let write = |out: &mut Vec<u8>, (at, value): (DateTime<Utc>, Option<f64>)| {
+    let mut out = Vec::with_capacity(48 * points.size_hint().0 + 2);
+    out.push(b'[');
+    for (n, (i, value)) in points.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
         out.push(b'{');
-        for (i, (key, kind)) in selection.iter().enumerate() {
-            if i > 0 {
+        for (k, (key, kind)) in selection.iter().enumerate() {
+            if k > 0 {
                 out.push(b',');
             }
-            raw_json::write_str(out, key)?;
+            raw_json::write_name(&mut out, key);
             out.push(b':');
             match kind {
-                PointField::At => raw_json::write_str(out, &Instant(at).rfc3339())?,
-                PointField::Value => raw_json::write_number(out, value)?,
-                PointField::Typename => raw_json::write_str(out, typename)?,
+                // Digits, dashes and colons: nothing to escape.
+                PointField::At => raw_json::write_name(&mut out, &at[i]),
+                PointField::Value => raw_json::write_number(&mut out, value),
+                PointField::Typename => raw_json::write_name(&mut out, typename),
             }
         }
         out.push(b'}');
-        Ok::<_, serde_json::Error>(())
-    };
-    let mut out = Vec::with_capacity(64 * points.size_hint().0 + 2);
-    out.push(b'[');
-    for (i, point) in points.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write(&mut out, point).expect("JSON into a Vec cannot fail");
     }
     out.push(b']');
     out
@@ -201,10 +203,20 @@ impl OutputType for Points {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         let Some(selection) = PointField::plain_selection(&field.node.selection_set.node) else {
-            return OutputType::resolve(&self.0, ctx, field).await;
+            let starts = self.window.bucket_starts();
+            let points: Vec<Point> = self
+                .points
+                .iter()
+                .map(|&(i, value)| Point {
+                    at: Instant(starts[i]),
+                    value,
+                })
+                .collect();
+            return OutputType::resolve(&points, ctx, field).await;
         };
         Ok(points_value(
-            self.0.iter().map(|point| (point.at.0, point.value)),
+            &self.window,
+            self.points.iter().copied(),
             &selection,
             ctx.data_opt::<RawJson>().is_some(),
         ))
@@ -277,7 +289,8 @@ impl TimeSeries {
                 SeriesField::Points(points) => {
                     let fill = series::Fill::default_for(spec.aggregation);
                     points_value(
-                        computed.data.points(&computed.window, fill).into_iter(),
+                        &computed.window,
+                        computed.data.filled(&computed.window, fill),
                         points,
                         raw,
                     )
@@ -417,17 +430,11 @@ impl SeriesFields {
         let fill = fill
             .map(Into::into)
             .unwrap_or_else(|| series::Fill::default_for(self.recipe.spec.aggregation));
-        Points(
-            self.computed
-                .data
-                .points(&self.computed.window, fill)
-                .into_iter()
-                .map(|(at, value)| Point {
-                    at: Instant(at),
-                    value,
-                })
-                .collect(),
-        )
+        let window = &self.computed.window;
+        Points {
+            window: window.clone(),
+            points: self.computed.data.filled(window, fill).collect(),
+        }
     }
 
     /// SUM: the sum; AVERAGE: the (weighted) mean; LAST: the last value; DISTINCT: the

@@ -186,16 +186,27 @@ impl Bucketed {
     /// `window` must be the window this series was resampled on; extra buckets on either
     /// side are ignored.
     pub fn points(&self, window: &Window, fill: Fill) -> Vec<(DateTime<Utc>, Option<f64>)> {
-        let pairs = window
-            .bucket_starts()
+        let starts = window.bucket_starts();
+        self.filled(window, fill)
+            .map(|(i, v)| (starts[i], v))
+            .collect()
+    }
+
+    /// [`Bucketed::points`] by bucket index: each kept bucket's index and value under `fill`.
+    pub fn filled(
+        &self,
+        window: &Window,
+        fill: Fill,
+    ) -> impl Iterator<Item = (usize, Option<f64>)> + '_ {
+        self.values
             .iter()
-            .copied()
-            .zip(self.values.iter().copied());
-        match fill {
-            Fill::Null => pairs.collect(),
-            Fill::Zero => pairs.map(|(at, v)| (at, Some(v.unwrap_or(0.0)))).collect(),
-            Fill::Omit => pairs.filter(|(_, v)| v.is_some()).collect(),
-        }
+            .take(window.len())
+            .enumerate()
+            .filter_map(move |(i, &v)| match fill {
+                Fill::Null => Some((i, v)),
+                Fill::Zero => Some((i, Some(v.unwrap_or(0.0)))),
+                Fill::Omit => v.map(|v| (i, Some(v))),
+            })
     }
 }
 
