@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use futures::future::{join_all, BoxFuture};
 
 use crate::cache::CacheKey;
@@ -44,9 +43,8 @@ pub trait Contributes: Send + Sync + std::fmt::Debug {
     fn finest(&self) -> Granularity;
 
     /// Text unique to this part (its kind and parameters), the stable part of its derived-value
-    /// cache keys; None when its resampled values are not kept (Xenioo: the snapshot is not a
-    /// cached chunk). [`key_text`] builds it.
-    fn key_text(&self) -> Option<String>;
+    /// cache keys. [`key_text`] builds it.
+    fn key_text(&self) -> String;
 
     /// This part's samples for `window`, each upstream request through `fetcher`.
     ///
@@ -110,7 +108,8 @@ pub struct Contribution {
     pub(crate) inexact: bool,
     /// The cached chunks it was read from.
     pub(crate) chunks: Vec<CacheKey>,
-    /// Until when all those chunks are fresh; None when any is stale or not a cached chunk.
+    /// Until when all those chunks are fresh (the Xenioo snapshot: until its gate opens); None
+    /// when any is stale.
     pub(crate) fresh_until: Option<Instant>,
 }
 
@@ -170,18 +169,17 @@ async fn resampled(
     spec: &SeriesSpec,
 ) -> Result<Resampled, UpstreamError> {
     let account = workspace.account(part.provider())?;
-    let key = part.0.key_text().map(|part_text| {
-        CacheKey::derived(account, derived_request(&part_text, window, span, spec))
-    });
-    if let Some(key) = &key {
-        if let Some(derived) = fetcher.derived::<Bucketed>(key).await {
-            return Ok(Resampled {
-                bucketed: derived.value.clone(),
-                stale: false,
-                warnings: Vec::new(),
-                partial: Vec::new(),
-            });
-        }
+    let key = CacheKey::derived(
+        account,
+        derived_request(&part.0.key_text(), window, span, spec),
+    );
+    if let Some(derived) = fetcher.derived::<Bucketed>(&key).await {
+        return Ok(Resampled {
+            bucketed: derived.value.clone(),
+            stale: false,
+            warnings: Vec::new(),
+            partial: Vec::new(),
+        });
     }
     let contribution = part
         .0
@@ -192,7 +190,7 @@ async fn resampled(
     bucketed.total = contribution.total;
     let clean =
         !contribution.stale && contribution.warnings.is_empty() && contribution.partial.is_empty();
-    if let (Some(key), Some(fresh_until), true) = (key, contribution.fresh_until, clean) {
+    if let (Some(fresh_until), true) = (contribution.fresh_until, clean) {
         let bytes = bucketed.values.len() * 2 * std::mem::size_of::<Option<f64>>();
         fetcher
             .put_derived(
@@ -212,32 +210,24 @@ async fn resampled(
     })
 }
 
-/// The request text of `part_text`'s derived value for `window`: the window as integer
-/// microseconds (formatting dates was a visible share of a warm query's CPU, and the key only
-/// has to be unique, not readable), then the part's text, which alone has no fixed form and
-/// so comes last.
+/// The request text of `part_text`'s derived value for `window`: the window's and the span's
+/// key texts ([`Window::key_text`], written once per window: formatting dates and numbers per
+/// request was a visible share of a warm query's CPU), then the part's text, which alone has
+/// no fixed form and so comes last.
 fn derived_request(part_text: &str, window: &Window, span: &Window, spec: &SeriesSpec) -> String {
-    use std::fmt::Write;
-    let micros = |t: DateTime<Utc>| t.timestamp_micros();
     let aggregation = match spec.aggregation {
         Aggregation::Sum => "sum",
         Aggregation::Average => "average",
         Aggregation::Distinct => "distinct",
         Aggregation::Last => "last",
     };
-    let mut text = String::with_capacity(96 + part_text.len());
-    // Writing into a String cannot fail.
-    let _ = write!(
-        text,
-        "{} {} {} {} {} {} {aggregation} {} {part_text}",
-        micros(window.from()),
-        micros(window.to()),
-        window.granularity().name(),
-        window.zone(),
-        micros(span.from()),
-        micros(span.to()),
-        spec.total_only,
-    );
+    let total_only = if spec.total_only { "total" } else { "buckets" };
+    let (window, span) = (window.key_text(), span.key_text());
+    let mut text = String::with_capacity(window.len() + span.len() + 20 + part_text.len());
+    for piece in [window, span, aggregation, total_only, part_text] {
+        text.push_str(piece);
+        text.push(' ');
+    }
     text
 }
 
@@ -379,6 +369,7 @@ pub async fn compute(
 mod tests {
     use crate::providers::connectycube::{self, CcMetric};
     use crate::providers::message2give;
+    use crate::providers::xenioo::{self, BotMetric};
 
     #[test]
     fn each_part_keeps_its_own_key_text() {
@@ -389,17 +380,14 @@ mod tests {
             sms(Some("b")),
             message2give::sms_usage(None, true),
             connectycube::part(CcMetric::MessagesSent),
+            xenioo::events(BotMetric::Messages, None, None),
+            xenioo::events(BotMetric::Messages, Some("bot".into()), None),
+            xenioo::events(BotMetric::Messages, None, Some("bot".into())),
+            xenioo::events(BotMetric::NewUser, None, None),
         ];
-        let texts: Vec<String> = parts
-            .iter()
-            .map(|part| part.0.key_text().expect("kept parts have a text"))
-            .collect();
+        let texts: Vec<String> = parts.iter().map(|part| part.0.key_text()).collect();
         for (part, text) in parts.iter().zip(&texts) {
-            assert_eq!(
-                part.0.key_text().as_ref(),
-                Some(text),
-                "the same text again"
-            );
+            assert_eq!(&part.0.key_text(), text, "the same text again");
         }
         let distinct: std::collections::HashSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), parts.len(), "{texts:?}");

@@ -86,7 +86,8 @@ pub struct RequestScope {
     fresh_until: Mutex<Option<std::time::Instant>>,
     /// When the request began (the origin of `startedMs`).
     began: std::time::Instant,
-    /// Chunks recorded as hits on behalf of derived values.
+    /// Chunks recorded as hits on behalf of derived values, blocks and snapshot reads: each is
+    /// recorded once per request.
     derived_hits: Mutex<std::collections::HashSet<CacheKey, foldhash::fast::RandomState>>,
     /// A read failed or was served stale: the answer must not be kept (see
     /// [`RequestScope::reusable_until`]).
@@ -370,13 +371,34 @@ impl RequestScope {
 
     fn record(&self, key: &CacheKey, outcome: &'static str, latency: Option<std::time::Duration>) {
         let called = matches!(outcome, "upstream" | "error" | "stale");
-        self.record_read(key, outcome, latency, called);
+        self.trace_read(key, outcome, latency, called);
     }
 
-    /// Add a line to the trace for a read outside the chunk cache (the Xenioo snapshot):
-    /// `outcome` as for chunks, or `throttled` (refused without a call); `called`: the read
-    /// made or joined an upstream call (it counts in `upstreamCalls`).
+    /// Add a line to the trace for a read outside the chunk cache (the Xenioo snapshot), once
+    /// per request (a value derived from it may have recorded it already): `outcome` as for
+    /// chunks, or `throttled` (refused without a call); `called`: the read made or joined an
+    /// upstream call (it counts in `upstreamCalls`).
     pub fn record_read(
+        &self,
+        key: &CacheKey,
+        outcome: &'static str,
+        latency: Option<std::time::Duration>,
+        called: bool,
+    ) {
+        let first = self
+            .derived_hits
+            .lock()
+            .expect("derived hits lock is never poisoned")
+            .insert(key.clone());
+        if first || called {
+            self.trace_read(key, outcome, latency, called);
+        } else if matches!(outcome, "error" | "stale" | "throttled") {
+            self.failed();
+        }
+    }
+
+    /// [`RequestScope::record_read`]'s trace line, whether or not one was added before.
+    fn trace_read(
         &self,
         key: &CacheKey,
         outcome: &'static str,

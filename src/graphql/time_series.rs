@@ -158,7 +158,12 @@ fn points_json(
     selection: &[(Name, PointField)],
     typename: &str,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 * points.size_hint().0 + 2);
+    // At most one point per bucket: an instant (20 bytes), a number and the keys each.
+    let per_point = selection
+        .iter()
+        .map(|(key, _)| key.len() + 24)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(at.len() * per_point + 2);
     out.push(b'[');
     for (n, (i, value)) in points.enumerate() {
         if n > 0 {

@@ -1128,8 +1128,8 @@ impl Contributes for DashboardPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<String> {
-        Some(key_text("chat_tonic.dashboard", self))
+    fn key_text(&self) -> String {
+        key_text("chat_tonic.dashboard", self)
     }
 
     fn contribute<'a>(

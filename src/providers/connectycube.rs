@@ -369,8 +369,8 @@ impl Contributes for Counted {
         FINEST
     }
 
-    fn key_text(&self) -> Option<String> {
-        Some(key_text("connectycube", self))
+    fn key_text(&self) -> String {
+        key_text("connectycube", self)
     }
 
     fn contribute<'a>(

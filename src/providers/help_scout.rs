@@ -626,8 +626,8 @@ impl Contributes for Conversations {
         FINEST
     }
 
-    fn key_text(&self) -> Option<String> {
-        Some(key_text("help_scout.conversations", self))
+    fn key_text(&self) -> String {
+        key_text("help_scout.conversations", self)
     }
 
     fn contribute<'a>(

@@ -1009,8 +1009,8 @@ impl Contributes for ChatPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<String> {
-        Some(key_text("message2give.chat", self))
+    fn key_text(&self) -> String {
+        key_text("message2give.chat", self)
     }
 
     fn contribute<'a>(
@@ -1054,8 +1054,8 @@ impl Contributes for SmsPart {
         FINEST
     }
 
-    fn key_text(&self) -> Option<String> {
-        Some(key_text("message2give.sms", self))
+    fn key_text(&self) -> String {
+        key_text("message2give.sms", self)
     }
 
     fn contribute<'a>(

@@ -65,7 +65,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::cache::{AccountKey, CacheKey};
-use crate::catalogue::{Contributes, Contribution, Part};
+use crate::catalogue::{key_text, Contributes, Contribution, Part};
 use crate::config::Secret;
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::fetch::Fetcher;
@@ -122,7 +122,7 @@ pub const ENDPOINT: &str = "statistics";
 pub const SNAPSHOT_DAYS: i64 = 30;
 
 /// The 18 Xenioo event types, codes 0..=17.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum BotMetric {
     /// 0: users seen for the first time.
     NewUser,
@@ -1543,11 +1543,7 @@ pub async fn snapshot_read(
     workspace: &Arc<Workspace>,
     fetcher: &Fetcher,
 ) -> Result<SnapshotRead, UpstreamError> {
-    let key = CacheKey {
-        account: workspace.account(Provider::Xenioo)?.clone(),
-        endpoint: ENDPOINT,
-        request: String::new(),
-    };
+    let key = snapshot_key(workspace)?;
     let (workspace, scope, traced) = (workspace.clone(), fetcher.scope.clone(), key.clone());
     let read = fetcher.once(key, move || async move {
         let (read, served) = configured(workspace.xenioo.as_ref(), Provider::Xenioo)?
@@ -1581,6 +1577,15 @@ pub async fn snapshot_read(
     })
 }
 
+/// The snapshot's key in request traces (it is held by the Xenioo client, not the chunk cache).
+fn snapshot_key(workspace: &Workspace) -> Result<CacheKey, UpstreamError> {
+    Ok(CacheKey {
+        account: workspace.account(Provider::Xenioo)?.clone(),
+        endpoint: ENDPOINT,
+        request: String::new(),
+    })
+}
+
 /// Xenioo's contribution to a series of event type `kind`, optionally of one bot and/or
 /// channel, from the hourly snapshot; the part of `window` before the snapshot's start is
 /// reported as out of retention.
@@ -1608,9 +1613,10 @@ pub(crate) async fn contribute(
         warnings: read.warning.clone().into_iter().collect(),
         partial: Vec::new(),
         inexact,
-        // Held by the Xenioo client, not the chunk cache.
-        chunks: Vec::new(),
-        fresh_until: None,
+        // A value derived from the snapshot holds until the gate opens: no other snapshot can
+        // exist before, so the held one, whose start decides what is out of retention, stays.
+        chunks: vec![snapshot_key(workspace)?],
+        fresh_until: (!read.stale).then_some(read.fresh_until),
     };
     if window.to() <= snapshot.from {
         // Nothing of the window is in the snapshot: Xenioo contributes nothing.
@@ -1623,7 +1629,7 @@ pub(crate) async fn contribute(
 }
 
 /// Xenioo's part of a series: one event type, optionally of one bot and/or channel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Events {
     pub kind: BotMetric,
     pub bot: Option<String>,
@@ -1644,10 +1650,8 @@ impl Contributes for Events {
         FINEST
     }
 
-    /// None: the snapshot is held by the client, not a cached chunk, so the resampled values
-    /// are not kept either.
-    fn key_text(&self) -> Option<String> {
-        None
+    fn key_text(&self) -> String {
+        key_text("xenioo.events", self)
     }
 
     fn contribute<'a>(

@@ -72,6 +72,8 @@ struct Starts {
     /// `at` in RFC 3339 ([`rfc3339`]), written once per window: every series over the window
     /// answers its points' `at` with them.
     texts: OnceLock<Box<[Box<str>]>>,
+    /// [`Window::key_text`], written once per window.
+    key: OnceLock<Box<str>>,
 }
 
 impl Starts {
@@ -79,6 +81,7 @@ impl Starts {
         Arc::new(Self {
             at: at.into(),
             texts: OnceLock::new(),
+            key: OnceLock::new(),
         })
     }
 }
@@ -131,12 +134,55 @@ enum Held {
     Previous,
 }
 
-/// [`Window::new`]'s arguments, which window of them, and that window.
-type WindowMemo = moka::sync::Cache<
-    (DateTime<Utc>, DateTime<Utc>, Granularity, Zone, Held),
-    Window,
-    foldhash::fast::RandomState,
->;
+/// [`Window::new`]'s arguments, and which window of them.
+type MemoKey = (DateTime<Utc>, DateTime<Utc>, Granularity, Zone, Held);
+
+/// Memo keys and their windows.
+type WindowMemo = moka::sync::Cache<MemoKey, Window, foldhash::fast::RandomState>;
+
+/// How many windows each thread keeps at hand in front of the shared memo.
+const RECENT: usize = 4;
+
+/// The windows a thread looked up last, and the slot the next one replaces.
+type Recent = ([Option<(MemoKey, Window)>; RECENT], usize);
+
+thread_local! {
+    /// This thread's recent windows: a dashboard asks for the same one or two windows dozens
+    /// of times per request, and a comparison here is cheaper than a lookup in the shared memo.
+    static RECENT_WINDOWS: std::cell::RefCell<Recent> =
+        const { std::cell::RefCell::new(([None, None, None, None], 0)) };
+}
+
+/// The window of `key`: from this thread's recent windows, else from the shared memo, else
+/// `build`'s (kept in both; an error is not kept).
+fn memoized(
+    key: MemoKey,
+    build: impl FnOnce() -> Result<Window, WindowError>,
+) -> Result<Window, WindowError> {
+    let recent = RECENT_WINDOWS.with_borrow(|(windows, _)| {
+        windows
+            .iter()
+            .flatten()
+            .find(|(held, _)| *held == key)
+            .map(|(_, window)| window.clone())
+    });
+    if let Some(window) = recent {
+        return Ok(window);
+    }
+    let window = match memo().get(&key) {
+        Some(window) => window,
+        None => {
+            let window = build()?;
+            memo().insert(key, window.clone());
+            window
+        }
+    };
+    RECENT_WINDOWS.with_borrow_mut(|(windows, next)| {
+        windows[*next] = Some((key, window.clone()));
+        *next = (*next + 1) % RECENT;
+    });
+    Ok(window)
+}
 
 /// Windows built so far, by request. Building a calendar window asks the zone database for
 /// every bucket boundary, and a dashboard asks for the same few windows again and again (each
@@ -176,13 +222,9 @@ impl Window {
         granularity: Granularity,
         zone: Zone,
     ) -> Result<Window, WindowError> {
-        let key = (from, to, granularity, zone, Held::Itself);
-        if let Some(window) = memo().get(&key) {
-            return Ok(window);
-        }
-        let window = Self::build(from, to, granularity, zone)?;
-        memo().insert(key, window.clone());
-        Ok(window)
+        memoized((from, to, granularity, zone, Held::Itself), || {
+            Self::build(from, to, granularity, zone)
+        })
     }
 
     /// [`Window::new`] without the memo.
@@ -315,6 +357,21 @@ impl Window {
             .get_or_init(|| self.starts.at.iter().map(|&t| rfc3339(t).into()).collect())
     }
 
+    /// Text unique to this window, for cache keys: its ends as integer microseconds, the
+    /// granularity and the zone. Written on first use and shared, as the window is.
+    pub fn key_text(&self) -> &str {
+        self.starts.key.get_or_init(|| {
+            format!(
+                "{} {} {} {}",
+                self.from().timestamp_micros(),
+                self.to.timestamp_micros(),
+                self.granularity.name(),
+                self.zone
+            )
+            .into()
+        })
+    }
+
     /// Index of the bucket containing `t`, or None outside [from, to). Binary search.
     pub fn bucket_index(&self, t: DateTime<Utc>) -> Option<usize> {
         if t < self.from() || t >= self.to {
@@ -334,12 +391,7 @@ impl Window {
             self.zone,
             Held::Previous,
         );
-        if let Some(window) = memo().get(&key) {
-            return Ok(window);
-        }
-        let previous = self.step_back()?;
-        memo().insert(key, previous.clone());
-        Ok(previous)
+        memoized(key, || self.step_back())
     }
 
     /// [`Window::previous`] without the memo.

@@ -11,8 +11,8 @@ use serde_json::json;
 use chatstats::config::BaseUrl;
 
 use crate::helpers::{
-    assert_no_errors, assert_only_codes, errors, points, rfc3339, spawn_app, spawn_app_with,
-    spawn_app_with_one_second_xenioo_interval,
+    assert_no_errors, assert_only_codes, errors, points, rfc3339, sample, spawn_app,
+    spawn_app_with, spawn_app_with_one_second_xenioo_interval,
 };
 
 const ALL_TYPES_PATH: &str =
@@ -191,6 +191,34 @@ async fn a_window_older_than_thirty_days_is_out_of_retention_for_xenioo_only() {
             .as_f64()
             .expect("total")
             > 0.0
+    );
+}
+
+#[tokio::test]
+async fn a_warm_series_from_the_snapshot_is_one_cache_read() {
+    // Kept answers off: the second query is resolved, not served its answer.
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ users {{ returning({}) {{ total points {{ at value }} }} }} }} }}"#,
+        crate::helpers::recent_window()
+    );
+    let hits = |metrics: String| {
+        sample(&metrics, "chatstats_cache_lookups_total", "outcome=\"hit\"").unwrap_or(0.0)
+    };
+    let cold = app.query(&query).await;
+    assert_no_errors(&cold);
+    assert!(
+        cold["data"]["workspace"]["users"]["returning"]["total"].as_f64() > Some(0.0),
+        "{cold}"
+    );
+    let before = hits(app.metrics().await);
+    let warm = app.query(&query).await;
+    assert_eq!(warm, cold, "the same series");
+    assert_eq!(app.calls_to("xenioo").await.len(), 1);
+    assert_eq!(
+        hits(app.metrics().await),
+        before + 1.0,
+        "the series put on its buckets was kept and read again, not rebuilt from the snapshot"
     );
 }
 
