@@ -661,7 +661,6 @@ async fn execute(
 ) -> Response {
     #[cfg(feature = "fault-injection")]
     fault::inject(headers);
-    let operation = telemetry::operation_name(&request, &state.documents);
     let scope = Arc::new(RequestScope::new());
     let fetcher = Fetcher {
         cache: state.cache.clone(),
@@ -679,15 +678,21 @@ async fn execute(
     let mut answer_key = None;
     let mut validated = false;
     let mut cost = None;
-    // The text, for coding the errors async-graphql raises by where they point in it.
-    let mut query = String::new();
+    // The document, for coding the errors async-graphql raises by where they point in it.
+    let mut document = None;
+    let operation;
     let mut response = match state.guard.admit(&mut request).await {
-        Ok(key) => {
-            request_key = key;
+        Ok(admitted) => {
+            request_key = admitted.key;
+            let requested = request.operation_name.as_deref();
+            operation = telemetry::operation_name_in(&admitted.document, requested);
             cost = telemetry::traces::traced_cost(&state.guard, &request, &caller);
             // A traced request reports the chunk cache's real work, so it is always resolved.
             if let (Some(key), false) = (&request_key, traced) {
-                let mutation = is_mutation(&request, &state.documents);
+                let mutation = crate::limits::select_operation(&admitted.document, requested)
+                    .is_some_and(|op| {
+                        op.ty == async_graphql::parser::types::OperationType::Mutation
+                    });
                 answer_key = AnswerKey::of(&caller, key, mutation);
             }
             if let Some(answer) = answer_key.as_ref().and_then(|k| state.answers.get(k)) {
@@ -705,14 +710,17 @@ async fn execute(
             validated = request_key
                 .as_ref()
                 .is_some_and(|key| state.documents.is_validated(key));
-            query.clone_from(&request.query);
+            document = Some(admitted.document);
             if validated {
                 state.validated_schema.execute(request).await
             } else {
                 state.schema.execute(request).await
             }
         }
-        Err(error) => async_graphql::Response::from_errors(vec![error]),
+        Err(error) => {
+            operation = telemetry::operation_name(&request, &state.documents);
+            async_graphql::Response::from_errors(vec![error])
+        }
     };
     let warnings = scope.warnings();
     if !warnings.is_empty() {
@@ -742,9 +750,7 @@ async fn execute(
     } else {
         Phase::Execution
     };
-    response.errors = code_errors(std::mem::take(&mut response.errors), phase, || {
-        state.documents.parse(&query)
-    });
+    response.errors = code_errors(std::mem::take(&mut response.errors), phase, || document);
     let status = if media == GRAPHQL_RESPONSE_JSON && failed_before_execution {
         StatusCode::BAD_REQUEST
     } else {

@@ -135,8 +135,19 @@ pub fn operation_name(
     if let Some(name) = &request.operation_name {
         return Some(name.clone());
     }
+    operation_name_in(&*documents.parse(&request.query)?, None)
+}
+
+/// [`operation_name`] of a request whose document is parsed already.
+pub fn operation_name_in(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    requested: Option<&str>,
+) -> Option<String> {
     use async_graphql::parser::types::DocumentOperations;
-    match &documents.parse(&request.query)?.operations {
+    if let Some(name) = requested {
+        return Some(name.to_string());
+    }
+    match &document.operations {
         DocumentOperations::Single(_) => None,
         DocumentOperations::Multiple(ops) if ops.len() == 1 => {
             ops.keys().next().map(|name| name.to_string())

@@ -70,30 +70,36 @@ pub fn too_complex(exceeded: &LimitExceeded) -> ServerError {
     error
 }
 
+/// A request [`Guard::admit`] let through: its parsed document (shared with the document
+/// cache), and its [`RequestKey`] when its variables encode (what the transport needs to
+/// recognise the request again).
+pub struct Admitted {
+    pub document: Arc<ExecutableDocument>,
+    pub key: Option<RequestKey>,
+}
+
 impl Guard {
     /// Everything the guard checks, for a transport that runs it itself before executing
     /// `request` on a schema without extensions (see [`crate::graphql::build_schema`]). Also
     /// codes a document that does not parse (`GRAPHQL_PARSE_FAILED`), as `ErrorCodes` would.
-    ///
-    /// Returns the request's [`RequestKey`] when its document parsed (what the transport needs
-    /// to recognise the request again).
-    pub async fn admit(&self, request: &mut Request) -> Result<Option<RequestKey>, ServerError> {
-        let key = self.check(request).await?;
-        if self.documents.parse(&request.query).is_none() {
-            // Nesting was checked by `check`: the text is safe to give to the parser.
-            if let Err(error) = async_graphql::parser::parse_query(&request.query) {
-                let error = ServerError::from(error);
-                return Err(crate::graphql::error_codes::with_code(
-                    error,
-                    code::GRAPHQL_PARSE_FAILED,
-                ));
-            }
+    pub async fn admit(&self, request: &mut Request) -> Result<Admitted, ServerError> {
+        if let Some(admitted) = self.check(request).await? {
+            return Ok(admitted);
         }
-        Ok(key)
+        // Nesting was checked by `check`: the text is safe to give to the parser, which
+        // says what is wrong with it.
+        let error = match async_graphql::parser::parse_query(&request.query) {
+            Err(error) => ServerError::from(error),
+            Ok(_) => ServerError::new("the document could not be parsed", None),
+        };
+        Err(crate::graphql::error_codes::with_code(
+            error,
+            code::GRAPHQL_PARSE_FAILED,
+        ))
     }
 
-    /// Every check; the request's key when its document parsed.
-    async fn check(&self, request: &mut Request) -> Result<Option<RequestKey>, ServerError> {
+    /// Every check; None when the document does not parse.
+    async fn check(&self, request: &mut Request) -> Result<Option<Admitted>, ServerError> {
         let caller = data::<Caller>(request)
             .cloned()
             .unwrap_or_else(Caller::nobody);
@@ -172,7 +178,10 @@ impl Guard {
         }
         // The executor takes the document by value: the one copy a request makes.
         request.set_parsed_query(ExecutableDocument::clone(&document));
-        Ok(known.map(|(_, key)| key))
+        Ok(Some(Admitted {
+            document,
+            key: known.map(|(_, key)| key),
+        }))
     }
 }
 

@@ -259,6 +259,33 @@ async fn apq_misses_then_registers_then_hits_over_post_and_get() {
 }
 
 #[tokio::test]
+async fn a_persisted_query_sent_by_its_hash_alone_is_counted_under_its_operation_name() {
+    let app = spawn_app().await;
+    let query = "query Listing { workspaces { id } }";
+    let hash = sha256_hex(query);
+    let register = app
+        .post(
+            &json!({"query": query, "extensions": persisted(&hash)}),
+            &[],
+        )
+        .await;
+    assert_no_errors(&register.body);
+    let hit = app
+        .post(&json!({"extensions": persisted(&hash)}), &[])
+        .await;
+    assert_no_errors(&hit.body);
+    assert_eq!(
+        crate::helpers::sample(
+            &app.metrics().await,
+            "chatstats_graphql_requests_total",
+            "operation=\"Listing\",status=\"200\""
+        ),
+        Some(2.0),
+        "the name comes from the document the hash stands for"
+    );
+}
+
+#[tokio::test]
 async fn an_apq_hash_that_does_not_match_the_query_is_bad_user_input() {
     let app = spawn_app().await;
     let wrong = sha256_hex("{ __typename }");
