@@ -15,9 +15,11 @@
 //!   [`COLD_SAMPLES`] fresh servers, and its ratio to the injected latency (1.0 is the floor: a
 //!   ratio near 1 means the calls overlapped, near 2 means two rounds of calls);
 //! - **warm throughput**: [`CLIENTS`] concurrent clients sending the operation back to back on
-//!   one server whose cache is full, for [`RUN_FOR`] or [`MAX_REQUESTS`] requests, whichever
-//!   comes first; requests per second, p50 and p99, and the ratio to `{ __typename }` measured
-//!   on the same server in the same run (before and after the examples; the mean is used).
+//!   one server whose cache is full, in [`SLICES`] slices of a `{ __typename }` run followed by
+//!   the operation's, each for [`RUN_FOR`] or [`MAX_REQUESTS`] requests, whichever comes first;
+//!   requests per second, p50 and p99 over the slices, and the share of `{ __typename }`: the
+//!   median of the slices' shares, each of two runs seconds apart on the same server (the
+//!   machine's speed drifts over tens of seconds; a pair of adjacent runs shares the drift).
 //!   Twice: on a default server, where a repeated request is served its kept answer
 //!   (`chatstats::answers`), and on one with `answer_max_bytes = 0`, where every request is
 //!   resolved from the chunk and derived caches;
@@ -54,10 +56,13 @@ const INJECTED_LATENCY: Duration = Duration::from_millis(100);
 const COLD_SAMPLES: usize = 3;
 /// Concurrent clients of the throughput measurement.
 const CLIENTS: usize = 32;
-/// How long each throughput measurement runs at most.
-const RUN_FOR: Duration = Duration::from_secs(5);
-/// How many requests each throughput measurement sends at most.
-const MAX_REQUESTS: usize = 200_000;
+/// Slices of each warm measurement: a `{ __typename }` run then the operation's, back to
+/// back, so each share compares runs a few seconds apart on this shared machine.
+const SLICES: usize = 3;
+/// How long each run of a slice lasts at most.
+const RUN_FOR: Duration = Duration::from_millis(1500);
+/// How many requests each run sends at most.
+const MAX_REQUESTS: usize = 60_000;
 /// Per-request timeout of the load clients: a hung request must not hang the benchmark.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping server may take to finish in-flight requests.
@@ -285,7 +290,7 @@ async fn cold_latency(http: &reqwest::Client, operation: &Operation) -> Result<D
     Ok(samples[samples.len() / 2])
 }
 
-/// What a throughput run measured.
+/// What a throughput run (or several, merged) measured.
 #[derive(Clone)]
 struct Throughput {
     requests: usize,
@@ -296,7 +301,40 @@ struct Throughput {
     cpu: Option<Duration>,
 }
 
+/// One run's figures and every request's latency (sorted), until the runs are merged.
+type Run = (Throughput, Vec<Duration>);
+
 impl Throughput {
+    /// The runs as one: their requests over their time together, percentiles of all their
+    /// latencies.
+    fn merged(runs: &[Run]) -> Throughput {
+        let mut latencies: Vec<Duration> = runs.iter().flat_map(|(_, l)| l).copied().collect();
+        latencies.sort();
+        let throughputs: Vec<&Throughput> = runs.iter().map(|(t, _)| t).collect();
+        Throughput {
+            p50: percentile(&latencies, 0.50),
+            p99: percentile(&latencies, 0.99),
+            ..Throughput::summed(&throughputs)
+        }
+    }
+
+    /// Requests, time and CPU of `runs` added up; the percentiles are the medians of theirs
+    /// (their latencies are gone).
+    fn summed(runs: &[&Throughput]) -> Throughput {
+        let middle = |of: fn(&Throughput) -> Duration| {
+            let mut values: Vec<Duration> = runs.iter().map(|r| of(r)).collect();
+            values.sort();
+            values[values.len() / 2]
+        };
+        Throughput {
+            requests: runs.iter().map(|r| r.requests).sum(),
+            elapsed: runs.iter().map(|r| r.elapsed).sum(),
+            p50: middle(|r| r.p50),
+            p99: middle(|r| r.p99),
+            cpu: runs.iter().map(|r| r.cpu).sum(),
+        }
+    }
+
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -316,7 +354,7 @@ async fn throughput(
     http: &reqwest::Client,
     url: &str,
     operation: &Operation,
-) -> Result<Throughput, String> {
+) -> Result<Run, String> {
     let expected_len = operation.send(http, url).await?;
     let cpu_before = process_cpu_time();
     let started = Instant::now();
@@ -366,13 +404,14 @@ async fn throughput(
         return Err(format!("{}: no request completed", operation.name));
     }
     latencies.sort();
-    Ok(Throughput {
+    let throughput = Throughput {
         requests: latencies.len(),
         elapsed,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         cpu,
-    })
+    };
+    Ok((throughput, latencies))
 }
 
 /// Nearest-rank percentile of sorted, non-empty `values`.
@@ -422,35 +461,77 @@ fn calls_cell(calls: &BTreeMap<String, u64>) -> String {
     format!("{} = {}", parts.join(" · "), calls.values().sum::<u64>())
 }
 
+/// One operation against `{ __typename }` on the same server, slice by slice.
+#[derive(Clone)]
+struct Paired {
+    /// The operation's runs, merged.
+    load: Throughput,
+    /// The `{ __typename }` runs of the same slices, merged.
+    baseline: Throughput,
+    /// Median over the slices of the operation's req/s over `{ __typename }`'s.
+    share: f64,
+    /// The same by CPU time per request (`{ __typename }`'s over the operation's).
+    cpu_share: Option<f64>,
+}
+
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// [`SLICES`] slices of `{ __typename }` then `operation`, on `url`.
+async fn paired(
+    http: &reqwest::Client,
+    url: &str,
+    operation: &Operation,
+) -> Result<Paired, String> {
+    let (mut loads, mut baselines) = (Vec::new(), Vec::new());
+    for _ in 0..SLICES {
+        baselines.push(throughput(http, url, &Operation::typename()).await?);
+        loads.push(throughput(http, url, operation).await?);
+    }
+    let pairs = || {
+        loads
+            .iter()
+            .map(|(l, _)| l)
+            .zip(baselines.iter().map(|(b, _)| b))
+    };
+    let share = median(
+        pairs()
+            .map(|(l, b)| l.per_second() / b.per_second())
+            .collect(),
+    );
+    let cpu_share: Option<Vec<f64>> = pairs()
+        .map(|(l, b)| Some(b.cpu_micros_per_request()? / l.cpu_micros_per_request()?))
+        .collect();
+    Ok(Paired {
+        load: Throughput::merged(&loads),
+        baseline: Throughput::merged(&baselines),
+        share,
+        cpu_share: cpu_share.map(median),
+    })
+}
+
 /// The warm measurements of one server.
 struct Warm {
-    /// `{ __typename }` before and after the examples.
-    before: Throughput,
-    after: Throughput,
     /// One per example, in order.
-    loads: Vec<Throughput>,
+    loads: Vec<Paired>,
     calls_during_load: u64,
     rss_filled: Option<f64>,
     rss_end: Option<f64>,
 }
 
 impl Warm {
-    /// The `{ __typename }` throughput the examples are compared with: the mean of the runs
-    /// before and after them.
-    fn baseline(&self) -> f64 {
-        (self.before.per_second() + self.after.per_second()) / 2.0
-    }
-
-    /// `{ __typename }`'s CPU µs per request, the mean of the runs before and after.
-    fn cpu_baseline(&self) -> Option<f64> {
-        let before = self.before.cpu_micros_per_request()?;
-        let after = self.after.cpu_micros_per_request()?;
-        Some((before + after) / 2.0)
+    /// Every `{ __typename }` run of this server (see [`Throughput::summed`]).
+    fn baseline(&self) -> Throughput {
+        let runs: Vec<&Throughput> = self.loads.iter().map(|l| &l.baseline).collect();
+        Throughput::summed(&runs)
     }
 }
 
-/// Fills a fresh server's cache with every operation, then measures `{ __typename }`, each
-/// operation, and `{ __typename }` again.
+/// Fills a fresh server's cache with every operation, then measures each operation against
+/// `{ __typename }` (see [`paired`]).
 async fn warm(
     http: &reqwest::Client,
     operations: &[Operation],
@@ -468,22 +549,16 @@ async fn warm(
             Answers::On => "answers kept",
             Answers::Off => "resolved every time",
         };
-        eprintln!("warm ({label}): {TYPENAME}");
-        let before = throughput(http, &url, &Operation::typename()).await?;
         let mut loads = Vec::new();
         for operation in operations {
             eprintln!("warm ({label}): {}", operation.name);
-            loads.push(throughput(http, &url, operation).await?);
+            loads.push(paired(http, &url, operation).await?);
         }
-        eprintln!("warm ({label}): {TYPENAME}");
-        let after = throughput(http, &url, &Operation::typename()).await?;
         let calls_during_load = PROVIDERS
             .iter()
             .map(|p| server.calls()[*p].saturating_sub(filled[*p]))
             .sum();
         Ok(Warm {
-            before,
-            after,
             loads,
             calls_during_load,
             rss_filled,
@@ -502,9 +577,9 @@ struct Row {
     warm_calls: u64,
     cold_latency: Duration,
     /// Warm, repeated requests served their kept answer (the default configuration).
-    load: Throughput,
+    load: Paired,
     /// Warm, every request resolved from the chunk and derived caches (answers off).
-    resolved: Throughput,
+    resolved: Paired,
 }
 
 /// Whether the server keeps whole answers (`[cache] answer_max_bytes`).
@@ -575,7 +650,7 @@ async fn run() -> Result<(), String> {
         resolved.rss_end.map_or("n/a".to_string(), |m| format!("{m:.1}")),
         kept.calls_during_load + resolved.calls_during_load,
     );
-    print_targets(&rows, &kept, &resolved);
+    print_targets(&rows);
     Ok(())
 }
 
@@ -584,11 +659,12 @@ fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
     println!();
     println!(
         "Cold: {COLD_SAMPLES} fresh servers each, every upstream delayed {injected:.0} ms (median). \
-         Warm: {CLIENTS} clients, {}s or {MAX_REQUESTS} requests per operation; \
+         Warm: {CLIENTS} clients, {SLICES} slices of a `{{ __typename }}` run then the operation's, \
+         each {:.1}s or {MAX_REQUESTS} requests; the shares are the medians of the slices'; \
          \"kept\": the default configuration, where a repeated request is served its kept answer; \
          \"resolved\": a server with `answer_max_bytes = 0`, where every request is resolved from \
          the chunk and derived caches. Each is compared with `{{ __typename }}` on its own server.",
-        RUN_FOR.as_secs()
+        RUN_FOR.as_secs_f64()
     );
     println!();
     println!("| operation | upstream calls cold (documented minimum) | warm calls | cold ms | cold / {injected:.0} ms | warm | req/s | vs `{{ __typename }}` | p50 ms | p99 ms | CPU µs/req | vs `{{ __typename }}` by CPU |");
@@ -607,52 +683,51 @@ fn print_report(rows: &[Row], kept: &Warm, resolved: &Warm) {
             row.warm_calls,
             ms(row.cold_latency),
             ms(row.cold_latency) / injected,
-            throughput_cells(&row.load, kept),
+            throughput_cells(&row.load.load, Some(&row.load)),
         );
         println!(
             "| | | | | | resolved | {} |",
-            throughput_cells(&row.resolved, resolved)
+            throughput_cells(&row.resolved.load, Some(&row.resolved))
         );
     }
     for (server, warm) in [("kept", kept), ("resolved", resolved)] {
-        for (label, run) in [("before", &warm.before), ("after", &warm.after)] {
-            println!(
-                "| `{{ __typename }}` ({label}) | 0 | 0 | – | – | {server} | {} |",
-                throughput_cells(run, warm)
-            );
-        }
+        println!(
+            "| `{{ __typename }}` (every slice; p50, p99: the operations' median) | 0 | 0 | – | – | {server} | {} |",
+            throughput_cells(&warm.baseline(), None)
+        );
     }
     let total: usize = [kept, resolved]
         .iter()
-        .map(|w| {
-            w.loads.iter().map(|l| l.requests).sum::<usize>() + w.before.requests + w.after.requests
-        })
+        .flat_map(|w| &w.loads)
+        .map(|l| l.load.requests + l.baseline.requests)
         .sum();
     println!();
     println!("{total} warm requests in all, every answer checked (status and error codes).");
 }
 
-/// req/s, share of `baseline`, p50 and p99.
-/// req/s and its share of `warm`'s `{ __typename }`, p50, p99, CPU µs per request and the
-/// share by CPU (`{ __typename }`'s CPU per request over this one's).
-fn throughput_cells(run: &Throughput, warm: &Warm) -> String {
+/// req/s, its share of `{ __typename }`, p50, p99, CPU µs per request and the share by CPU
+/// (`{ __typename }`'s CPU per request over this one's); the shares are `paired`'s (100% for
+/// the baseline itself, `None`).
+fn throughput_cells(run: &Throughput, paired: Option<&Paired>) -> String {
+    let percent =
+        |share: Option<f64>| share.map_or("n/a".to_string(), |s| format!("{:.1}%", 100.0 * s));
+    let (share, cpu_share) = match paired {
+        Some(paired) => (Some(paired.share), paired.cpu_share),
+        None => (Some(1.0), Some(1.0)),
+    };
     let cpu = run.cpu_micros_per_request();
-    let cpu_share = cpu
-        .zip(warm.cpu_baseline())
-        .map_or("n/a".to_string(), |(cpu, base)| {
-            format!("{:.1}%", 100.0 * base / cpu)
-        });
     format!(
-        "{:.0} | {:.1}% | {:.2} | {:.2} | {} | {cpu_share}",
+        "{:.0} | {} | {:.2} | {:.2} | {} | {}",
         run.per_second(),
-        100.0 * run.per_second() / warm.baseline(),
+        percent(share),
         ms(run.p50),
         ms(run.p99),
         cpu.map_or("n/a".to_string(), |cpu| format!("{cpu:.0}")),
+        percent(cpu_share),
     )
 }
 
-fn print_targets(rows: &[Row], kept: &Warm, resolved: &Warm) {
+fn print_targets(rows: &[Row]) {
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     if let Some(overview) = rows.iter().find(|r| r.example.name == "overview") {
         let ratio = ms(overview.cold_latency) / ms(INJECTED_LATENCY);
@@ -666,18 +741,15 @@ fn print_targets(rows: &[Row], kept: &Warm, resolved: &Warm) {
             println!("No `{name}` example: its target was not evaluated.");
             continue;
         };
-        let (load, warm) = if *resolved_path {
-            (&row.resolved, resolved)
+        let paired = if *resolved_path {
+            &row.resolved
         } else {
-            (&row.load, kept)
+            &row.load
         };
-        let share = load.per_second() / warm.baseline();
-        let by_cpu = load
-            .cpu_micros_per_request()
-            .zip(warm.cpu_baseline())
-            .map_or(String::new(), |(cpu, base)| {
-                format!(" (by CPU per request: {:.1}%)", 100.0 * base / cpu)
-            });
+        let share = paired.share;
+        let by_cpu = paired.cpu_share.map_or(String::new(), |cpu| {
+            format!(" (by CPU per request: {:.1}%)", 100.0 * cpu)
+        });
         println!(
             "Target: {name} warm throughput ≥ {:.0}% of `{{ __typename }}` ({label}): {:.1}%{by_cpu} → {}.",
             100.0 * target,
