@@ -52,7 +52,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_name(out, name);
+                write_str(out, name);
                 out.push(b':');
                 write_value(out, field)?;
             }
@@ -63,13 +63,14 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// `text`, which has nothing JSON escapes (a GraphQL name: letters, digits and `_`; or an
-/// instant's digits, dashes and colons), as a JSON string.
-pub fn write_name(out: &mut Vec<u8>, text: &str) {
-    debug_assert!(
-        !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20),
-        "{text:?} needs escaping"
-    );
+/// `text` as a JSON string, as serde_json writes it. Response keys and instants have nothing
+/// to escape, so they are copied as they are.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, text);
+        return;
+    }
     out.push(b'"');
     out.extend_from_slice(text.as_bytes());
     out.push(b'"');
@@ -155,6 +156,22 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
             serde_json::json!({"data": {"points": [{"at": "x", "value": 1.0}], "total": 1.0}})
         );
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "at",
+            "value",
+            "2025-03-09T13:00:00Z",
+            "é ü",
+            "quote \" back \\ tab \t \u{1}",
+            "",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

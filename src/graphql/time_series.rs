@@ -174,13 +174,12 @@ fn points_json(
             if k > 0 {
                 out.push(b',');
             }
-            raw_json::write_name(&mut out, key);
+            raw_json::write_str(&mut out, key);
             out.push(b':');
             match kind {
-                // Digits, dashes and colons: nothing to escape.
-                PointField::At => raw_json::write_name(&mut out, &at[i]),
+                PointField::At => raw_json::write_str(&mut out, &at[i]),
                 PointField::Value => raw_json::write_number(&mut out, value),
-                PointField::Typename => raw_json::write_name(&mut out, typename),
+                PointField::Typename => raw_json::write_str(&mut out, typename),
             }
         }
         out.push(b'}');
