@@ -718,7 +718,7 @@ async fn execute(
             }
         }
         Err(error) => {
-            operation = telemetry::operation_name(&request, &state.documents);
+            operation = telemetry::refused_operation_name(&request, &state.documents);
             async_graphql::Response::from_errors(vec![error])
         }
     };

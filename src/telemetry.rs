@@ -126,19 +126,21 @@ pub fn error_codes(errors: &[async_graphql::ServerError]) -> Vec<(String, usize)
     counts.into_iter().collect()
 }
 
-/// The name of the operation `request` runs, when it has one: `operationName`, else the name
-/// of the document's only operation. A document that does not parse has none.
-pub fn operation_name(
+/// The name of the operation a refused `request` asked for, when it has one: `operationName`,
+/// else the name of the only operation of its document if the document cache holds it. Never
+/// parsed here: the guard may have refused the text for its size or nesting, before parsing.
+pub fn refused_operation_name(
     request: &async_graphql::Request,
     documents: &crate::graphql::document_cache::DocumentCache,
 ) -> Option<String> {
     if let Some(name) = &request.operation_name {
         return Some(name.clone());
     }
-    operation_name_in(&*documents.parse(&request.query)?, None)
+    operation_name_in(&*documents.held(&request.query)?, None)
 }
 
-/// [`operation_name`] of a request whose document is parsed already.
+/// The name of the operation a request runs, when it has one: `requested` (its
+/// `operationName`), else the name of `document`'s only operation.
 pub fn operation_name_in(
     document: &async_graphql::parser::types::ExecutableDocument,
     requested: Option<&str>,

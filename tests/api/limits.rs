@@ -98,6 +98,29 @@ async fn the_document_size_is_limited_just_over_the_threshold() {
     assert_too_complex(&app, &reply, "max_document_bytes", 40, 41).await;
 }
 
+#[tokio::test]
+async fn a_document_refused_for_its_size_is_not_parsed_even_for_its_name() {
+    let app = spawn_app_with(|config| config.limits.max_document_bytes = 40).await;
+    let over = "query Oversized { workspaces { id name timeZone } }";
+    assert!(over.len() > 40);
+    let reply = post(&app, over).await;
+    assert_too_complex(&app, &reply, "max_document_bytes", 40, over.len() as u64).await;
+    let metrics = app.metrics().await;
+    let counted = |operation: &str| {
+        crate::helpers::sample(
+            &metrics,
+            "chatstats_graphql_requests_total",
+            &format!("operation=\"{operation}\",status=\"200\""),
+        )
+    };
+    assert_eq!(counted("anonymous"), Some(1.0), "{metrics}");
+    assert_eq!(
+        counted("Oversized"),
+        None,
+        "its name is inside the text refused unread"
+    );
+}
+
 fn hourly(hours: i64) -> String {
     let to = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").expect("instant")
         + chrono::Duration::hours(hours);
