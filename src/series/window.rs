@@ -673,6 +673,28 @@ mod tests {
     }
 
     #[test]
+    fn each_window_has_its_own_key_text_and_keeps_it() {
+        let zones = [
+            Zone::parse("UTC").unwrap(),
+            Zone::parse("Australia/Sydney").unwrap(),
+        ];
+        let (from, to) = (utc("2024-10-03T00:00:00Z"), utc("2024-10-09T00:00:00Z"));
+        let mut texts = std::collections::HashSet::new();
+        for zone in zones {
+            for granularity in [Granularity::Hour, Granularity::Day, Granularity::Week] {
+                for (from, to) in [(from, to), (from, to + TimeDelta::days(7))] {
+                    let window = Window::build(from, to, granularity, zone).unwrap();
+                    let text = window.key_text().to_string();
+                    assert_eq!(window.clone().key_text(), text, "kept with the window");
+                    let again = Window::build(from, to, granularity, zone).unwrap();
+                    assert_eq!(again.key_text(), text, "a function of the window");
+                    assert!(texts.insert(text.clone()), "{text} twice");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_memo_answers_each_combination_of_inputs_with_its_own_window() {
         let (from, to) = (utc("2025-03-10T00:00:00Z"), utc("2025-03-17T00:00:00Z"));
         let sydney = Window::new(from, to, Granularity::Day, zone("Australia/Sydney"));
