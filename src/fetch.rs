@@ -86,9 +86,9 @@ pub struct RequestScope {
     fresh_until: Mutex<Option<std::time::Instant>>,
     /// When the request began (the origin of `startedMs`).
     began: std::time::Instant,
-    /// Chunks recorded as hits on behalf of derived values, blocks and snapshot reads: each is
-    /// recorded once per request.
-    derived_hits: Mutex<std::collections::HashSet<CacheKey, foldhash::fast::RandomState>>,
+    /// Keys already in the trace (blocks, chunks behind derived values, the Xenioo snapshot):
+    /// each is recorded once per request.
+    recorded: Mutex<std::collections::HashSet<CacheKey, foldhash::fast::RandomState>>,
     /// A read failed or was served stale: the answer must not be kept (see
     /// [`RequestScope::reusable_until`]).
     failed: AtomicBool,
@@ -131,7 +131,7 @@ impl RequestScope {
     pub fn new() -> Self {
         Self {
             began: std::time::Instant::now(),
-            derived_hits: Mutex::new(std::collections::HashSet::default()),
+            recorded: Mutex::new(std::collections::HashSet::default()),
             memo: Mutex::new(HashMap::default()),
             trace: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
@@ -221,9 +221,9 @@ impl RequestScope {
             .lock()
             .expect("loaders lock is never poisoned")
             .clear();
-        self.derived_hits
+        self.recorded
             .lock()
-            .expect("derived hits lock is never poisoned")
+            .expect("recorded lock is never poisoned")
             .clear();
     }
 
@@ -304,9 +304,9 @@ impl RequestScope {
     /// Record a block read by the batch loader, once per request.
     fn record_block(&self, key: &CacheKey, origin: Result<&Origin, ()>) {
         let first = self
-            .derived_hits
+            .recorded
             .lock()
-            .expect("derived hits lock is never poisoned")
+            .expect("recorded lock is never poisoned")
             .insert(key.clone());
         if !first {
             return;
@@ -351,9 +351,9 @@ impl RequestScope {
         let unseen: Vec<&CacheKey> = {
             let memo = self.memo.lock().expect("memo lock is never poisoned");
             let mut seen = self
-                .derived_hits
+                .recorded
                 .lock()
-                .expect("derived hits lock is never poisoned");
+                .expect("recorded lock is never poisoned");
             chunks
                 .iter()
                 .filter(|chunk| !memo.contains_key(*chunk) && seen.insert((*chunk).clone()))
@@ -386,9 +386,9 @@ impl RequestScope {
         called: bool,
     ) {
         let first = self
-            .derived_hits
+            .recorded
             .lock()
-            .expect("derived hits lock is never poisoned")
+            .expect("recorded lock is never poisoned")
             .insert(key.clone());
         if first || called {
             self.trace_read(key, outcome, latency, called);

@@ -636,12 +636,20 @@ fn has_persisted_query(params: &Map<String, Value>) -> bool {
 
 /// True when the operation the request selects is a mutation (GET must not run those).
 fn is_mutation(request: &async_graphql::Request, documents: &DocumentCache) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
     // Text that does not parse (or nests too deep to parse) is refused later, by the guard.
-    let Some(document) = documents.parse(&request.query) else {
-        return false;
-    };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
+    documents
+        .parse(&request.query)
+        .is_some_and(|document| is_mutation_in(&document, request.operation_name.as_deref()))
+}
+
+/// True when the operation `operation_name` selects in `document` is a mutation (an only
+/// operation whatever the name, else the named one).
+fn is_mutation_in(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(&op.node),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
@@ -689,10 +697,7 @@ async fn execute(
             cost = telemetry::traces::traced_cost(&state.guard, &request, &caller);
             // A traced request reports the chunk cache's real work, so it is always resolved.
             if let (Some(key), false) = (&request_key, traced) {
-                let mutation = crate::limits::select_operation(&admitted.document, requested)
-                    .is_some_and(|op| {
-                        op.ty == async_graphql::parser::types::OperationType::Mutation
-                    });
+                let mutation = is_mutation_in(&admitted.document, requested);
                 answer_key = AnswerKey::of(&caller, key, mutation);
             }
             if let Some(answer) = answer_key.as_ref().and_then(|k| state.answers.get(k)) {

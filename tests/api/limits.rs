@@ -242,6 +242,20 @@ fn persisted(hash: &str) -> Value {
     json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})
 }
 
+/// Registers `query` as a persisted query (its text with its hash), which must answer without
+/// errors; its hash.
+async fn register(app: &TestApp, query: &str) -> String {
+    let hash = sha256_hex(query);
+    let reply = app
+        .post(
+            &json!({"query": query, "extensions": persisted(&hash)}),
+            &[],
+        )
+        .await;
+    assert_no_errors(&reply.body);
+    hash
+}
+
 #[tokio::test]
 async fn apq_misses_then_registers_then_hits_over_post_and_get() {
     let app = spawn_app().await;
@@ -284,15 +298,7 @@ async fn apq_misses_then_registers_then_hits_over_post_and_get() {
 #[tokio::test]
 async fn a_persisted_query_sent_by_its_hash_alone_is_counted_under_its_operation_name() {
     let app = spawn_app().await;
-    let query = "query Listing { workspaces { id } }";
-    let hash = sha256_hex(query);
-    let register = app
-        .post(
-            &json!({"query": query, "extensions": persisted(&hash)}),
-            &[],
-        )
-        .await;
-    assert_no_errors(&register.body);
+    let hash = register(&app, "query Listing { workspaces { id } }").await;
     let hit = app
         .post(&json!({"extensions": persisted(&hash)}), &[])
         .await;
@@ -330,14 +336,7 @@ async fn an_apq_hash_that_does_not_match_the_query_is_bad_user_input() {
 async fn a_persisted_mutation_cannot_run_over_get() {
     let app = spawn_app().await;
     let mutation = r#"mutation { requestNpsExport(workspaceId: "acme", window: {from: "2025-03-01T00:00:00Z", to: "2025-04-01T00:00:00Z"}) { requestedAt } }"#;
-    let hash = sha256_hex(mutation);
-    let register = app
-        .post(
-            &json!({"query": mutation, "extensions": persisted(&hash)}),
-            &[],
-        )
-        .await;
-    assert_no_errors(&register.body);
+    let hash = register(&app, mutation).await;
     let calls = app.calls_to("chat_tonic").await.len();
     let get = app
         .get(&[("extensions", &persisted(&hash).to_string())], &[])
