@@ -552,12 +552,35 @@ impl ChunkCache {
         let Some(taken) = self.shared.lease_many(&leases, FILL_LEASE).await else {
             return fetch_alone;
         };
-        let ours: Vec<String> = leases
+        let leased: Vec<(usize, String)> = missing
             .iter()
+            .zip(&leases)
             .zip(&taken)
             .filter(|(_, taken)| **taken)
-            .map(|(lease, _)| lease.clone())
+            .map(|((&i, lease), _)| (i, lease.clone()))
             .collect();
+        // Another replica may have stored a value and released its lease between the read
+        // above and these leases: read what we leased again, and fetch only what is still
+        // missing.
+        let mut ours = Vec::new();
+        if !leased.is_empty() {
+            let wanted: Vec<String> = leased.iter().map(|(i, _)| values[*i].clone()).collect();
+            let stored = self.shared.get_many(&wanted).await.unwrap_or_default();
+            let mut filled = Vec::new();
+            for (n, (i, lease)) in leased.into_iter().enumerate() {
+                let stored = stored.get(n).and_then(|s| s.as_deref());
+                match Self::chunk_from_shared(stored, codec) {
+                    Some(chunk) => {
+                        found[i] = Some(chunk);
+                        filled.push(lease);
+                    }
+                    None => ours.push(lease),
+                }
+            }
+            if !filled.is_empty() {
+                self.shared.release(&filled).await;
+            }
+        }
         // Another replica is fetching these: wait for its values.
         let mut waiting: Vec<(usize, String)> = missing
             .iter()
