@@ -19,8 +19,9 @@
 //! - **Shared tier** (`[shared]`, [`crate::shared`]): the second level, for callers that pass a
 //!   [`Codec`]. A miss here reads Redis (the key is [`CacheKey::stable_text`] under the
 //!   namespace); a value fresh there is served and kept here until the same wall-clock moment.
-//!   Before fetching, a replica takes a fill lease per key; keys another replica holds are
-//!   waited for, at most [`FILL_LEASE`]. What is fetched is stored there for its fresh time
+//!   Before fetching, a replica takes a fill lease per key and reads the keys it leased once
+//!   more (another replica may have stored one and released its lease in between); keys
+//!   another replica holds are waited for, at most [`FILL_LEASE`]. What is fetched is stored there for its fresh time
 //!   plus the stale grace. Stale serving uses this replica's own entries only.
 
 use std::any::Any;
