@@ -382,6 +382,7 @@ fn configure(
         metrics: fixed.metrics.clone(),
         access,
         documents: fixed.documents.clone(),
+        registry: registry.clone(),
         guard,
         ws_schema,
         live: fixed.live.clone(),

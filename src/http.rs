@@ -78,6 +78,8 @@ pub struct HttpState {
     pub access: Arc<Access>,
     /// Parsed documents, shared with the guard.
     pub documents: DocumentCache,
+    /// The workspaces, for compiled plans (the schemas hold them too).
+    pub registry: Arc<crate::workspace::Registry>,
     /// Persisted queries, the safelist, the query limits and the `read` scope, applied to
     /// every request before it is executed (the schema has no extensions: see
     /// [`crate::graphql::build_schema`]).
@@ -674,6 +676,7 @@ async fn execute(
         cache: state.cache.clone(),
         scope: scope.clone(),
     };
+    let plan_fetcher = fetcher.clone();
     let traced = headers
         .get(TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"1");
@@ -690,8 +693,8 @@ async fn execute(
     let mut document = None;
     let operation;
     let mut response = match state.guard.admit(&mut request).await {
-        Ok(admitted) => {
-            request_key = admitted.key;
+        Ok(mut admitted) => {
+            request_key = admitted.key.take();
             let requested = request.operation_name.as_deref();
             operation = telemetry::operation_name_in(&admitted.document, requested);
             cost = telemetry::traces::traced_cost(&state.guard, &request, &caller);
@@ -715,12 +718,45 @@ async fn execute(
             validated = request_key
                 .as_ref()
                 .is_some_and(|key| state.documents.is_validated(key));
+            // A request validated before runs on its operation's compiled plan, if it has one
+            // and its windows bind (see `graphql::plan`).
+            let plan = validated
+                .then(|| {
+                    state
+                        .documents
+                        .plan(&request.query, requested, &admitted.document)
+                })
+                .flatten();
+            let planned = match plan {
+                Some(plan) => {
+                    plan.execute(
+                        &state.registry,
+                        &caller,
+                        &plan_fetcher,
+                        &request.variables,
+                        true,
+                    )
+                    .await
+                }
+                None => None,
+            };
+            let executed = match planned {
+                Some(response) => {
+                    state.metrics.execution("plan");
+                    response
+                }
+                None => {
+                    state.metrics.execution("async_graphql");
+                    admitted.hand_to(&mut request);
+                    if validated {
+                        state.validated_schema.execute(request).await
+                    } else {
+                        state.schema.execute(request).await
+                    }
+                }
+            };
             document = Some(admitted.document);
-            if validated {
-                state.validated_schema.execute(request).await
-            } else {
-                state.schema.execute(request).await
-            }
+            executed
         }
         Err(error) => {
             operation = telemetry::refused_operation_name(&request, &state.documents);

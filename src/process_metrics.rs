@@ -101,6 +101,12 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// `executor` (executed requests).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutorLabels {
+    executor: &'static str,
+}
+
 /// `cause` (cache evictions).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
@@ -222,6 +228,7 @@ pub struct Metrics {
     circuits: Family<AccountLabels, Gauge>,
     cache_lookups: Family<OutcomeLabels, Counter>,
     answers: Family<OutcomeLabels, Counter>,
+    executions: Family<ExecutorLabels, Counter>,
     cache_evictions: Family<CauseLabels, Counter>,
     cache_weighted_bytes: Gauge,
     cache_entries: Gauge,
@@ -279,6 +286,7 @@ impl Metrics {
             circuits: Family::default(),
             cache_lookups: Family::default(),
             answers: Family::default(),
+            executions: Family::default(),
             cache_evictions: Family::default(),
             cache_weighted_bytes: Gauge::default(),
             cache_entries: Gauge::default(),
@@ -361,6 +369,12 @@ impl Metrics {
             "Whole answers of repeated read-only requests: stored (kept for reuse), hit \
              (served without resolving)",
             metrics.answers.clone(),
+        );
+        metrics.register(
+            "chatstats_executions",
+            "Requests executed (neither refused nor served a kept answer), by executor: plan (a \
+             compiled plan of a request validated before) or async_graphql",
+            metrics.executions.clone(),
         );
         metrics.register(
             "chatstats_cache_weighted_bytes",
@@ -494,6 +508,14 @@ impl Metrics {
     /// One kept answer: `stored` or `hit` (see [`crate::answers`]).
     pub fn answer(&self, outcome: &'static str) {
         self.answers.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// One request executed by `executor`: `plan` or `async_graphql` (see
+    /// [`crate::graphql::plan`]).
+    pub fn execution(&self, executor: &'static str) {
+        self.executions
+            .get_or_create(&ExecutorLabels { executor })
+            .inc();
     }
 
     /// One entry removed from the cache: `size`, `expired`, `replaced` or `explicit`.

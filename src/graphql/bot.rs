@@ -110,16 +110,39 @@ impl Bot {
         #[graphql(desc = "Only this Xenioo channel (`ChannelName`, e.g. `Facebook`).")]
         channel: Option<String>,
     ) -> async_graphql::Result<TimeSeries> {
+        series(
+            ctx,
+            &self.workspace,
+            self.metric_spec(kind, channel),
+            &window,
+        )
+        .await
+    }
+}
+
+impl Bot {
+    /// The bot's name in Xenioo.
+    pub(crate) fn bot_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The workspace of the bot's Xenioo account.
+    pub(crate) fn workspace(&self) -> &Arc<Workspace> {
+        &self.workspace
+    }
+
+    /// The spec of `metric(kind:, channel:)`: what its resolver and the compiled plans
+    /// ([`crate::graphql::plan`]) both compute.
+    pub(crate) fn metric_spec(&self, kind: BotMetric, channel: Option<String>) -> SeriesSpec {
         let kind: xenioo::BotMetric = kind.into();
         let (unit, aggregation) = unit_and_aggregation(kind);
-        let spec = SeriesSpec {
+        SeriesSpec {
             metric: "bot.metric",
             unit,
             aggregation,
             parts: vec![xenioo::events(kind, Some(self.name.clone()), channel)],
             total_only: false,
-        };
-        series(ctx, &self.workspace, spec, &window).await
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use async_graphql::{Context, Object, ID};
 use crate::catalogue::{Part, SeriesSpec, Unit};
 use crate::error::UpstreamError;
 use crate::fetch::Fetcher;
-use crate::graphql::time_series::{optional_series, TimeSeries};
+use crate::graphql::time_series::{self, Answered, Needs, TimeSeries};
 use crate::graphql::window::WindowInput;
 pub use crate::providers::ChannelKind;
 use crate::providers::{ChannelFeed, ChannelMetric, ConversationFilter, Provider};
@@ -74,6 +74,11 @@ impl Channel {
         (channels, error)
     }
 
+    /// The provider's channel.
+    pub(crate) fn feed(&self) -> &dyn ChannelFeed {
+        self.feed.as_ref()
+    }
+
     pub fn channel_id(&self) -> String {
         format!("{}:{}", self.feed.provider().slug(), self.feed.key())
     }
@@ -86,27 +91,109 @@ impl Channel {
             .collect()
     }
 
-    /// A nullable series of this channel: null without error when `parts` is empty (the
-    /// channel's provider does not measure it); the window is validated either way so a
-    /// bad argument is reported the same everywhere.
-    async fn optional(
+    /// The series `which` of this channel, answered (see [`time_series::answer`]): null
+    /// without error when the channel's provider does not measure it; the window is validated
+    /// either way so a bad argument is reported the same everywhere.
+    pub(crate) async fn answer(
         &self,
-        ctx: &Context<'_>,
-        metric: &'static str,
-        unit: Unit,
-        aggregation: Aggregation,
-        parts: Vec<Part>,
+        fetcher: &Fetcher,
+        which: ChannelSeries,
+        filter: &ConversationFilter,
         window: &WindowInput,
-    ) -> async_graphql::Result<Option<TimeSeries>> {
-        window.resolve(self.workspace.zone)?;
+        needs: Needs,
+    ) -> Answered {
+        if let Err(error) = window.resolve(self.workspace.zone) {
+            return Answered {
+                series: Err(error),
+                errors: Vec::new(),
+            };
+        }
+        let (metric, unit, aggregation, measured) = which.describe();
         let spec = SeriesSpec {
             metric,
             unit,
             aggregation,
-            parts,
+            parts: self.parts(measured, filter),
             total_only: false,
         };
-        optional_series(ctx, &self.workspace, spec, window).await
+        time_series::answer(fetcher, &self.workspace, spec, window, needs, true).await
+    }
+
+    /// [`Channel::answer`] for the current field.
+    async fn optional(
+        &self,
+        ctx: &Context<'_>,
+        which: ChannelSeries,
+        filter: &ConversationFilter,
+        window: &WindowInput,
+    ) -> async_graphql::Result<Option<TimeSeries>> {
+        let fetcher = ctx.data_unchecked::<Fetcher>();
+        let answered = self
+            .answer(fetcher, which, filter, window, Needs::of(ctx))
+            .await;
+        time_series::report(ctx, &answered.errors);
+        Ok(answered.series?)
+    }
+}
+
+/// The series fields of `Channel`: what their resolvers and the compiled plans
+/// ([`crate::graphql::plan`]) both answer through [`Channel::answer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelSeries {
+    Conversations,
+    Messages,
+    ResponseTime,
+    WaitTime,
+    SessionDuration,
+}
+
+impl ChannelSeries {
+    /// The series field `name` of `Channel`, if it is one.
+    pub fn of(name: &str) -> Option<ChannelSeries> {
+        Some(match name {
+            "conversations" => Self::Conversations,
+            "messages" => Self::Messages,
+            "responseTime" => Self::ResponseTime,
+            "waitTime" => Self::WaitTime,
+            "sessionDuration" => Self::SessionDuration,
+            _ => return None,
+        })
+    }
+
+    /// Its metric name, unit, aggregation and what a channel feed measures for it.
+    fn describe(self) -> (&'static str, Unit, Aggregation, ChannelMetric) {
+        match self {
+            Self::Conversations => (
+                "channel.conversations",
+                Unit::Count,
+                Aggregation::Sum,
+                ChannelMetric::Conversations,
+            ),
+            Self::Messages => (
+                "channel.messages",
+                Unit::Count,
+                Aggregation::Sum,
+                ChannelMetric::Messages,
+            ),
+            Self::ResponseTime => (
+                "channel.responseTime",
+                Unit::Seconds,
+                Aggregation::Average,
+                ChannelMetric::ResponseTime,
+            ),
+            Self::WaitTime => (
+                "channel.waitTime",
+                Unit::Seconds,
+                Aggregation::Average,
+                ChannelMetric::WaitTime,
+            ),
+            Self::SessionDuration => (
+                "channel.sessionDuration",
+                Unit::Seconds,
+                Aggregation::Average,
+                ChannelMetric::SessionDuration,
+            ),
+        }
     }
 }
 
@@ -155,15 +242,8 @@ impl Channel {
             tags: tags.unwrap_or_default(),
             folders: folders.unwrap_or_default(),
         };
-        self.optional(
-            ctx,
-            "channel.conversations",
-            Unit::Count,
-            Aggregation::Sum,
-            self.parts(ChannelMetric::Conversations, &filter),
-            &window,
-        )
-        .await
+        self.optional(ctx, ChannelSeries::Conversations, &filter, &window)
+            .await
     }
 
     /// Messages on this channel (COUNT, SUM): Xenioo "Messages" for that `ChannelName`, hourly,
@@ -175,10 +255,8 @@ impl Channel {
     ) -> async_graphql::Result<Option<TimeSeries>> {
         self.optional(
             ctx,
-            "channel.messages",
-            Unit::Count,
-            Aggregation::Sum,
-            self.parts(ChannelMetric::Messages, &ConversationFilter::default()),
+            ChannelSeries::Messages,
+            &ConversationFilter::default(),
             &window,
         )
         .await
@@ -193,10 +271,8 @@ impl Channel {
     ) -> async_graphql::Result<Option<TimeSeries>> {
         self.optional(
             ctx,
-            "channel.responseTime",
-            Unit::Seconds,
-            Aggregation::Average,
-            self.parts(ChannelMetric::ResponseTime, &ConversationFilter::default()),
+            ChannelSeries::ResponseTime,
+            &ConversationFilter::default(),
             &window,
         )
         .await
@@ -211,10 +287,8 @@ impl Channel {
     ) -> async_graphql::Result<Option<TimeSeries>> {
         self.optional(
             ctx,
-            "channel.waitTime",
-            Unit::Seconds,
-            Aggregation::Average,
-            self.parts(ChannelMetric::WaitTime, &ConversationFilter::default()),
+            ChannelSeries::WaitTime,
+            &ConversationFilter::default(),
             &window,
         )
         .await
@@ -229,13 +303,8 @@ impl Channel {
     ) -> async_graphql::Result<Option<TimeSeries>> {
         self.optional(
             ctx,
-            "channel.sessionDuration",
-            Unit::Seconds,
-            Aggregation::Average,
-            self.parts(
-                ChannelMetric::SessionDuration,
-                &ConversationFilter::default(),
-            ),
+            ChannelSeries::SessionDuration,
+            &ConversationFilter::default(),
             &window,
         )
         .await

@@ -15,12 +15,14 @@
 //! a function of the document and the variable values only, so the same request passes it
 //! again. Likewise the requests the guard measured within the [`crate::limits`] for a caller
 //! who sees a given number of workspaces (the measure is a function of the request and that
-//! number). Both bounded like the documents.
+//! number). Both bounded like the documents. And the compiled plans of the documents'
+//! operations ([`crate::graphql::plan`]), by text and operation name.
 
 use std::sync::Arc;
 
 use async_graphql::parser::types::ExecutableDocument;
 
+use crate::graphql::plan::Plan;
 use crate::limits::{nesting_depth, MAX_NESTING};
 
 /// The caches here are keyed by client-chosen text of up to [`MAX_DOCUMENT_BYTES`], hashed
@@ -66,7 +68,11 @@ pub struct DocumentCache {
     validated: Cache<RequestKey, ()>,
     /// Requests within the limits, with the number of workspaces their caller sees.
     within_limits: Cache<(RequestKey, usize), ()>,
+    /// The compiled plans of each text's operations, by operation name (None: it has none).
+    plans: Cache<Arc<str>, Arc<Plans>>,
 }
+
+type Plans = Vec<(Option<String>, Option<Arc<Plan>>)>;
 
 impl DocumentCache {
     pub fn new() -> Self {
@@ -85,7 +91,35 @@ impl DocumentCache {
                     u32::try_from(key.bytes()).unwrap_or(u32::MAX)
                 })
                 .build_with_hasher(Default::default()),
+            plans: moka::sync::Cache::builder()
+                .max_capacity(MAX_TEXT_BYTES)
+                .weigher(|query: &Arc<str>, _| u32::try_from(query.len()).unwrap_or(u32::MAX))
+                .build_with_hasher(Default::default()),
         }
+    }
+
+    /// The compiled plan of `operation` in `document`, the parsed `query` (None: it has none,
+    /// see [`crate::graphql::plan`]). Compiled once per text and operation.
+    pub fn plan(
+        &self,
+        query: &str,
+        operation: Option<&str>,
+        document: &ExecutableDocument,
+    ) -> Option<Arc<Plan>> {
+        let known = self.plans.get(query);
+        let compiled = known
+            .as_ref()
+            .and_then(|plans| plans.iter().find(|(name, _)| name.as_deref() == operation));
+        if let Some((_, plan)) = compiled {
+            return plan.clone();
+        }
+        let plan = Plan::compile(document, operation).map(Arc::new);
+        if query.len() <= MAX_DOCUMENT_BYTES {
+            let mut plans = known.map(|plans| Plans::clone(&plans)).unwrap_or_default();
+            plans.push((operation.map(str::to_owned), plan.clone()));
+            self.plans.insert(Arc::from(query), Arc::new(plans));
+        }
+        plan
     }
 
     /// True when `request`, by a caller who sees `workspaces` workspaces, was measured within

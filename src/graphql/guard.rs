@@ -78,6 +78,14 @@ pub struct Admitted {
     pub key: Option<RequestKey>,
 }
 
+impl Admitted {
+    /// Give `request` its parsed document, so async-graphql does not parse it again. It takes
+    /// the document by value: the one copy a request executed by async-graphql makes.
+    pub fn hand_to(&self, request: &mut Request) {
+        request.set_parsed_query(ExecutableDocument::clone(&self.document));
+    }
+}
+
 impl Guard {
     /// Everything the guard checks, for a transport that runs it itself before executing
     /// `request` on a schema without extensions (see [`crate::graphql::build_schema`]). Also
@@ -176,8 +184,6 @@ impl Guard {
                 self.documents.measured_within_limits(key, workspaces);
             }
         }
-        // The executor takes the document by value: the one copy a request makes.
-        request.set_parsed_query(ExecutableDocument::clone(&document));
         Ok(Some(Admitted {
             document,
             key: known.map(|(_, key)| key),
@@ -193,7 +199,9 @@ impl Extension for Guard {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.check(&mut request).await?;
+        if let Some(admitted) = self.check(&mut request).await? {
+            admitted.hand_to(&mut request);
+        }
         next.run(ctx, request).await
     }
 }

@@ -7,6 +7,7 @@ pub mod error_codes;
 pub mod guard;
 pub mod nps;
 pub mod operator;
+pub mod plan;
 pub mod raw_json;
 pub mod scalars;
 pub mod stats;

@@ -91,6 +91,156 @@ fn xenioo(kind: BotMetric) -> Part {
     xenioo::events(kind, None, None)
 }
 
+/// The series fields of the workspace-wide groups: what their resolvers and the compiled
+/// plans ([`crate::graphql::plan`]) both build a [`SeriesSpec`] from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatSeries {
+    UsersNew,
+    UsersReturning,
+    UsersActive,
+    UsersTotal,
+    DialogsCreated,
+    /// The Chat-Tonic dashboard's dialog states and satisfaction scores: `dialogs.pending`,
+    /// `inProgress`, `resolved`, `failed`, `satisfaction.nps`, `csat`.
+    Dashboard(DashboardField),
+    /// One field of `ServiceLevel`.
+    ServiceLevel(DashboardField),
+    MessagesSent,
+    MessagesReceived,
+}
+
+impl StatSeries {
+    /// The series field `name` of group `group` (`users`, `dialogs`, `messages`,
+    /// `satisfaction`, `serviceLevel`), if it is one.
+    pub fn of(group: &str, name: &str) -> Option<StatSeries> {
+        use DashboardField as D;
+        Some(match (group, name) {
+            ("users", "new") => Self::UsersNew,
+            ("users", "returning") => Self::UsersReturning,
+            ("users", "active") => Self::UsersActive,
+            ("users", "total") => Self::UsersTotal,
+            ("dialogs", "created") => Self::DialogsCreated,
+            ("dialogs", "pending") => Self::Dashboard(D::Pending),
+            ("dialogs", "inProgress") => Self::Dashboard(D::Progress),
+            ("dialogs", "resolved") => Self::Dashboard(D::Resolved),
+            ("dialogs", "failed") => Self::Dashboard(D::Failed),
+            ("satisfaction", "nps") => Self::Dashboard(D::Nps),
+            ("satisfaction", "csat") => Self::Dashboard(D::Csat),
+            ("serviceLevel", "userEfficiency") => Self::ServiceLevel(D::UserEfficiency),
+            ("serviceLevel", "attention") => Self::ServiceLevel(D::Attention),
+            ("serviceLevel", "resolution") => Self::ServiceLevel(D::Resolution),
+            ("serviceLevel", "attentionAndResolution") => {
+                Self::ServiceLevel(D::AttentionAndResolution)
+            }
+            ("messages", "sent") => Self::MessagesSent,
+            ("messages", "received") => Self::MessagesReceived,
+            _ => return None,
+        })
+    }
+
+    /// The spec of this series in `workspace`, with the field's `provider` and `types`
+    /// arguments (None where it has none).
+    pub fn spec(
+        self,
+        workspace: &Workspace,
+        provider: Option<Provider>,
+        types: Option<&[DialogType]>,
+    ) -> SeriesSpec {
+        use DashboardField as D;
+        let sources = Sources::new(workspace, provider);
+        let chat_tonic = |field, metric, unit, aggregation| {
+            Sources::new(workspace, None)
+                .with(chat_tonic::dashboard(field))
+                .spec(metric, unit, aggregation)
+        };
+        match self {
+            Self::UsersNew => sources
+                .with(chat_tonic::dashboard(D::NewUsers))
+                .with(xenioo(BotMetric::NewUser))
+                .spec("users.new", Unit::Count, Aggregation::Sum),
+            Self::UsersReturning => sources.with(xenioo(BotMetric::ReturningUser)).spec(
+                "users.returning",
+                Unit::Count,
+                Aggregation::Sum,
+            ),
+            Self::UsersActive => sources
+                .with(chat_tonic::dashboard(D::ActiveUsers))
+                .with(xenioo(BotMetric::ActiveUser))
+                .spec("users.active", Unit::Count, Aggregation::Distinct),
+            Self::UsersTotal => sources.with(chat_tonic::dashboard(D::TotalUsers)).spec(
+                "users.total",
+                Unit::Count,
+                Aggregation::Last,
+            ),
+            Self::DialogsCreated => {
+                let mut kinds: Vec<DialogKind> = types
+                    .iter()
+                    .copied()
+                    .flatten()
+                    .map(|t| (*t).into())
+                    .collect();
+                kinds.sort();
+                kinds.dedup();
+                sources
+                    .with(connectycube::part(CcMetric::DialogsCreated(kinds)))
+                    .with_if(
+                        types.is_none(),
+                        help_scout::conversations(
+                            HsChannel::ALL.to_vec(),
+                            VolumeFilter::new(
+                                workspace.help_scout_mailboxes.clone(),
+                                Vec::new(),
+                                Vec::new(),
+                            ),
+                        ),
+                    )
+                    .with_if(
+                        types.is_none(),
+                        message2give::chat_stats(
+                            vec![ChatType::Web, ChatType::Sms],
+                            M2gWho::AllUsers,
+                            M2gStat::Sessions,
+                        ),
+                    )
+                    .spec("dialogs.created", Unit::Count, Aggregation::Sum)
+            }
+            Self::Dashboard(field) => {
+                let (metric, unit, aggregation) = match field {
+                    D::Pending => ("dialogs.pending", Unit::Count, Aggregation::Sum),
+                    D::Progress => ("dialogs.inProgress", Unit::Count, Aggregation::Sum),
+                    D::Resolved => ("dialogs.resolved", Unit::Count, Aggregation::Sum),
+                    D::Failed => ("dialogs.failed", Unit::Count, Aggregation::Sum),
+                    D::Nps => ("satisfaction.nps", Unit::Score, Aggregation::Average),
+                    D::Csat => ("satisfaction.csat", Unit::Score, Aggregation::Average),
+                    other => unreachable!("not a dialog state or a score: {other:?}"),
+                };
+                chat_tonic(field, metric, unit, aggregation)
+            }
+            Self::ServiceLevel(field) => {
+                let metric = match field {
+                    D::UserEfficiency => "serviceLevel.userEfficiency",
+                    D::Attention => "serviceLevel.attention",
+                    D::Resolution => "serviceLevel.resolution",
+                    D::AttentionAndResolution => "serviceLevel.attentionAndResolution",
+                    other => unreachable!("not a service level: {other:?}"),
+                };
+                chat_tonic(field, metric, Unit::Percent, Aggregation::Average)
+            }
+            Self::MessagesSent => sources
+                .with(connectycube::part(CcMetric::MessagesSent))
+                .with(chat_tonic::dashboard(D::MessagesSent))
+                .with(xenioo(BotMetric::Messages))
+                .with(xenioo(BotMetric::OperatorMessage))
+                .with(message2give::sms_usage(None, false))
+                .spec("messages.sent", Unit::Count, Aggregation::Sum),
+            Self::MessagesReceived => sources
+                .with(chat_tonic::dashboard(D::MessagesReceived))
+                .with(xenioo(BotMetric::IncomingMessage))
+                .spec("messages.received", Unit::Count, Aggregation::Sum),
+        }
+    }
+}
+
 /// Users across providers.
 pub struct UserStats(pub Arc<Workspace>);
 
@@ -105,10 +255,7 @@ impl UserStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(chat_tonic::dashboard(DashboardField::NewUsers))
-            .with(xenioo(BotMetric::NewUser))
-            .spec("users.new", Unit::Count, Aggregation::Sum);
+        let spec = StatSeries::UsersNew.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 
@@ -119,9 +266,7 @@ impl UserStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(xenioo(BotMetric::ReturningUser))
-            .spec("users.returning", Unit::Count, Aggregation::Sum);
+        let spec = StatSeries::UsersReturning.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 
@@ -134,10 +279,7 @@ impl UserStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(chat_tonic::dashboard(DashboardField::ActiveUsers))
-            .with(xenioo(BotMetric::ActiveUser))
-            .spec("users.active", Unit::Count, Aggregation::Distinct);
+        let spec = StatSeries::UsersActive.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 
@@ -148,32 +290,13 @@ impl UserStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(chat_tonic::dashboard(DashboardField::TotalUsers))
-            .spec("users.total", Unit::Count, Aggregation::Last);
+        let spec = StatSeries::UsersTotal.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 }
 
 /// Dialogs (conversations) across providers.
 pub struct DialogStats(pub Arc<Workspace>);
-
-impl DialogStats {
-    async fn chat_tonic(
-        &self,
-        ctx: &Context<'_>,
-        window: WindowInput,
-        field: DashboardField,
-        metric: &'static str,
-        unit: Unit,
-        aggregation: Aggregation,
-    ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, None)
-            .with(chat_tonic::dashboard(field))
-            .spec(metric, unit, aggregation);
-        series(ctx, &self.0, spec, &window).await
-    }
-}
 
 /// Dialogs (conversations) across providers.
 #[Object]
@@ -190,33 +313,8 @@ impl DialogStats {
             Vec<DialogType>,
         >,
     ) -> async_graphql::Result<TimeSeries> {
-        let workspace = &self.0;
-        let mut kinds: Vec<DialogKind> = types.iter().flatten().map(|t| (*t).into()).collect();
-        kinds.sort();
-        kinds.dedup();
-        let spec = Sources::new(workspace, provider)
-            .with(connectycube::part(CcMetric::DialogsCreated(kinds)))
-            .with_if(
-                types.is_none(),
-                help_scout::conversations(
-                    HsChannel::ALL.to_vec(),
-                    VolumeFilter::new(
-                        workspace.help_scout_mailboxes.clone(),
-                        Vec::new(),
-                        Vec::new(),
-                    ),
-                ),
-            )
-            .with_if(
-                types.is_none(),
-                message2give::chat_stats(
-                    vec![ChatType::Web, ChatType::Sms],
-                    M2gWho::AllUsers,
-                    M2gStat::Sessions,
-                ),
-            )
-            .spec("dialogs.created", Unit::Count, Aggregation::Sum);
-        series(ctx, workspace, spec, &window).await
+        let spec = StatSeries::DialogsCreated.spec(&self.0, provider, types.as_deref());
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Dialogs waiting for an operator (COUNT, SUM): Chat-Tonic `pending`.
@@ -225,15 +323,8 @@ impl DialogStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        self.chat_tonic(
-            ctx,
-            window,
-            DashboardField::Pending,
-            "dialogs.pending",
-            Unit::Count,
-            Aggregation::Sum,
-        )
-        .await
+        let spec = StatSeries::Dashboard(DashboardField::Pending).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Dialogs in progress (COUNT, SUM): Chat-Tonic `progress`.
@@ -242,15 +333,8 @@ impl DialogStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        self.chat_tonic(
-            ctx,
-            window,
-            DashboardField::Progress,
-            "dialogs.inProgress",
-            Unit::Count,
-            Aggregation::Sum,
-        )
-        .await
+        let spec = StatSeries::Dashboard(DashboardField::Progress).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Dialogs resolved (COUNT, SUM): Chat-Tonic `resolved`.
@@ -259,15 +343,8 @@ impl DialogStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        self.chat_tonic(
-            ctx,
-            window,
-            DashboardField::Resolved,
-            "dialogs.resolved",
-            Unit::Count,
-            Aggregation::Sum,
-        )
-        .await
+        let spec = StatSeries::Dashboard(DashboardField::Resolved).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Dialogs failed (COUNT, SUM): Chat-Tonic `failed`.
@@ -276,15 +353,8 @@ impl DialogStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        self.chat_tonic(
-            ctx,
-            window,
-            DashboardField::Failed,
-            "dialogs.failed",
-            Unit::Count,
-            Aggregation::Sum,
-        )
-        .await
+        let spec = StatSeries::Dashboard(DashboardField::Failed).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Service-level percentages (Chat-Tonic).
@@ -293,7 +363,7 @@ impl DialogStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> ServiceLevel {
         ServiceLevel {
-            dialogs: DialogStats(self.0.clone()),
+            workspace: self.0.clone(),
             window,
         }
     }
@@ -303,7 +373,7 @@ impl DialogStats {
 /// no weights, so buckets coarser than those it was asked for are plain means (`exact` false);
 /// the window total is Chat-Tonic's own.
 pub struct ServiceLevel {
-    dialogs: DialogStats,
+    workspace: Arc<Workspace>,
     window: WindowInput,
 }
 
@@ -314,24 +384,17 @@ pub struct ServiceLevel {
 impl ServiceLevel {
     /// Chat-Tonic `userEfficiency`.
     async fn user_efficiency(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
-        self.get(
-            ctx,
-            DashboardField::UserEfficiency,
-            "serviceLevel.userEfficiency",
-        )
-        .await
+        self.get(ctx, DashboardField::UserEfficiency).await
     }
 
     /// Chat-Tonic `attention`.
     async fn attention(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
-        self.get(ctx, DashboardField::Attention, "serviceLevel.attention")
-            .await
+        self.get(ctx, DashboardField::Attention).await
     }
 
     /// Chat-Tonic `resolution`.
     async fn resolution(&self, ctx: &Context<'_>) -> async_graphql::Result<TimeSeries> {
-        self.get(ctx, DashboardField::Resolution, "serviceLevel.resolution")
-            .await
+        self.get(ctx, DashboardField::Resolution).await
     }
 
     /// Chat-Tonic `attentionAndResolution`.
@@ -339,12 +402,7 @@ impl ServiceLevel {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<TimeSeries> {
-        self.get(
-            ctx,
-            DashboardField::AttentionAndResolution,
-            "serviceLevel.attentionAndResolution",
-        )
-        .await
+        self.get(ctx, DashboardField::AttentionAndResolution).await
     }
 }
 
@@ -353,18 +411,9 @@ impl ServiceLevel {
         &self,
         ctx: &Context<'_>,
         field: DashboardField,
-        metric: &'static str,
     ) -> async_graphql::Result<TimeSeries> {
-        self.dialogs
-            .chat_tonic(
-                ctx,
-                self.window.clone(),
-                field,
-                metric,
-                Unit::Percent,
-                Aggregation::Average,
-            )
-            .await
+        let spec = StatSeries::ServiceLevel(field).spec(&self.workspace, None, None);
+        series(ctx, &self.workspace, spec, &self.window).await
     }
 }
 
@@ -382,13 +431,7 @@ impl MessageStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(connectycube::part(CcMetric::MessagesSent))
-            .with(chat_tonic::dashboard(DashboardField::MessagesSent))
-            .with(xenioo(BotMetric::Messages))
-            .with(xenioo(BotMetric::OperatorMessage))
-            .with(message2give::sms_usage(None, false))
-            .spec("messages.sent", Unit::Count, Aggregation::Sum);
+        let spec = StatSeries::MessagesSent.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 
@@ -399,10 +442,7 @@ impl MessageStats {
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
         #[graphql(desc = "Keep only this provider's contribution.")] provider: Option<Provider>,
     ) -> async_graphql::Result<TimeSeries> {
-        let spec = Sources::new(&self.0, provider)
-            .with(chat_tonic::dashboard(DashboardField::MessagesReceived))
-            .with(xenioo(BotMetric::IncomingMessage))
-            .spec("messages.received", Unit::Count, Aggregation::Sum);
+        let spec = StatSeries::MessagesReceived.spec(&self.0, provider, None);
         series(ctx, &self.0, spec, &window).await
     }
 }
@@ -419,16 +459,8 @@ impl SatisfactionStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        DialogStats(self.0.clone())
-            .chat_tonic(
-                ctx,
-                window,
-                DashboardField::Nps,
-                "satisfaction.nps",
-                Unit::Score,
-                Aggregation::Average,
-            )
-            .await
+        let spec = StatSeries::Dashboard(DashboardField::Nps).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 
     /// Customer satisfaction score, 1..5 (SCORE, AVERAGE): Chat-Tonic `csat`.
@@ -437,15 +469,7 @@ impl SatisfactionStats {
         ctx: &Context<'_>,
         #[graphql(desc = "The time slice and bucket size.")] window: WindowInput,
     ) -> async_graphql::Result<TimeSeries> {
-        DialogStats(self.0.clone())
-            .chat_tonic(
-                ctx,
-                window,
-                DashboardField::Csat,
-                "satisfaction.csat",
-                Unit::Score,
-                Aggregation::Average,
-            )
-            .await
+        let spec = StatSeries::Dashboard(DashboardField::Csat).spec(&self.0, None, None);
+        series(ctx, &self.0, spec, &window).await
     }
 }

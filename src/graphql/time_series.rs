@@ -71,7 +71,8 @@ pub struct Points {
 }
 
 /// One plain field of `Point`, by its response key.
-enum PointField {
+#[derive(Clone)]
+pub(crate) enum PointField {
     At,
     Value,
     Typename,
@@ -229,7 +230,8 @@ impl OutputType for Points {
 
 /// One plain field of `TimeSeries`: one that cannot fail and needs no argument (`change`
 /// only once its previous window is computed: see [`TimeSeries::plain_selection`]).
-enum SeriesField {
+#[derive(Clone)]
+pub(crate) enum SeriesField {
     Metric,
     Unit,
     Aggregation,
@@ -251,6 +253,14 @@ impl TimeSeries {
     /// selected, and without error).
     fn plain_selection(&self, selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
         let previous_computed = matches!(self.0.previous.get(), Some(Ok(_)));
+        Self::plain_fields(selection_set, previous_computed)
+    }
+
+    /// The selection as plain `TimeSeries` fields, `change` among them when `change` is true.
+    pub(crate) fn plain_fields(
+        selection_set: &SelectionSet,
+        change: bool,
+    ) -> Option<Vec<(Name, SeriesField)>> {
         plain_fields(selection_set, |field| {
             let leaf = field.selection_set.node.items.is_empty();
             Some(match field.name.node.as_str() {
@@ -267,7 +277,7 @@ impl TimeSeries {
                 "sources" => SeriesField::Sources,
                 "exact" => SeriesField::Exact,
                 "stale" => SeriesField::Stale,
-                "change" if previous_computed => SeriesField::Change,
+                "change" if change => SeriesField::Change,
                 "__typename" => SeriesField::Typename,
                 _ => return None,
             })
@@ -277,7 +287,7 @@ impl TimeSeries {
     /// The object value of a plain `selection`, as the executor would build it from
     /// [`SeriesFields`], without a future per field.
     /// With `raw`, `points` is JSON text (see [`raw_json`]).
-    fn plain_value(&self, selection: &[(Name, SeriesField)], raw: bool) -> Value {
+    pub(crate) fn plain_value(&self, selection: &[(Name, SeriesField)], raw: bool) -> Value {
         let series = &self.0;
         let spec = &series.recipe.spec;
         let computed = &series.computed;
@@ -370,6 +380,11 @@ impl From<&series::Window> for ResolvedWindow {
     }
 }
 
+/// The error of a window whose previous window cannot exist.
+fn previous_window_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_input(format!("the previous window: {error}"))
+}
+
 impl SeriesFields {
     fn summary(&self) -> series::Summary {
         self.computed.data.summary(self.recipe.spec.aggregation)
@@ -382,7 +397,7 @@ impl SeriesFields {
                     .computed
                     .window
                     .previous()
-                    .map_err(|e| ApiError::bad_input(format!("the previous window: {e}")))?;
+                    .map_err(previous_window_error)?;
                 let recipe = &self.recipe;
                 let span = recipe.span.as_ref();
                 compute(
@@ -461,7 +476,8 @@ impl SeriesFields {
     /// The same series over the equally long window (same number of buckets) right before this one.
     async fn previous(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TimeSeries>> {
         let computed = self.previous_computed().await?;
-        report_errors(ctx, &computed);
+        warn(&self.recipe.fetcher, &computed);
+        report(ctx, &computed.errors);
         Ok(Some(TimeSeries::new(self.recipe.clone(), computed)))
     }
 
@@ -502,8 +518,9 @@ impl TimeSeries {
     }
 }
 
-/// What the selection of a series needs, from the look-ahead.
-struct Needs {
+/// What the selection of a series needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Needs {
     /// No buckets (no `points`, `min`, `max`, `previous` or `change`): a part may use a
     /// cheaper total call.
     only_total: bool,
@@ -512,9 +529,30 @@ struct Needs {
 }
 
 impl Needs {
-    fn of(ctx: &Context<'_>) -> Needs {
+    /// From the look-ahead of the current field.
+    pub(crate) fn of(ctx: &Context<'_>) -> Needs {
         let look = ctx.look_ahead();
         let selected = |fields: &[&str]| fields.iter().any(|field| look.field(field).exists());
+        Self::from_selected(selected)
+    }
+
+    /// From a plain selection ([`TimeSeries::plain_fields`]).
+    pub(crate) fn of_plain(selection: &[(Name, SeriesField)]) -> Needs {
+        Self::from_selected(|fields| {
+            selection.iter().any(|(_, kind)| {
+                let name = match kind {
+                    SeriesField::Points(_) => "points",
+                    SeriesField::Min => "min",
+                    SeriesField::Max => "max",
+                    SeriesField::Change => "change",
+                    _ => return false,
+                };
+                fields.contains(&name)
+            })
+        })
+    }
+
+    fn from_selected(selected: impl Fn(&[&str]) -> bool) -> Needs {
         let previous = selected(&["previous", "change"]);
         Needs {
             only_total: !previous && !selected(&["points", "min", "max"]),
@@ -523,19 +561,17 @@ impl Needs {
     }
 }
 
-/// Attach the errors of contributions that were left out to the current field, and record
-/// stale-data warnings for `extensions.warnings`.
-fn report_errors(ctx: &Context<'_>, computed: &Computed) {
-    report(ctx, computed, &computed.errors);
+/// Record `computed`'s stale-data warnings for `extensions.warnings`.
+fn warn(fetcher: &Fetcher, computed: &Computed) {
+    for warning in &computed.warnings {
+        fetcher
+            .scope
+            .warn(format!("served cached data: {}", warning.message()));
+    }
 }
 
-/// Report `computed`'s warnings and `errors` (all of its errors, or those not returned as the
-/// field's own error).
-fn report(ctx: &Context<'_>, computed: &Computed, errors: &[ApiError]) {
-    let scope = &ctx.data_unchecked::<Fetcher>().scope;
-    for warning in &computed.warnings {
-        scope.warn(format!("served cached data: {}", warning.message()));
-    }
+/// Attach `errors` to the current field.
+pub(crate) fn report(ctx: &Context<'_>, errors: &[ApiError]) {
     for error in errors {
         let error: async_graphql::Error = error.clone().into();
         ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
@@ -545,13 +581,13 @@ fn report(ctx: &Context<'_>, computed: &Computed, errors: &[ApiError]) {
 /// Computes a series for its field. When the selection needs the previous window too, both
 /// are computed at once (one round of upstream latency, not two) over their common span.
 async fn evaluate(
-    ctx: &Context<'_>,
+    fetcher: &Fetcher,
     workspace: &Arc<Workspace>,
     spec: SeriesSpec,
     window: &WindowInput,
-) -> async_graphql::Result<TimeSeries> {
+    needs: Needs,
+) -> Result<TimeSeries, ApiError> {
     let window = window.resolve(workspace.zone)?;
-    let needs = Needs::of(ctx);
     // A previous window that cannot exist is reported by `previous`/`change` themselves.
     let previous = needs.previous.then(|| window.previous().ok()).flatten();
     let span = previous.as_ref().and_then(|previous| {
@@ -565,7 +601,7 @@ async fn evaluate(
     });
     let recipe = Arc::new(Recipe {
         workspace: workspace.clone(),
-        fetcher: ctx.data_unchecked::<Fetcher>().clone(),
+        fetcher: fetcher.clone(),
         spec: SeriesSpec {
             total_only: needs.only_total,
             ..spec
@@ -601,6 +637,82 @@ async fn evaluate(
     Ok(series)
 }
 
+/// A series field's answer, without a GraphQL context: the series (None: not applicable) or
+/// the field's own error, and the errors to attach at the field beside it. Its warnings are
+/// already recorded.
+pub(crate) struct Answered {
+    pub series: Result<Option<TimeSeries>, ApiError>,
+    pub errors: Vec<ApiError>,
+}
+
+/// The answer of a series field: `optional` for a nullable one, which is null without error
+/// when no source offers the metric (not applicable) and null with the error(s) when every
+/// source failed; a non-null one always answers, contributions that failed left out and
+/// reported (all failing gives an empty series with `sources: []`).
+pub(crate) async fn answer(
+    fetcher: &Fetcher,
+    workspace: &Arc<Workspace>,
+    spec: SeriesSpec,
+    window: &WindowInput,
+    needs: Needs,
+    optional: bool,
+) -> Answered {
+    if optional && spec.parts.is_empty() {
+        return Answered {
+            series: Ok(None),
+            errors: Vec::new(),
+        };
+    }
+    let series = match evaluate(fetcher, workspace, spec, window, needs).await {
+        Ok(series) => series,
+        Err(error) => {
+            return Answered {
+                series: Err(error),
+                errors: Vec::new(),
+            }
+        }
+    };
+    let computed = &series.0.computed;
+    warn(fetcher, computed);
+    let mut errors = computed.errors.clone();
+    if optional && computed.failed() {
+        // The first error is the field's; the others are reported beside it.
+        let first = errors.remove(0);
+        return Answered {
+            series: Err(first),
+            errors,
+        };
+    }
+    Answered {
+        series: Ok(Some(series)),
+        errors,
+    }
+}
+
+impl TimeSeries {
+    /// The error of the previous window, when it was computed and failed.
+    pub(crate) fn previous_error(&self) -> Option<&ApiError> {
+        self.0
+            .previous
+            .get()
+            .and_then(|previous| previous.as_ref().err())
+    }
+}
+
+/// [`answer`] for the current field: its errors attached there.
+async fn answer_field(
+    ctx: &Context<'_>,
+    workspace: &Arc<Workspace>,
+    spec: SeriesSpec,
+    window: &WindowInput,
+    optional: bool,
+) -> async_graphql::Result<Option<TimeSeries>> {
+    let fetcher = ctx.data_unchecked::<Fetcher>();
+    let answered = answer(fetcher, workspace, spec, window, Needs::of(ctx), optional).await;
+    report(ctx, &answered.errors);
+    Ok(answered.series?)
+}
+
 /// A non-null series field: always answers; contributions that failed are left out and
 /// reported as errors (all failing gives an empty series with `sources: []`).
 pub async fn series(
@@ -609,9 +721,8 @@ pub async fn series(
     spec: SeriesSpec,
     window: &WindowInput,
 ) -> async_graphql::Result<TimeSeries> {
-    let series = evaluate(ctx, workspace, spec, window).await?;
-    report_errors(ctx, &series.0.computed);
-    Ok(series)
+    let series = answer_field(ctx, workspace, spec, window, false).await?;
+    Ok(series.expect("a non-null series always answers"))
 }
 
 /// A nullable series field: null without error when no source offers the metric (not
@@ -622,20 +733,5 @@ pub async fn optional_series(
     spec: SeriesSpec,
     window: &WindowInput,
 ) -> async_graphql::Result<Option<TimeSeries>> {
-    if spec.parts.is_empty() {
-        return Ok(None);
-    }
-    let series = evaluate(ctx, workspace, spec, window).await?;
-    let computed = &series.0.computed;
-    if computed.failed() {
-        // The first error is the field's; the others are reported beside it.
-        let (first, others) = computed
-            .errors
-            .split_first()
-            .expect("a failed series has errors");
-        report(ctx, computed, others);
-        return Err(first.clone().into());
-    }
-    report_errors(ctx, computed);
-    Ok(Some(series))
+    answer_field(ctx, workspace, spec, window, true).await
 }

@@ -59,6 +59,44 @@ fn sources_of(workspace: &Workspace) -> Vec<Source> {
         .collect()
 }
 
+/// The sources of `workspace` once the upstream calls of `fetcher`'s request have ended.
+pub(crate) async fn sources_shown(
+    workspace: &Arc<Workspace>,
+    fetcher: Option<&Fetcher>,
+) -> Vec<Source> {
+    if let Some(fetcher) = fetcher {
+        fetcher.scope.settled().await;
+    }
+    let shown = sources_of(workspace);
+    // Health changes with upstream calls, not with the chunks an answer read: an answer
+    // showing it is reused only while it reads the same.
+    if let Some(fetcher) = fetcher {
+        let (workspace, then) = (workspace.clone(), shown.clone());
+        fetcher
+            .scope
+            .still_true_while(move || sources_of(&workspace) == then);
+    }
+    shown
+}
+
+impl Source {
+    /// The value of field `name` (None: not a field of `Source`), as async-graphql answers it.
+    pub(crate) fn field_value(&self, name: &str) -> Option<async_graphql::Value> {
+        use async_graphql::resolver_utils::enum_value;
+        use async_graphql::{ScalarType, Value};
+        let instant = |at: Option<Instant>| at.map_or(Value::Null, |at| at.to_value());
+        Some(match name {
+            "provider" => enum_value(self.provider),
+            "healthy" => Value::Boolean(self.healthy),
+            "lastSuccessAt" => instant(self.last_success_at),
+            "lastError" => self.last_error.clone().map_or(Value::Null, Value::String),
+            "nextCallAllowedAt" => instant(self.next_call_allowed_at),
+            "nextCallWait" => self.next_call_wait.map_or(Value::Null, enum_value),
+            _ => return None,
+        })
+    }
+}
+
 /// A support team's account: its providers, channels and statistics.
 pub struct WorkspaceObject(pub Arc<Workspace>);
 
@@ -85,20 +123,7 @@ impl WorkspaceObject {
     /// upstream calls have ended (so a provider whose call failed in this request is shown
     /// unhealthy next to that call's error).
     async fn sources(&self, ctx: &Context<'_>) -> Vec<Source> {
-        let fetcher = ctx.data_opt::<Fetcher>();
-        if let Some(fetcher) = fetcher {
-            fetcher.scope.settled().await;
-        }
-        let shown = sources_of(&self.0);
-        // Health changes with upstream calls, not with the chunks an answer read: an answer
-        // showing it is reused only while it reads the same.
-        if let Some(fetcher) = fetcher {
-            let (workspace, then) = (self.0.clone(), shown.clone());
-            fetcher
-                .scope
-                .still_true_while(move || sources_of(&workspace) == then);
-        }
-        shown
+        sources_shown(&self.0, ctx.data_opt::<Fetcher>()).await
     }
 
     /// Every channel of the workspace: message2give web and SMS, Xenioo channels (from its

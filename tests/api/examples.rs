@@ -2,7 +2,7 @@
 //! its header documents on a cold server, and none warm; and a window that overlaps a cached
 //! one fetches only the chunks that are missing.
 
-mod example_file;
+pub mod example_file;
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -20,6 +20,7 @@ mod limits;
 mod matrix;
 mod message2give;
 mod observability;
+mod plans;
 mod reload;
 mod replicas;
 mod resilience;

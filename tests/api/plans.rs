@@ -1,0 +1,180 @@
+//! Compiled plans (`graphql::plan`, issue 14): a request that passed validation before runs
+//! on its operation's plan, and answers exactly what async-graphql answers: the same data and
+//! the same errors at the same paths.
+
+use serde_json::{json, Value};
+
+use crate::examples::example_file::{today, ExampleFile};
+use crate::helpers::{sample, spawn_app_with, TestApp};
+
+/// `chatstats_executions_total{executor}` of `app`.
+async fn executions(app: &TestApp, executor: &str) -> f64 {
+    let metrics = app.metrics().await;
+    let labels = format!("executor=\"{executor}\"");
+    sample(&metrics, "chatstats_executions_total", &labels).unwrap_or(0.0)
+}
+
+/// The errors of `body`, each as its JSON text, sorted (the executors may list them in
+/// another order: async-graphql as its fields complete).
+fn sorted_errors(body: &Value) -> Vec<String> {
+    let mut errors: Vec<String> = body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Value::to_string)
+        .collect();
+    errors.sort();
+    errors
+}
+
+/// The request `query` with `variables` answered on its plan and on async-graphql, on the same
+/// warm server (kept answers off): a first run validates it (async-graphql), a second runs on
+/// its plan, and a third, with an unused variable added (another request, not validated
+/// before), on async-graphql again. Returns the second's and third's bodies, and whether the
+/// second ran on a plan.
+async fn both_ways(app: &TestApp, query: &str, variables: &Value) -> (Value, Value, bool) {
+    let first = app.query_with(query, variables.clone()).await;
+    let planned_before = executions(app, "plan").await;
+    let plan = app.query_with(query, variables.clone()).await;
+    let planned = executions(app, "plan").await - planned_before;
+    let mut other = variables.clone();
+    other["unusedByTheOperation"] = json!(1);
+    let graphql = app.query_with(query, other).await;
+    assert_eq!(
+        executions(app, "plan").await - planned_before,
+        planned,
+        "a request not validated before never runs on a plan"
+    );
+    assert!(
+        first.get("data").is_some(),
+        "the request was executed: {first}"
+    );
+    (plan, graphql, planned == 1.0)
+}
+
+fn assert_same_answer(name: &str, plan: &Value, graphql: &Value) {
+    assert_eq!(
+        plan["data"], graphql["data"],
+        "{name}: the plan's data is async-graphql's"
+    );
+    assert_eq!(
+        sorted_errors(plan),
+        sorted_errors(graphql),
+        "{name}: the plan's errors are async-graphql's"
+    );
+}
+
+#[tokio::test]
+async fn every_example_answers_the_same_on_its_plan_as_on_async_graphql() {
+    let mut planned = Vec::new();
+    for example in ExampleFile::all().expect("the examples parse") {
+        if example.is_session() {
+            continue;
+        }
+        let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+        let variables = example.variables_at(today());
+        let (plan, graphql, ran_on_plan) = both_ways(&app, &example.document, &variables).await;
+        assert!(
+            plan["data"]["workspace"].is_object(),
+            "{}: an answer to compare: {plan}",
+            example.name
+        );
+        assert_same_answer(&example.name, &plan, &graphql);
+        if ran_on_plan {
+            planned.push(example.name.clone());
+        }
+    }
+    for name in ["dashboard", "overview"] {
+        assert!(
+            planned.iter().any(|planned| planned == name),
+            "the {name} example runs on its plan (planned: {planned:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn errors_are_the_same_on_a_plan_as_on_async_graphql() {
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    let window = r#"window: { from: $from, to: $to, granularity: HOUR }"#;
+    let cases = [
+        // NOT_FOUND: null and an error at the workspace.
+        (
+            "an unknown workspace",
+            r#"query Q($from: DateTime!, $to: DateTime!) {
+                known: workspace(id: "acme") { name }
+                unknown: workspace(id: "nope") {
+                    users { new(window: { from: $from, to: $to }) { total } } }
+            }"#
+                .to_string(),
+        ),
+        // Parts refused at HOUR: errors at each series; a nullable channel series whose every
+        // part is refused is left out; a channel that does not exist is null.
+        (
+            "refused parts and a missing channel",
+            format!(
+                r#"query Q($from: DateTime!, $to: DateTime!) {{ workspace(id: "acme") {{
+                    dialogs {{ created({window}) {{ total sources exact }} }}
+                    messages {{ sent({window}) {{ total points {{ at value }} }} }}
+                    chat: channel(id: "help_scout:chat") {{
+                        name conversations({window}) {{ total }} }}
+                    none: channel(id: "help_scout:nope") {{ name }}
+                }} }}"#
+            ),
+        ),
+        // Xenioo keeps 30 days: out-of-retention errors at each series with a Xenioo part,
+        // `change` over a previous window, and typenames at every level.
+        (
+            "old windows and typenames",
+            r#"query Q($from: DateTime!, $to: DateTime!) { __typename workspace(id: "acme") {
+                __typename timeZone sources { __typename provider healthy lastError }
+                users { __typename new(window: { from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z" }) {
+                    __typename total change min max exact stale metric unit aggregation
+                    points { __typename at value } } }
+                bots { __typename id name m: metric(kind: MESSAGES, window: { from: $from, to: $to }) {
+                    total } }
+            } }"#
+                .to_string(),
+        ),
+    ];
+    let variables = json!({
+        "from": (today() - chrono::Duration::days(3)).to_rfc3339(),
+        "to": today().to_rfc3339(),
+    });
+    for (name, query) in cases {
+        let (plan, graphql, ran_on_plan) = both_ways(&app, &query, &variables).await;
+        assert!(ran_on_plan, "{name}: runs on its plan");
+        assert!(
+            !sorted_errors(&plan).is_empty(),
+            "{name}: errors to compare: {plan}"
+        );
+        assert_same_answer(name, &plan, &graphql);
+    }
+}
+
+/// A variable that does not parse as a window fails its field at execution (not before), so
+/// the request counts as validated; the plan cannot bind it and hands it to async-graphql,
+/// which answers it the same again.
+#[tokio::test]
+async fn a_request_whose_windows_do_not_bind_is_answered_by_async_graphql() {
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    let query = r#"query Q($from: DateTime!, $to: DateTime!) { workspace(id: "acme") {
+        users { new(window: { from: $from, to: $to }) { total } } } }"#;
+    let bad = json!({ "from": "2025-03-10T00:00:00Z", "to": "soon" });
+    let first = app.query_with(query, bad.clone()).await;
+    let second = app.query_with(query, bad).await;
+    assert_eq!(first, second, "the same answer both times");
+    assert!(
+        second["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("\"soon\"")),
+        "says what is wrong: {second}"
+    );
+    assert_eq!(executions(&app, "plan").await, 0.0);
+    assert_eq!(executions(&app, "async_graphql").await, 2.0);
+    // The same text with values that bind runs on its plan from its second request.
+    let good = json!({ "from": "2025-03-10T00:00:00Z", "to": "2025-03-17T00:00:00Z" });
+    let (plan, graphql, ran_on_plan) = both_ways(&app, query, &good).await;
+    assert!(ran_on_plan);
+    assert!(plan["data"]["workspace"]["users"]["new"]["total"].is_number());
+    assert_same_answer("good values", &plan, &graphql);
+}
