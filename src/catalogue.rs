@@ -64,22 +64,40 @@ pub trait Contributes: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Contribution, UpstreamError>>;
 }
 
-/// One provider's contribution to a series (see [`Contributes`]).
+/// One provider's contribution to a series (see [`Contributes`]). Clones share one key text,
+/// written when first needed: a spec kept across requests (a compiled plan's, see
+/// [`crate::graphql::plan`]) writes its parts' texts once.
 #[derive(Clone, Debug)]
-pub struct Part(Arc<dyn Contributes>);
+pub struct Part(Arc<PartInner>);
+
+#[derive(Debug)]
+struct PartInner {
+    contributes: Box<dyn Contributes>,
+    key_text: std::sync::OnceLock<String>,
+}
 
 impl Part {
     pub fn new(part: impl Contributes + 'static) -> Self {
-        Self(Arc::new(part))
+        Self(Arc::new(PartInner {
+            contributes: Box::new(part),
+            key_text: std::sync::OnceLock::new(),
+        }))
     }
 
     pub fn provider(&self) -> Provider {
-        self.0.provider()
+        self.0.contributes.provider()
     }
 
     /// The finest granularity the provider can answer for this part.
     fn finest(&self) -> Granularity {
-        self.0.finest()
+        self.0.contributes.finest()
+    }
+
+    /// [`Contributes::key_text`], written once per part.
+    fn key_text(&self) -> &str {
+        self.0
+            .key_text
+            .get_or_init(|| self.0.contributes.key_text())
     }
 }
 
@@ -171,7 +189,7 @@ async fn resampled(
     let account = workspace.account(part.provider())?;
     let key = CacheKey::derived(
         account,
-        derived_request(&part.0.key_text(), window, span, spec),
+        derived_request(part.key_text(), window, span, spec),
     );
     if let Some(derived) = fetcher.derived::<Bucketed>(&key).await {
         return Ok(Resampled {
@@ -183,6 +201,7 @@ async fn resampled(
     }
     let contribution = part
         .0
+        .contributes
         .contribute(workspace, fetcher, window, span, spec.total_only)
         .await?;
     let mut bucketed = resample(window, spec.aggregation, &contribution.samples);
@@ -385,9 +404,9 @@ mod tests {
             xenioo::events(BotMetric::Messages, None, Some("bot".into())),
             xenioo::events(BotMetric::NewUser, None, None),
         ];
-        let texts: Vec<String> = parts.iter().map(|part| part.0.key_text()).collect();
+        let texts: Vec<String> = parts.iter().map(|p| p.key_text().to_string()).collect();
         for (part, text) in parts.iter().zip(&texts) {
-            assert_eq!(&part.0.key_text(), text, "the same text again");
+            assert_eq!(part.0.contributes.key_text(), *text, "the same text again");
         }
         let distinct: std::collections::HashSet<&String> = texts.iter().collect();
         assert_eq!(distinct.len(), parts.len(), "{texts:?}");

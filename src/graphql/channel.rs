@@ -74,6 +74,11 @@ impl Channel {
         (channels, error)
     }
 
+    /// The workspace of the channel.
+    pub(crate) fn workspace(&self) -> &Arc<Workspace> {
+        &self.workspace
+    }
+
     /// The provider's channel.
     pub(crate) fn feed(&self) -> &dyn ChannelFeed {
         self.feed.as_ref()
@@ -91,14 +96,26 @@ impl Channel {
             .collect()
     }
 
-    /// The series `which` of this channel, answered (see [`time_series::answer`]): null
-    /// without error when the channel's provider does not measure it; the window is validated
-    /// either way so a bad argument is reported the same everywhere.
+    /// The spec of the series `which` of this channel with `filter`: without parts when the
+    /// channel's provider does not measure it.
+    pub(crate) fn spec(&self, which: ChannelSeries, filter: &ConversationFilter) -> SeriesSpec {
+        let (metric, unit, aggregation, measured) = which.describe();
+        SeriesSpec {
+            metric,
+            unit,
+            aggregation,
+            parts: self.parts(measured, filter),
+            total_only: false,
+        }
+    }
+
+    /// A series `spec` of this channel, answered (see [`time_series::answer`]): null without
+    /// error when it has no parts; the window is validated either way so a bad argument is
+    /// reported the same everywhere.
     pub(crate) async fn answer(
         &self,
         fetcher: &Fetcher,
-        which: ChannelSeries,
-        filter: &ConversationFilter,
+        spec: SeriesSpec,
         window: &WindowInput,
         needs: Needs,
     ) -> Answered {
@@ -108,14 +125,6 @@ impl Channel {
                 errors: Vec::new(),
             };
         }
-        let (metric, unit, aggregation, measured) = which.describe();
-        let spec = SeriesSpec {
-            metric,
-            unit,
-            aggregation,
-            parts: self.parts(measured, filter),
-            total_only: false,
-        };
         time_series::answer(fetcher, &self.workspace, spec, window, needs, true).await
     }
 
@@ -128,9 +137,8 @@ impl Channel {
         window: &WindowInput,
     ) -> async_graphql::Result<Option<TimeSeries>> {
         let fetcher = ctx.data_unchecked::<Fetcher>();
-        let answered = self
-            .answer(fetcher, which, filter, window, Needs::of(ctx))
-            .await;
+        let spec = self.spec(which, filter);
+        let answered = self.answer(fetcher, spec, window, Needs::of(ctx)).await;
         time_series::report(ctx, &answered.errors);
         Ok(answered.series?)
     }

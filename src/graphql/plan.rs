@@ -39,6 +39,7 @@ use futures::future::{join_all, BoxFuture};
 use futures::FutureExt;
 
 use crate::auth::Caller;
+use crate::catalogue::SeriesSpec;
 use crate::error::ApiError;
 use crate::fetch::Fetcher;
 use crate::graphql::bot::{self, Bot, BotMetric};
@@ -134,10 +135,57 @@ enum BotScalar {
     Name,
 }
 
-/// The plain selection of a `TimeSeries` and what it needs computed.
+/// The plain selection of a `TimeSeries`, what it needs computed, and its specs.
 struct SeriesSelection {
     fields: Vec<(Name, SeriesField)>,
     needs: Needs,
+    specs: Specs,
+}
+
+/// The specs a series field was last built with, by workspace (and bot): a spec is a function
+/// of the workspace's configuration and the field's arguments, and its parts keep their key
+/// texts ([`crate::catalogue::Part`]), so a plan builds each once per configuration. A reload
+/// makes new workspaces, whose specs are built anew.
+#[derive(Default)]
+struct Specs(Mutex<Vec<KnownSpec>>);
+
+struct KnownSpec {
+    workspace: Arc<Workspace>,
+    bot: Option<String>,
+    spec: SeriesSpec,
+}
+
+impl Specs {
+    /// Entries kept at most (one per bot a `metric` field is asked for).
+    const MAX: usize = 64;
+
+    /// The spec for `workspace` and `bot`, built by `build` when not known.
+    fn get(
+        &self,
+        workspace: &Arc<Workspace>,
+        bot: Option<&str>,
+        build: impl FnOnce() -> SeriesSpec,
+    ) -> SeriesSpec {
+        let mut specs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let known = specs
+            .iter()
+            .find(|known| Arc::ptr_eq(&known.workspace, workspace) && known.bot.as_deref() == bot);
+        if let Some(known) = known {
+            return known.spec.clone();
+        }
+        let spec = build();
+        // Specs of a workspace a reload replaced are not asked again.
+        specs.retain(|known| Arc::ptr_eq(&known.workspace, workspace));
+        if specs.len() >= Self::MAX {
+            specs.clear();
+        }
+        specs.push(KnownSpec {
+            workspace: workspace.clone(),
+            bot: bot.map(str::to_owned),
+            spec: spec.clone(),
+        });
+        spec
+    }
 }
 
 /// The GraphQL types a plan resolves fields on.
@@ -292,7 +340,11 @@ impl Compiler {
         let series = |field: &Field| {
             let fields = TimeSeries::plain_fields(&field.selection_set.node, true)?;
             let needs = Needs::of_plain(&fields);
-            Some(SeriesSelection { fields, needs })
+            Some(SeriesSelection {
+                fields,
+                needs,
+                specs: Specs::default(),
+            })
         };
         Some(match (parent, name) {
             (Parent::Query, "workspace") if arguments_in(&["id"]) => Step::Workspace {
@@ -566,7 +618,9 @@ impl<'a> Run<'a> {
                 },
                 Object::Group(workspace),
             ) => {
-                let spec = which.spec(workspace, *provider, types.as_deref());
+                let spec = series.specs.get(workspace, None, || {
+                    which.spec(workspace, *provider, types.as_deref())
+                });
                 let window = &self.windows[*window];
                 let answered =
                     time_series::answer(self.fetcher, workspace, spec, window, series.needs, false)
@@ -602,8 +656,11 @@ impl<'a> Run<'a> {
                 Object::Channel(channel),
             ) => {
                 let window = &self.windows[*window];
+                let spec = series
+                    .specs
+                    .get(channel.workspace(), None, || channel.spec(*which, filter));
                 let answered = channel
-                    .answer(self.fetcher, *which, filter, window, series.needs)
+                    .answer(self.fetcher, spec, window, series.needs)
                     .await;
                 self.series(answered, series, here)?
             }
@@ -638,7 +695,9 @@ impl<'a> Run<'a> {
                 },
                 Object::Bot(bot),
             ) => {
-                let spec = bot.metric_spec(*kind, channel.clone());
+                let spec = series.specs.get(bot.workspace(), Some(bot.bot_name()), || {
+                    bot.metric_spec(*kind, channel.clone())
+                });
                 let window = &self.windows[*window];
                 let answered = time_series::answer(
                     self.fetcher,
