@@ -67,7 +67,8 @@ pub(crate) const APPLICATION_JSON: &str = "application/json";
 pub struct HttpState {
     pub schema: ChatstatsSchema,
     /// The same schema validating in async-graphql's fast mode: for requests that passed full
-    /// validation before (see [`DocumentCache::is_validated`]).
+    /// validation before (see [`DocumentCache::is_validated`]) and have no compiled plan (see
+    /// [`crate::graphql::plan`]).
     pub validated_schema: ChatstatsSchema,
     pub cache: Arc<ChunkCache>,
     /// Whole answers of repeated read-only requests.

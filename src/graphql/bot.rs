@@ -89,14 +89,7 @@ impl Bot {
 
     /// The channels the bot answers on.
     async fn channels(&self, ctx: &Context<'_>) -> Vec<Channel> {
-        let (all, _) = Channel::all(&self.workspace, ctx.data_unchecked::<Fetcher>()).await;
-        all.into_iter()
-            .filter(|c| {
-                c.channel_id()
-                    .strip_prefix("xenioo:")
-                    .is_some_and(|name| self.channels.iter().any(|n| n == name))
-            })
-            .collect()
+        self.channel_list(ctx.data_unchecked::<Fetcher>()).await
     }
 
     /// One event type of this bot, hourly for the last 30 days (older parts of the window are
@@ -124,6 +117,18 @@ impl Bot {
     /// The bot's name in Xenioo.
     pub(crate) fn bot_name(&self) -> &str {
         &self.name
+    }
+
+    /// The channels the bot answers on.
+    pub(crate) async fn channel_list(&self, fetcher: &Fetcher) -> Vec<Channel> {
+        let (all, _) = Channel::all(&self.workspace, fetcher).await;
+        all.into_iter()
+            .filter(|c| {
+                c.channel_id()
+                    .strip_prefix("xenioo:")
+                    .is_some_and(|name| self.channels.iter().any(|n| n == name))
+            })
+            .collect()
     }
 
     /// The workspace of the bot's Xenioo account.

@@ -10,13 +10,14 @@
 //! never kept, so a client sending endless distinct queries cannot grow it.
 //!
 //! It also remembers which requests ([`RequestKey`]: text, operation name, variables) passed
-//! async-graphql's full validation, so the HTTP handler can run them again on a schema that
+//! async-graphql's full validation, so the HTTP handler can run them again on their
+//! operation's compiled plan ([`crate::graphql::plan`]) or, without one, on a schema that
 //! validates in its fast mode (validation was a tenth of a warm query's CPU). Validation is
 //! a function of the document and the variable values only, so the same request passes it
 //! again. Likewise the requests the guard measured within the [`crate::limits`] for a caller
 //! who sees a given number of workspaces (the measure is a function of the request and that
-//! number). Both bounded like the documents. And the compiled plans of the documents'
-//! operations ([`crate::graphql::plan`]), by text and operation name.
+//! number). Both bounded like the documents, as are the plans, kept by text and operation
+//! name.
 
 use std::sync::Arc;
 

@@ -105,6 +105,8 @@ enum Step {
     Bots(Vec<Node>),
     /// `Bot.id`, `name`.
     BotScalar(BotScalar),
+    /// `Bot.channels`.
+    BotChannels(Vec<Node>),
     /// `Bot.metric(kind:, window:, channel:)`.
     BotMetric {
         kind: BotMetric,
@@ -412,6 +414,9 @@ impl Compiler {
             (Parent::Workspace, "bots") => Step::Bots(self.selection(selection_set, Parent::Bot)?),
             (Parent::Bot, "id") if leaf => Step::BotScalar(BotScalar::Id),
             (Parent::Bot, "name") if leaf => Step::BotScalar(BotScalar::Name),
+            (Parent::Bot, "channels") => {
+                Step::BotChannels(self.selection(selection_set, Parent::Channel)?)
+            }
             (Parent::Bot, "metric") if arguments_in(&["kind", "window", "channel"]) => {
                 Step::BotMetric {
                     kind: literal(field, "kind")?,
@@ -558,6 +563,27 @@ impl<'a> Run<'a> {
         .boxed()
     }
 
+    /// The list of `items`, each the object `object` makes of it with `fields`.
+    async fn list<'b, T: Sync>(
+        &'b self,
+        items: &'b [T],
+        object: impl Fn(&'b T) -> Object<'b>,
+        fields: &'b [Node],
+        path: &'b Path<'b>,
+    ) -> Value {
+        let items = items.iter().enumerate().map(|(index, item)| {
+            let object = object(item);
+            async move {
+                let item = Path {
+                    parent: Some(path),
+                    segment: Segment::Index(index),
+                };
+                self.object(fields, &object, Some(&item)).await
+            }
+        });
+        Value::List(join_all(items).await)
+    }
+
     /// The value of one field; None when its resolver failed (its error is recorded).
     async fn field(
         &self,
@@ -672,15 +698,11 @@ impl<'a> Run<'a> {
                         return None;
                     }
                 };
-                let path = &path;
-                let items = bots.iter().enumerate().map(|(index, bot)| async move {
-                    let item = Path {
-                        parent: Some(path),
-                        segment: Segment::Index(index),
-                    };
-                    self.object(fields, &Object::Bot(bot), Some(&item)).await
-                });
-                Value::List(join_all(items).await)
+                self.list(&bots, Object::Bot, fields, &path).await
+            }
+            (Step::BotChannels(fields), Object::Bot(bot)) => {
+                let channels = bot.channel_list(self.fetcher).await;
+                self.list(&channels, Object::Channel, fields, &path).await
             }
             (Step::BotScalar(scalar), Object::Bot(bot)) => match scalar {
                 BotScalar::Id => Value::String(format!("xenioo:{}", bot.bot_name())),

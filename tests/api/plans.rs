@@ -84,7 +84,7 @@ async fn every_example_answers_the_same_on_its_plan_as_on_async_graphql() {
             planned.push(example.name.clone());
         }
     }
-    for name in ["dashboard", "overview"] {
+    for name in ["dashboard", "overview", "bot_report"] {
         assert!(
             planned.iter().any(|planned| planned == name),
             "the {name} example runs on its plan (planned: {planned:?})"
@@ -130,8 +130,8 @@ async fn errors_are_the_same_on_a_plan_as_on_async_graphql() {
                 users { __typename new(window: { from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z" }) {
                     __typename total change min max exact stale metric unit aggregation
                     points { __typename at value } } }
-                bots { __typename id name m: metric(kind: MESSAGES, window: { from: $from, to: $to }) {
-                    total } }
+                bots { __typename id name channels { __typename id name kind provider }
+                    m: metric(kind: MESSAGES, window: { from: $from, to: $to }) { total } }
             } }"#
                 .to_string(),
         ),
