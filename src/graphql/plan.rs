@@ -195,11 +195,45 @@ impl Specs {
 enum Parent {
     Query,
     Workspace,
-    /// A statistic group by its field name (`users`, ..., `serviceLevel`), with the window of
-    /// `serviceLevel`.
-    Group(&'static str, Option<usize>),
+    /// A statistic group, with the window of `serviceLevel`.
+    Group(Group, Option<usize>),
     Channel,
     Bot,
+}
+
+/// The objects of series: `Workspace.users`, `dialogs`, `messages`, `satisfaction`, and
+/// `DialogStats.serviceLevel`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Users,
+    Dialogs,
+    Messages,
+    Satisfaction,
+    ServiceLevel,
+}
+
+impl Group {
+    /// The group `Workspace.<field>` selects.
+    fn of(field: &str) -> Option<Group> {
+        Some(match field {
+            "users" => Group::Users,
+            "dialogs" => Group::Dialogs,
+            "messages" => Group::Messages,
+            "satisfaction" => Group::Satisfaction,
+            _ => return None,
+        })
+    }
+
+    /// Its field name, as [`StatSeries::of`] takes it.
+    fn field(self) -> &'static str {
+        match self {
+            Group::Users => "users",
+            Group::Dialogs => "dialogs",
+            Group::Messages => "messages",
+            Group::Satisfaction => "satisfaction",
+            Group::ServiceLevel => "serviceLevel",
+        }
+    }
 }
 
 impl Parent {
@@ -207,11 +241,11 @@ impl Parent {
         match self {
             Parent::Query => "Query",
             Parent::Workspace => "Workspace",
-            Parent::Group("users", _) => "UserStats",
-            Parent::Group("dialogs", _) => "DialogStats",
-            Parent::Group("messages", _) => "MessageStats",
-            Parent::Group("satisfaction", _) => "SatisfactionStats",
-            Parent::Group(_, _) => "ServiceLevel",
+            Parent::Group(Group::Users, _) => "UserStats",
+            Parent::Group(Group::Dialogs, _) => "DialogStats",
+            Parent::Group(Group::Messages, _) => "MessageStats",
+            Parent::Group(Group::Satisfaction, _) => "SatisfactionStats",
+            Parent::Group(Group::ServiceLevel, _) => "ServiceLevel",
             Parent::Channel => "Channel",
             Parent::Bot => "Bot",
         }
@@ -359,27 +393,20 @@ impl Compiler {
                 Step::WorkspaceScalar(WorkspaceScalar::TimeZone)
             }
             (Parent::Workspace, "sources") => Step::Sources(source_fields(selection_set)?),
-            (Parent::Workspace, group @ ("users" | "dialogs" | "messages" | "satisfaction")) => {
-                let group = match group {
-                    "users" => "users",
-                    "dialogs" => "dialogs",
-                    "messages" => "messages",
-                    _ => "satisfaction",
-                };
+            (Parent::Workspace, name) if Group::of(name).is_some() => {
+                let group = Group::of(name)?;
                 Step::Group(self.selection(selection_set, Parent::Group(group, None))?)
             }
-            (Parent::Group("dialogs", None), "serviceLevel") if arguments_in(&["window"]) => {
-                let window = self.window(field)?;
-                Step::Group(
-                    self.selection(selection_set, Parent::Group("serviceLevel", Some(window)))?,
-                )
+            (Parent::Group(Group::Dialogs, None), "serviceLevel") if arguments_in(&["window"]) => {
+                let service_level = Parent::Group(Group::ServiceLevel, Some(self.window(field)?));
+                Step::Group(self.selection(selection_set, service_level)?)
             }
             (Parent::Group(group, service_level), name) => {
                 if !arguments_in(&["window", "provider", "types"]) {
                     return None;
                 }
                 Step::Stat {
-                    which: StatSeries::of(group, name)?,
+                    which: StatSeries::of(group.field(), name)?,
                     window: match service_level {
                         Some(window) => window,
                         None => self.window(field)?,

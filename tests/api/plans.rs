@@ -178,3 +178,84 @@ async fn a_request_whose_windows_do_not_bind_is_answered_by_async_graphql() {
     assert!(plan["data"]["workspace"]["users"]["new"]["total"].is_number());
     assert_same_answer("good values", &plan, &graphql);
 }
+
+/// A plan keeps its series' specs per workspace; a reload makes new workspaces, so the next
+/// request builds them from the new configuration: a provider removed no longer contributes.
+#[tokio::test]
+async fn a_plan_answers_with_the_configuration_a_reload_put_in_force() {
+    use chatstats::app::App;
+    use chatstats::config::Config;
+    use chatstats::sandbox::{self, SandboxOptions};
+    use std::net::SocketAddr;
+
+    let sandbox = sandbox::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SandboxOptions::default(),
+    )
+    .await
+    .expect("sandbox starts");
+    let config_toml = sandbox.config_toml();
+    let config_of = || {
+        let mut config =
+            Config::from_toml_str(&config_toml, &|_| None).expect("the sandbox config is valid");
+        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.cache.answer_max_bytes = 0;
+        config
+    };
+    let app = App::build(config_of()).await.expect("app builds");
+    let reloader = app.reloader();
+    let app = TestApp {
+        addr: app.local_addr(),
+        http: reqwest::Client::new(),
+        sandbox: {
+            tokio::spawn(app.run_until(std::future::pending()));
+            sandbox
+        },
+    };
+    let query = r#"query Q($from: DateTime!, $to: DateTime!) { workspace(id: "acme") {
+        messages { sent(window: { from: $from, to: $to }) { total sources } } } }"#;
+    let variables = json!({ "from": "2025-03-10T00:00:00Z", "to": "2025-03-17T00:00:00Z" });
+    let sources = |body: &Value| body["data"]["workspace"]["messages"]["sent"]["sources"].clone();
+    let (before, _, ran_on_plan) = both_ways(&app, query, &variables).await;
+    assert!(ran_on_plan);
+    assert!(
+        sources(&before)
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("CONNECTYCUBE"))),
+        "ConnectyCube contributes at first: {before}"
+    );
+
+    let mut without = config_of();
+    let acme = without
+        .workspaces
+        .iter_mut()
+        .find(|w| w.id == "acme")
+        .expect("the sandbox has acme");
+    acme.connectycube = None;
+    reloader.apply(without).await.expect("the reload applies");
+
+    let planned = executions(&app, "plan").await;
+    let after = app.query_with(query, variables.clone()).await;
+    assert_eq!(
+        executions(&app, "plan").await,
+        planned + 1.0,
+        "still on its plan"
+    );
+    let after_sources = sources(&after);
+    assert!(
+        after_sources.is_array()
+            && !after_sources
+                .as_array()
+                .unwrap()
+                .contains(&json!("CONNECTYCUBE")),
+        "ConnectyCube no longer contributes: {after}"
+    );
+    let about_connectycube = sorted_errors(&after)
+        .into_iter()
+        .filter(|error| error.contains("CONNECTYCUBE") || error.contains("ConnectyCube"))
+        .collect::<Vec<_>>();
+    assert!(
+        about_connectycube.is_empty(),
+        "nor is it asked (a provider not configured is not an error): {after}"
+    );
+}
