@@ -82,7 +82,7 @@ impl PointField {
     /// The selection as plain `Point` fields, or None when it needs the executor.
     fn plain_selection(selection_set: &SelectionSet) -> Option<Vec<(Name, PointField)>> {
         plain_fields(selection_set, |field| {
-            if !field.selection_set.node.items.is_empty() {
+            if !field.selection_set.node.items.is_empty() || !field.arguments.is_empty() {
                 return None;
             }
             match field.name.node.as_str() {
@@ -96,9 +96,9 @@ impl PointField {
 }
 
 /// The plain fields of `selection_set` by response key, each classified by `classify`; None
-/// when any selection needs the executor: a fragment, a field with arguments or directives,
-/// a field `classify` does not know, or a response key selected twice (the executor merges
-/// the selections of a repeated key).
+/// when any selection needs the executor: a fragment, a field with directives, a field
+/// `classify` does not know (or whose arguments it does not take), or a response key selected
+/// twice (the executor merges the selections of a repeated key).
 fn plain_fields<T>(
     selection_set: &SelectionSet,
     classify: impl Fn(&Field) -> Option<T>,
@@ -109,7 +109,7 @@ fn plain_fields<T>(
             return None;
         };
         let field = &field.node;
-        if !field.arguments.is_empty() || !field.directives.is_empty() {
+        if !field.directives.is_empty() {
             return None;
         }
         let key = &field.response_key().node;
@@ -119,6 +119,20 @@ fn plain_fields<T>(
         fields.push((key.clone(), classify(field)?));
     }
     Some(fields)
+}
+
+/// The `fill` argument of `points` (None inside: none given); None when it has other
+/// arguments or is not a literal (a variable).
+fn literal_fill(points: &Field) -> Option<Option<series::Fill>> {
+    let mut fill = None;
+    for (name, value) in &points.arguments {
+        if name.node != "fill" {
+            return None;
+        }
+        let value = value.node.clone().into_const()?;
+        fill = <Option<Fill> as async_graphql::InputType>::parse(Some(value)).ok()?;
+    }
+    Some(fill.map(Into::into))
 }
 
 /// The list value of `points` for a plain `selection`: `points` are bucket indexes of `window`
@@ -228,14 +242,16 @@ impl OutputType for Points {
     }
 }
 
-/// One plain field of `TimeSeries`: one that cannot fail and needs no argument (`change`
-/// only once its previous window is computed: see [`TimeSeries::plain_selection`]).
+/// One plain field of `TimeSeries`: one that cannot fail and needs no argument but a literal
+/// `fill` of `points` (`change` only once its previous window is computed: see
+/// [`TimeSeries::plain_selection`]).
 #[derive(Clone)]
 pub(crate) enum SeriesField {
     Metric,
     Unit,
     Aggregation,
-    Points(Vec<(Name, PointField)>),
+    /// `points`, with its `fill` argument when it has one.
+    Points(Vec<(Name, PointField)>, Option<series::Fill>),
     Total,
     Min,
     Max,
@@ -248,7 +264,7 @@ pub(crate) enum SeriesField {
 
 impl TimeSeries {
     /// The selection as plain `TimeSeries` fields, or None when it needs the executor
-    /// (`window`, `previous`, `points(fill:)`, fragments, directives, and `change` unless the
+    /// (`window`, `previous`, `points(fill: $variable)`, fragments, directives, and `change` unless the
     /// previous window was computed with this one, as [`evaluate`] does when `change` is
     /// selected, and without error).
     fn plain_selection(&self, selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
@@ -263,11 +279,17 @@ impl TimeSeries {
     ) -> Option<Vec<(Name, SeriesField)>> {
         plain_fields(selection_set, |field| {
             let leaf = field.selection_set.node.items.is_empty();
-            Some(match field.name.node.as_str() {
-                "points" => {
-                    SeriesField::Points(PointField::plain_selection(&field.selection_set.node)?)
-                }
-                _ if !leaf => return None,
+            let name = field.name.node.as_str();
+            if name == "points" {
+                return Some(SeriesField::Points(
+                    PointField::plain_selection(&field.selection_set.node)?,
+                    literal_fill(field)?,
+                ));
+            }
+            if !leaf || !field.arguments.is_empty() {
+                return None;
+            }
+            Some(match name {
                 "metric" => SeriesField::Metric,
                 "unit" => SeriesField::Unit,
                 "aggregation" => SeriesField::Aggregation,
@@ -300,8 +322,8 @@ impl TimeSeries {
                 SeriesField::Metric => Value::String(spec.metric.to_string()),
                 SeriesField::Unit => enum_value(spec.unit),
                 SeriesField::Aggregation => enum_value(Aggregation::from(spec.aggregation)),
-                SeriesField::Points(points) => {
-                    let fill = series::Fill::default_for(spec.aggregation);
+                SeriesField::Points(points, fill) => {
+                    let fill = fill.unwrap_or_else(|| series::Fill::default_for(spec.aggregation));
                     points_value(
                         &computed.window,
                         computed.data.filled(&computed.window, fill),
@@ -541,7 +563,7 @@ impl Needs {
         Self::from_selected(|fields| {
             selection.iter().any(|(_, kind)| {
                 let name = match kind {
-                    SeriesField::Points(_) => "points",
+                    SeriesField::Points(..) => "points",
                     SeriesField::Min => "min",
                     SeriesField::Max => "max",
                     SeriesField::Change => "change",
