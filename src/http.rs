@@ -730,14 +730,8 @@ async fn execute(
                 .flatten();
             let planned = match plan {
                 Some(plan) => {
-                    plan.execute(
-                        &state.registry,
-                        &caller,
-                        &plan_fetcher,
-                        &request.variables,
-                        true,
-                    )
-                    .await
+                    plan.execute(&state.registry, &caller, &plan_fetcher, &request.variables)
+                        .await
                 }
                 None => None,
             };

@@ -285,15 +285,15 @@ impl Plan {
         })
     }
 
-    /// Execute the plan for one request; None when its windows cannot be bound (the request
-    /// is then for async-graphql, which reports why).
+    /// Execute the plan for one request of the HTTP transport (its series are answered as
+    /// JSON text: see [`crate::graphql::raw_json`]); None when its windows cannot be bound
+    /// (the request is then for async-graphql, which reports why).
     pub async fn execute(
         &self,
         registry: &Registry,
         caller: &Caller,
         fetcher: &Fetcher,
         variables: &Variables,
-        raw: bool,
     ) -> Option<async_graphql::Response> {
         let windows = self
             .windows
@@ -305,7 +305,6 @@ impl Plan {
             caller,
             fetcher,
             windows,
-            raw,
             errors: Mutex::new(Vec::new()),
         };
         let data = run.object(&self.root, &Object::Query, None).await;
@@ -559,8 +558,6 @@ struct Run<'a> {
     fetcher: &'a Fetcher,
     /// The plan's windows, bound.
     windows: Vec<WindowInput>,
-    /// `points` as JSON text (see [`crate::graphql::raw_json`]).
-    raw: bool,
     errors: Mutex<Vec<ServerError>>,
 }
 
@@ -788,7 +785,7 @@ impl<'a> Run<'a> {
             .any(|(_, kind)| matches!(kind, SeriesField::Change));
         let previous_error = change_failed.then(|| series.previous_error()).flatten();
         let Some(previous_error) = previous_error else {
-            return Some(series.plain_value(&selection.fields, self.raw));
+            return Some(series.plain_value(&selection.fields, true));
         };
         // `change` fails with the previous window: left out, its error at its own path.
         let mut fields = selection.fields.clone();
@@ -803,7 +800,7 @@ impl<'a> Run<'a> {
             }
             !change
         });
-        Some(series.plain_value(&fields, self.raw))
+        Some(series.plain_value(&fields, true))
     }
 
     /// Record `error` for the field at `here`.
