@@ -264,9 +264,9 @@ pub(crate) enum SeriesField {
 
 impl TimeSeries {
     /// The selection as plain `TimeSeries` fields, or None when it needs the executor
-    /// (`window`, `previous`, `points(fill: $variable)`, fragments, directives, and `change` unless the
-    /// previous window was computed with this one, as [`evaluate`] does when `change` is
-    /// selected, and without error).
+    /// (`window`, `previous`, `points(fill: $variable)`, fragments, directives, and `change`
+    /// unless the previous window was computed with this one, as [`evaluate`] does when
+    /// `change` is selected, and without error).
     fn plain_selection(&self, selection_set: &SelectionSet) -> Option<Vec<(Name, SeriesField)>> {
         let previous_computed = matches!(self.0.previous.get(), Some(Ok(_)));
         Self::plain_fields(selection_set, previous_computed)
