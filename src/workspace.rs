@@ -55,13 +55,7 @@ impl Workspace {
 
     /// True when the workspace has a client for `provider`.
     pub fn has(&self, provider: Provider) -> bool {
-        match provider {
-            Provider::HelpScout => self.help_scout.is_some(),
-            Provider::ConnectyCube => self.connectycube.is_some(),
-            Provider::Message2Give => self.message2give.is_some(),
-            Provider::ChatTonic => self.chat_tonic.is_some(),
-            Provider::Xenioo => self.xenioo.is_some(),
-        }
+        self.accounts.contains_key(&provider)
     }
 
     /// The cache identity of a configured provider; a coded error (never a panic) when the

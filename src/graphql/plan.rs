@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    ExecutableDocument, Field, OperationType, Selection, SelectionSet,
+    ExecutableDocument, Field as FieldSyntax, OperationType, SelectionSet,
 };
 use async_graphql::resolver_utils::enum_value;
 use async_graphql::{InputType, Name, PathSegment, Pos, ScalarType, ServerError, Value, Variables};
@@ -62,9 +62,11 @@ pub struct Plan {
     defaults: Vec<(Name, Option<Value>)>,
 }
 
-/// One selected field: its response key, where it is in the document, and what it resolves.
-struct Node {
-    key: Name,
+/// One selected field by its response key: where it is in the document, and what it resolves.
+type Node = (Name, Field);
+
+/// A selected field: where it is in the document, and what it resolves.
+struct Field {
     pos: Pos,
     step: Step,
 }
@@ -336,30 +338,15 @@ impl Plan {
 impl Compiler {
     /// The fields of `selection_set` on `parent`.
     fn selection(&mut self, selection_set: &SelectionSet, parent: Parent) -> Option<Vec<Node>> {
-        let mut nodes: Vec<Node> = Vec::with_capacity(selection_set.items.len());
-        for selection in &selection_set.items {
-            let Selection::Field(field) = &selection.node else {
-                return None;
-            };
-            if !field.node.directives.is_empty() {
-                return None;
-            }
-            let key = field.node.response_key().node.clone();
-            // async-graphql merges the selections of a repeated key.
-            if nodes.iter().any(|node| node.key == key) {
-                return None;
-            }
-            let step = self.step(&field.node, parent)?;
-            nodes.push(Node {
-                key,
+        time_series::plain_fields(selection_set, |field| {
+            Some(Field {
                 pos: field.pos,
-                step,
-            });
-        }
-        Some(nodes)
+                step: self.step(&field.node, parent)?,
+            })
+        })
     }
 
-    fn step(&mut self, field: &Field, parent: Parent) -> Option<Step> {
+    fn step(&mut self, field: &FieldSyntax, parent: Parent) -> Option<Step> {
         let name = field.name.node.as_str();
         let selection_set = &field.selection_set.node;
         let leaf = selection_set.items.is_empty();
@@ -372,7 +359,7 @@ impl Compiler {
         if name == "__typename" {
             return Some(Step::Typename(parent.type_name()));
         }
-        let series = |field: &Field| {
+        let series = |field: &FieldSyntax| {
             let fields = TimeSeries::plain_fields(&field.selection_set.node, true)?;
             let needs = Needs::of_plain(&fields);
             Some(SeriesSelection {
@@ -456,7 +443,7 @@ impl Compiler {
     }
 
     /// The index of `field`'s `window` argument among the plan's distinct windows.
-    fn window(&mut self, field: &Field) -> Option<usize> {
+    fn window(&mut self, field: &FieldSyntax) -> Option<usize> {
         let window = &field.get_argument("window")?.node;
         let index = match self.windows.iter().position(|known| known == window) {
             Some(index) => index,
@@ -470,7 +457,7 @@ impl Compiler {
 }
 
 /// The argument `name` of `field`, written as a literal (no variable), typed.
-fn literal<T: InputType>(field: &Field, name: &str) -> Option<T> {
+fn literal<T: InputType>(field: &FieldSyntax, name: &str) -> Option<T> {
     let value = field.get_argument(name).map(|value| value.node.clone());
     let value = match value {
         Some(value) => Some(value.into_const()?),
@@ -480,7 +467,7 @@ fn literal<T: InputType>(field: &Field, name: &str) -> Option<T> {
 }
 
 /// An optional argument: None (the outer Option) when it cannot be compiled.
-fn optional_literal<T: InputType>(field: &Field, name: &str) -> Option<Option<T>> {
+fn optional_literal<T: InputType>(field: &FieldSyntax, name: &str) -> Option<Option<T>> {
     literal::<Option<T>>(field, name)
 }
 
@@ -494,27 +481,16 @@ fn source_fields(selection_set: &SelectionSet) -> Option<Vec<(Name, Option<&'sta
         "nextCallAllowedAt",
         "nextCallWait",
     ];
-    let mut fields: Vec<(Name, Option<&'static str>)> = Vec::new();
-    for selection in &selection_set.items {
-        let Selection::Field(field) = &selection.node else {
-            return None;
-        };
+    time_series::plain_fields(selection_set, |field| {
         let field = &field.node;
-        let key = field.response_key().node.clone();
-        let plain = field.arguments.is_empty()
-            && field.directives.is_empty()
-            && field.selection_set.node.items.is_empty();
-        if !plain || fields.iter().any(|(seen, _)| *seen == key) {
+        if !field.arguments.is_empty() || !field.selection_set.node.items.is_empty() {
             return None;
         }
-        let name = field.name.node.as_str();
-        let known = match name {
-            "__typename" => None,
-            _ => Some(*FIELDS.iter().find(|known| **known == name)?),
-        };
-        fields.push((key, known));
-    }
-    Some(fields)
+        match field.name.node.as_str() {
+            "__typename" => Some(None),
+            name => Some(Some(*FIELDS.iter().find(|known| **known == name)?)),
+        }
+    })
 }
 
 /// The object a field's selection is resolved on.
@@ -573,9 +549,9 @@ impl<'a> Run<'a> {
         async move {
             let values = join_all(nodes.iter().map(|node| self.field(node, object, path))).await;
             let mut fields = IndexMap::with_capacity(nodes.len());
-            for (node, value) in nodes.iter().zip(values) {
+            for ((key, _), value) in nodes.iter().zip(values) {
                 if let Some(value) = value {
-                    fields.insert(node.key.clone(), value);
+                    fields.insert(key.clone(), value);
                 }
             }
             if fields.is_empty() {
@@ -611,16 +587,16 @@ impl<'a> Run<'a> {
     /// The value of one field; None when its resolver failed (its error is recorded).
     async fn field(
         &self,
-        node: &Node,
+        (key, field): &Node,
         object: &Object<'_>,
         parent: Option<&Path<'_>>,
     ) -> Option<Value> {
         let path = Path {
             parent,
-            segment: Segment::Key(&node.key),
+            segment: Segment::Key(key),
         };
-        let here = (node.pos, &path);
-        Some(match (&node.step, object) {
+        let here = (field.pos, &path);
+        Some(match (&field.step, object) {
             (Step::Typename(name), _) => Value::String((*name).to_string()),
             (Step::Workspace { id, fields }, Object::Query) => {
                 let visible = self.registry.get(id).filter(|_| self.caller.may_see(id));
@@ -718,7 +694,7 @@ impl<'a> Run<'a> {
                 let bots = match bot::bots(workspace, self.fetcher).await {
                     Ok(bots) => bots,
                     Err(error) => {
-                        self.server_error(error.into_server_error(node.pos), &path);
+                        self.server_error(error.into_server_error(field.pos), &path);
                         return None;
                     }
                 };

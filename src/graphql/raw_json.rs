@@ -87,12 +87,12 @@ pub fn write_number(out: &mut Vec<u8>, value: Option<f64>) {
             out.extend_from_slice(itoa::Buffer::new().format(v as u64).as_bytes());
             out.extend_from_slice(b".0");
         }
-        Some(v) if v.is_finite() => {
-            let number = serde_json::Number::from_f64(v).expect("a finite f64");
+        other => match other.and_then(serde_json::Number::from_f64) {
             // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(out, &number);
-        }
-        _ => out.extend_from_slice(b"null"),
+            Some(number) => drop(serde_json::to_writer(out, &number)),
+            // No value, NaN or infinite.
+            None => out.extend_from_slice(b"null"),
+        },
     }
 }
 

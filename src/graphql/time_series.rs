@@ -82,6 +82,7 @@ impl PointField {
     /// The selection as plain `Point` fields, or None when it needs the executor.
     fn plain_selection(selection_set: &SelectionSet) -> Option<Vec<(Name, PointField)>> {
         plain_fields(selection_set, |field| {
+            let field = &field.node;
             if !field.selection_set.node.items.is_empty() || !field.arguments.is_empty() {
                 return None;
             }
@@ -99,20 +100,19 @@ impl PointField {
 /// when any selection needs the executor: a fragment, a field with directives, a field
 /// `classify` does not know (or whose arguments it does not take), or a response key selected
 /// twice (the executor merges the selections of a repeated key).
-fn plain_fields<T>(
+pub(crate) fn plain_fields<T>(
     selection_set: &SelectionSet,
-    classify: impl Fn(&Field) -> Option<T>,
+    mut classify: impl FnMut(&Positioned<Field>) -> Option<T>,
 ) -> Option<Vec<(Name, T)>> {
     let mut fields: Vec<(Name, T)> = Vec::with_capacity(selection_set.items.len());
     for selection in &selection_set.items {
         let Selection::Field(field) = &selection.node else {
             return None;
         };
-        let field = &field.node;
-        if !field.directives.is_empty() {
+        if !field.node.directives.is_empty() {
             return None;
         }
-        let key = &field.response_key().node;
+        let key = &field.node.response_key().node;
         if fields.iter().any(|(seen, _)| seen == key) {
             return None;
         }
@@ -278,6 +278,7 @@ impl TimeSeries {
         change: bool,
     ) -> Option<Vec<(Name, SeriesField)>> {
         plain_fields(selection_set, |field| {
+            let field = &field.node;
             let leaf = field.selection_set.node.items.is_empty();
             let name = field.name.node.as_str();
             if name == "points" {

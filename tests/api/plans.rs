@@ -126,7 +126,8 @@ async fn errors_are_the_same_on_a_plan_as_on_async_graphql() {
         (
             "old windows and typenames",
             r#"query Q($from: DateTime!, $to: DateTime!) { __typename workspace(id: "acme") {
-                __typename timeZone sources { __typename provider healthy lastError }
+                __typename timeZone sources { __typename provider healthy lastSuccessAt lastError
+                    nextCallAllowedAt nextCallWait }
                 users { __typename new(window: { from: "2025-03-10T00:00:00Z", to: "2025-03-17T00:00:00Z" }) {
                     __typename total change min max exact stale metric unit aggregation
                     points { __typename at value } } }
