@@ -15,7 +15,10 @@
 //!   served, marked stale, with the error as a warning. Entries stay usable as stale for the
 //!   history TTL after they stop being fresh.
 //! - **Bounded by bytes**: the weigher counts each entry's approximate size; the total stays
-//!   under `max_bytes` (moka evicts least-recently-used entries).
+//!   under `max_bytes` (moka evicts least-recently-used entries). Values derived from chunks
+//!   (resampled series parts, [`ChunkCache::put_derived`]) are held apart, in
+//!   [`DERIVED_SHARE`] of that budget: every warm series reads several of them, so they sit in
+//!   a store whose reads cost a hash and a lock (`quick_cache`) rather than moka's bookkeeping.
 //! - **Shared tier** (`[shared]`, [`crate::shared`]): the second level, for callers that pass a
 //!   [`Codec`]. A miss here reads Redis (the key is [`CacheKey::stable_text`] under the
 //!   namespace); a value fresh there is served and kept here until the same wall-clock moment.
@@ -382,9 +385,48 @@ impl moka::Expiry<CacheKey, Chunk> for Lifetime {
     }
 }
 
+/// The share of `max_bytes` that holds derived values (see [`ChunkCache::put_derived`]); the
+/// chunks they are computed from have the rest.
+pub const DERIVED_SHARE: f64 = 0.25;
+
+/// The weight of a derived value: its approximate size (as the chunks' weigher).
+#[derive(Clone)]
+struct DerivedWeight;
+
+impl quick_cache::Weighter<CacheKey, Chunk> for DerivedWeight {
+    fn weight(&self, _key: &CacheKey, chunk: &Chunk) -> u64 {
+        u64::from(chunk.bytes)
+    }
+}
+
+/// Counts the derived values evicted for room in `chatstats_cache_evictions_total`.
+#[derive(Clone)]
+struct CountEvictions(Arc<Metrics>);
+
+impl quick_cache::Lifecycle<CacheKey, Chunk> for CountEvictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _state: &mut Self::RequestState, _key: CacheKey, _chunk: Chunk) {
+        self.0.cache_eviction("size");
+    }
+}
+
+/// Derived values by key (see [`ChunkCache::put_derived`]).
+type DerivedStore = quick_cache::sync::Cache<
+    CacheKey,
+    Chunk,
+    DerivedWeight,
+    foldhash::fast::RandomState,
+    CountEvictions,
+>;
+
 /// The shared cache tier.
 pub struct ChunkCache {
     entries: moka::future::Cache<CacheKey, Chunk, foldhash::fast::RandomState>,
+    /// Values derived from `entries`, in their own share of the budget ([`DERIVED_SHARE`]).
+    derived: DerivedStore,
     metrics: Arc<Metrics>,
     max_bytes: u64,
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
@@ -421,8 +463,9 @@ impl ChunkCache {
     /// As [`ChunkCache::new`], counting lookups and evictions in `metrics`.
     pub fn with_metrics(config: &CacheConfig, metrics: Arc<Metrics>) -> Self {
         let listener = metrics.clone();
+        let derived_bytes = (config.max_bytes as f64 * DERIVED_SHARE) as u64;
         let entries = moka::future::Cache::builder()
-            .max_capacity(config.max_bytes)
+            .max_capacity(config.max_bytes - derived_bytes)
             .weigher(|_key: &CacheKey, chunk: &Chunk| chunk.bytes)
             .expire_after(Lifetime {
                 grace: config.history_ttl(),
@@ -436,8 +479,18 @@ impl ChunkCache {
                 })
             })
             .build_with_hasher(foldhash::fast::RandomState::default());
+        // A shard holds its share of the weight, and an entry heavier than that is refused: the
+        // estimate (one entry per 4 KiB) keeps a small budget in one shard.
+        let derived = DerivedStore::with(
+            (derived_bytes / 4096).max(1) as usize,
+            derived_bytes.max(1),
+            DerivedWeight,
+            foldhash::fast::RandomState::default(),
+            CountEvictions(metrics.clone()),
+        );
         Self {
             entries,
+            derived,
             metrics,
             max_bytes: config.max_bytes,
             inflight: Mutex::new(HashMap::new()),
@@ -1017,23 +1070,23 @@ impl ChunkCache {
     /// Bytes accounted by the weigher (after pending maintenance).
     pub async fn weighted_bytes(&self) -> u64 {
         self.entries.run_pending_tasks().await;
-        self.entries.weighted_size()
+        self.entries.weighted_size() + self.derived.weight()
     }
 
     /// The gauges `/metrics` reports (after pending maintenance).
     pub async fn gauges(&self) -> CacheGauges {
         self.entries.run_pending_tasks().await;
         CacheGauges {
-            weighted_bytes: self.entries.weighted_size(),
-            entries: self.entries.entry_count(),
+            weighted_bytes: self.entries.weighted_size() + self.derived.weight(),
+            entries: self.entries.entry_count() + self.derived.len() as u64,
             max_bytes: self.max_bytes,
         }
     }
 
     /// The value of a derived entry (see [`ChunkCache::put_derived`]) while it is fresh,
     /// counted as a hit. A miss is not counted: the chunk lookups that follow it are.
-    pub async fn get_derived(&self, key: &CacheKey) -> Option<Chunk> {
-        let chunk = self.entries.get(key).await?;
+    pub fn get_derived(&self, key: &CacheKey) -> Option<Chunk> {
+        let chunk = self.derived.get(key)?;
         let fresh = Instant::now() < chunk.fresh_until;
         if fresh {
             self.metrics.cache_lookup("hit");
@@ -1044,7 +1097,7 @@ impl ChunkCache {
     /// Store a value computed from chunks (a resampled series part), in the same byte budget.
     /// It is fresh until `fresh_until` (the earliest freshness of those chunks) and then gone:
     /// it is never served stale, and recomputing it goes through the chunks' own refresh.
-    pub async fn put_derived(
+    pub fn put_derived(
         &self,
         key: CacheKey,
         value: Arc<dyn Any + Send + Sync>,
@@ -1062,12 +1115,12 @@ impl ChunkCache {
             fresh_for,
             keeps_stale: false,
         };
-        self.entries.insert(key, chunk).await;
+        self.derived.insert(key, chunk);
     }
 
     pub async fn entry_count(&self) -> u64 {
         self.entries.run_pending_tasks().await;
-        self.entries.entry_count()
+        self.entries.entry_count() + self.derived.len() as u64
     }
 
     /// Drop every entry of the `accounts` a configuration reload removed (see
@@ -1085,7 +1138,10 @@ impl ChunkCache {
         for key in &doomed {
             self.entries.invalidate(key.as_ref()).await;
         }
-        doomed.len() as u64
+        let derived = self.derived.len();
+        self.derived
+            .retain(|key, _| !accounts.contains(&key.account));
+        (doomed.len() + derived - self.derived.len()) as u64
     }
 }
 
@@ -1274,17 +1330,47 @@ mod tests {
     async fn a_derived_value_is_served_while_fresh_and_never_after() {
         let cache = ChunkCache::new(&config(1 << 20));
         let value = || Arc::new(42u64) as Arc<dyn Any + Send + Sync>;
-        cache
-            .put_derived(key(1), value(), 8, Instant::now() + Duration::from_secs(60))
-            .await;
-        let served = cache.get_derived(&key(1)).await.expect("fresh");
+        cache.put_derived(key(1), value(), 8, Instant::now() + Duration::from_secs(60));
+        let served = cache.get_derived(&key(1)).expect("fresh");
         assert_eq!(served.value.downcast::<u64>().ok().as_deref(), Some(&42));
         // Already past its freshness: not kept at all (no stale serving for derived values).
-        cache.put_derived(key(2), value(), 8, Instant::now()).await;
-        assert!(cache.get_derived(&key(2)).await.is_none());
-        assert!(cache.get_derived(&key(3)).await.is_none());
-        // Weighed in the same byte budget as the chunks.
+        cache.put_derived(key(2), value(), 8, Instant::now());
+        assert!(cache.get_derived(&key(2)).is_none());
+        assert!(cache.get_derived(&key(3)).is_none());
+        // Weighed in the cache's byte budget.
         assert!(cache.weighted_bytes().await >= 8);
+    }
+
+    /// Derived values have their own share of the budget: past it, the least useful are
+    /// evicted and counted; a reload that removes an account drops that account's values.
+    #[tokio::test]
+    async fn derived_values_stay_in_their_share_and_go_with_their_account() {
+        let metrics = Arc::new(Metrics::new());
+        let cache = ChunkCache::with_metrics(&config(40_000), metrics.clone());
+        let fresh = Instant::now() + Duration::from_secs(60);
+        let value = || Arc::new(0u64) as Arc<dyn Any + Send + Sync>;
+        // Each weighs 1,000 + 256 bytes: a quarter of 40,000 bytes holds 7 of them.
+        for i in 0..20 {
+            cache.put_derived(key(i), value(), 1_000, fresh);
+        }
+        let held = (0..20)
+            .filter(|i| cache.get_derived(&key(*i)).is_some())
+            .count();
+        assert!((1..=7).contains(&held), "{held} held");
+        assert!(cache.weighted_bytes().await <= (40_000.0 * DERIVED_SHARE) as u64);
+        let text = metrics.render(cache.gauges().await);
+        assert!(
+            text.contains("chatstats_cache_evictions_total{cause=\"size\"} 13"),
+            "{text}"
+        );
+
+        let other = AccountKey::new(Provider::HelpScout, &["http://y", "other"]);
+        let kept = CacheKey::derived(&other, "kept".into());
+        cache.put_derived(kept.clone(), value(), 8, fresh);
+        let removed = std::collections::HashSet::from([key(0).account]);
+        assert_eq!(cache.forget_accounts(&removed).await, held as u64);
+        assert!((0..20).all(|i| cache.get_derived(&key(i)).is_none()));
+        assert!(cache.get_derived(&kept).is_some());
     }
 
     /// A fetch runs in its own task; a panic there must fail its callers with a coded error,

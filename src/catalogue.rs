@@ -169,7 +169,8 @@ impl Contribution {
 
 /// One part put on the window's buckets, and how fresh it is.
 struct Resampled {
-    bucketed: Bucketed,
+    /// Shared with the derived store: a warm read copies no buckets.
+    bucketed: Arc<Bucketed>,
     stale: bool,
     warnings: Vec<UpstreamError>,
     partial: Vec<UpstreamError>,
@@ -191,7 +192,7 @@ async fn resampled(
         account,
         derived_request(part.key_text(), window, span, spec),
     );
-    if let Some(derived) = fetcher.derived::<Bucketed>(&key).await {
+    if let Some(derived) = fetcher.derived::<Arc<Bucketed>>(&key) {
         return Ok(Resampled {
             bucketed: derived.value.clone(),
             stale: false,
@@ -207,19 +208,18 @@ async fn resampled(
     let mut bucketed = resample(window, spec.aggregation, &contribution.samples);
     bucketed.exact &= !contribution.inexact;
     bucketed.total = contribution.total;
+    let bucketed = Arc::new(bucketed);
     let clean =
         !contribution.stale && contribution.warnings.is_empty() && contribution.partial.is_empty();
     if let (Some(fresh_until), true) = (contribution.fresh_until, clean) {
         let bytes = bucketed.values.len() * 2 * std::mem::size_of::<Option<f64>>();
-        fetcher
-            .put_derived(
-                key,
-                bucketed.clone(),
-                bytes,
-                contribution.chunks,
-                fresh_until,
-            )
-            .await;
+        fetcher.put_derived(
+            key,
+            bucketed.clone(),
+            bytes,
+            contribution.chunks,
+            fresh_until,
+        );
     }
     Ok(Resampled {
         bucketed,

@@ -356,7 +356,12 @@ impl RequestScope {
                 .expect("recorded lock is never poisoned");
             chunks
                 .iter()
-                .filter(|chunk| !memo.contains_key(*chunk) && seen.insert((*chunk).clone()))
+                // Most are seen already (parts share chunks): look before copying the key.
+                .filter(|chunk| {
+                    !memo.contains_key(*chunk)
+                        && !seen.contains(*chunk)
+                        && seen.insert((*chunk).clone())
+                })
                 .collect()
         };
         for chunk in unseen {
@@ -689,11 +694,8 @@ impl Fetcher {
 
     /// A value derived from chunks (see [`Derived`]) while every chunk behind it is fresh; the
     /// chunks are recorded in the trace as cache hits, as reading them would have been.
-    pub async fn derived<T: Send + Sync + 'static>(
-        &self,
-        key: &CacheKey,
-    ) -> Option<Arc<Derived<T>>> {
-        let entry = self.cache.get_derived(key).await?;
+    pub fn derived<T: Send + Sync + 'static>(&self, key: &CacheKey) -> Option<Arc<Derived<T>>> {
+        let entry = self.cache.get_derived(key)?;
         let derived = entry.value.clone().downcast::<Derived<T>>().ok()?;
         self.scope.record_derived_hits(&derived.chunks);
         // A subscription's next emission is due when this stops being fresh.
@@ -702,7 +704,7 @@ impl Fetcher {
     }
 
     /// Keep `value`, computed from the fresh `chunks`, until `fresh_until`.
-    pub async fn put_derived<T: Send + Sync + 'static>(
+    pub fn put_derived<T: Send + Sync + 'static>(
         &self,
         key: CacheKey,
         value: T,
@@ -716,9 +718,7 @@ impl Fetcher {
                 .map(|c| c.request.len() + std::mem::size_of::<CacheKey>())
                 .sum::<usize>();
         let derived = Arc::new(Derived { value, chunks });
-        self.cache
-            .put_derived(key, derived, bytes, fresh_until)
-            .await;
+        self.cache.put_derived(key, derived, bytes, fresh_until);
     }
 }
 

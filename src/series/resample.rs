@@ -7,6 +7,8 @@
 //! approximation (SPEC §3). [`combine`] adds providers together, [`Bucketed::summary`] gives
 //! the whole-window total/min/max and [`Bucketed::points`] the GraphQL points with a [`Fill`].
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 
 use crate::series::window::Window;
@@ -353,8 +355,9 @@ fn fits_one_bucket(window: &Window, start: DateTime<Utc>, end: DateTime<Utc>) ->
 /// Parts are expected to be on the same window; a shorter part counts as None in the buckets
 /// it lacks. No parts give an empty `Bucketed` with no buckets: use [`Bucketed::empty`]
 /// for a series without sources.
-pub fn combine(parts: &[Bucketed]) -> Bucketed {
-    let len = parts.iter().map(|p| p.values.len()).max().unwrap_or(0);
+pub fn combine<B: Borrow<Bucketed>>(parts: &[B]) -> Bucketed {
+    let parts = || parts.iter().map(Borrow::borrow);
+    let len = parts().map(|p| p.values.len()).max().unwrap_or(0);
     let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some(a + b),
         (a, None) => a,
@@ -362,7 +365,7 @@ pub fn combine(parts: &[Bucketed]) -> Bucketed {
     };
     let mut values = vec![None; len];
     let mut weights = vec![None; len];
-    for part in parts {
+    for part in parts() {
         for (sum, value) in values.iter_mut().zip(&part.values) {
             *sum = add(*sum, *value);
         }
@@ -370,15 +373,15 @@ pub fn combine(parts: &[Bucketed]) -> Bucketed {
             *sum = add(*sum, *weight);
         }
     }
-    let total = if parts.is_empty() {
+    let total = if parts().len() == 0 {
         None
     } else {
-        parts.iter().map(|p| p.total).sum()
+        parts().map(|p| p.total).sum()
     };
     Bucketed {
         values,
         weights,
-        exact: parts.iter().all(|p| p.exact),
+        exact: parts().all(|p| p.exact),
         total,
     }
 }
@@ -729,7 +732,7 @@ mod tests {
         let both = combine(&[a.clone(), a]);
         assert_eq!(both.total, Some(2.0));
         assert!(both.exact);
-        let none = combine(&[]);
+        let none = combine::<Bucketed>(&[]);
         assert!(none.values.is_empty());
         assert_eq!(none.total, None);
     }
