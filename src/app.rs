@@ -610,6 +610,7 @@ fn workspace(config: &WorkspaceConfig, http: &reqwest::Client) -> Workspace {
             .map(|hs| hs.mailboxes.clone())
             .unwrap_or_default(),
         connectycube,
+        generation: Workspace::next_generation(),
     }
 }
 

@@ -151,6 +151,17 @@ impl CacheKey {
         }
     }
 
+    /// The key of a whole series derived from its parts' derived values (see
+    /// [`crate::catalogue::compute`]): `account` is its first part's, `request` text unique to
+    /// it (which names the workspace's generation, for the other parts' accounts).
+    pub fn derived_series(account: &AccountKey, request: String) -> Self {
+        Self {
+            account: account.clone(),
+            endpoint: "derived-series",
+            request,
+        }
+    }
+
     /// The key of block `index` of an endpoint whose blocks share `params` (JSON text, as
     /// [`serde_json::to_string`] gives it).
     pub fn block(account: &AccountKey, endpoint: &'static str, params: &str, index: i64) -> Self {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use futures::future::{join_all, BoxFuture};
 
+use crate::answers;
 use crate::cache::CacheKey;
 use crate::error::{ApiError, UpstreamError};
 
@@ -174,6 +175,9 @@ struct Resampled {
     stale: bool,
     warnings: Vec<UpstreamError>,
     partial: Vec<UpstreamError>,
+    /// The chunks it was read from, and until when they are all fresh: kept when the part
+    /// is clean (fresh, no warning, nothing partial); None otherwise.
+    kept: Option<(Arc<[CacheKey]>, Instant)>,
 }
 
 /// `part` on the buckets of `window`. A part read wholly from fresh cached chunks is kept,
@@ -198,6 +202,7 @@ async fn resampled(
             stale: false,
             warnings: Vec::new(),
             partial: Vec::new(),
+            kept: Some((derived.chunks.clone(), derived.fresh_until)),
         });
     }
     let contribution = part
@@ -211,21 +216,21 @@ async fn resampled(
     let bucketed = Arc::new(bucketed);
     let clean =
         !contribution.stale && contribution.warnings.is_empty() && contribution.partial.is_empty();
-    if let (Some(fresh_until), true) = (contribution.fresh_until, clean) {
-        let bytes = bucketed.values.len() * 2 * std::mem::size_of::<Option<f64>>();
-        fetcher.put_derived(
-            key,
-            bucketed.clone(),
-            bytes,
-            contribution.chunks,
-            fresh_until,
-        );
-    }
+    let kept = contribution
+        .fresh_until
+        .filter(|_| clean)
+        .map(|fresh_until| {
+            let bytes = bucketed.values.len() * 2 * std::mem::size_of::<Option<f64>>();
+            let chunks: Arc<[CacheKey]> = contribution.chunks.into();
+            fetcher.put_derived(key, bucketed.clone(), bytes, chunks.clone(), fresh_until);
+            (chunks, fresh_until)
+        });
     Ok(Resampled {
         bucketed,
         stale: contribution.stale,
         warnings: contribution.warnings,
         partial: contribution.partial,
+        kept,
     })
 }
 
@@ -289,13 +294,27 @@ impl Computed {
 ///
 /// Fails only when no part can serve the window's granularity at all (a bad request); upstream
 /// failures are returned inside [`Computed::errors`].
+///
+/// A series whose parts were all read clean (fresh, without warnings) or failed for a reason
+/// the window alone decides (e.g. out of Xenioo's retention) is kept whole as a derived value
+/// ([`series_key`]) until its first chunk stops being fresh: a warm dashboard reads one entry
+/// per series instead of one per part, and combines nothing. Its errors are kept with it, as a
+/// kept answer keeps them ([`crate::answers::is_deterministic`]).
 pub async fn compute(
     workspace: &Arc<Workspace>,
     fetcher: &Fetcher,
     spec: &SeriesSpec,
     window: Window,
     span: Option<&Window>,
-) -> Result<Computed, ApiError> {
+) -> Result<Arc<Computed>, ApiError> {
+    let span = span.unwrap_or(&window);
+    let key = series_key(workspace, spec, &window, span);
+    if let Some(kept) = key
+        .as_ref()
+        .and_then(|key| fetcher.derived::<Arc<Computed>>(key))
+    {
+        return Ok(kept.value.clone());
+    }
     let granularity = window.granularity();
     let (servable, refused): (Vec<&Part>, Vec<&Part>) =
         spec.parts.iter().partition(|p| p.finest() <= granularity);
@@ -321,7 +340,6 @@ pub async fn compute(
         });
     }
 
-    let span = span.unwrap_or(&window);
     let fetched = join_all(
         servable
             .iter()
@@ -332,16 +350,33 @@ pub async fn compute(
     let mut sources = Vec::new();
     let mut stale = false;
     let mut warnings = Vec::new();
+    // What the kept series is read from, and until when (None: it is not kept).
+    let mut kept: Option<(Vec<CacheKey>, Option<Instant>)> = Some((Vec::new(), None));
     for (part, result) in servable.iter().zip(fetched) {
         match result {
             Ok(resampled) => {
+                kept = match (kept, &resampled.kept) {
+                    (Some((mut chunks, until)), Some((read, fresh_until))) => {
+                        chunks.extend(read.iter().cloned());
+                        Some((
+                            chunks,
+                            Some(until.map_or(*fresh_until, |u| u.min(*fresh_until))),
+                        ))
+                    }
+                    _ => None,
+                };
                 parts.push(resampled.bucketed);
                 errors.extend(resampled.partial.into_iter().map(ApiError::from));
                 sources.push(part.provider());
                 stale |= resampled.stale;
                 warnings.extend(resampled.warnings);
             }
-            Err(error) => errors.push(error.into()),
+            Err(error) => {
+                if !answers::is_deterministic(error.code()) {
+                    kept = None;
+                }
+                errors.push(error.into());
+            }
         }
     }
     sources.sort();
@@ -374,14 +409,52 @@ pub async fn compute(
             .fold(0.0, |a, b| a + b);
         data.total = Some(total);
     }
-    Ok(Computed {
+    let computed = Arc::new(Computed {
         window,
         data,
         sources,
         stale,
         warnings,
         errors,
-    })
+    });
+    // Kept only while something bounds its freshness: a series of failures alone is not.
+    if let (Some(key), Some((mut chunks, Some(fresh_until)))) = (key, kept) {
+        chunks.sort_by(|a, b| a.request.cmp(&b.request));
+        chunks.dedup();
+        let bytes = computed.data.values.len() * 2 * std::mem::size_of::<Option<f64>>()
+            + computed
+                .errors
+                .iter()
+                .map(|e| e.message().len() + 64)
+                .sum::<usize>();
+        fetcher.put_derived(key, computed.clone(), bytes, chunks.into(), fresh_until);
+    }
+    Ok(computed)
+}
+
+/// The key `spec`'s series on `window` (computed over `span`) is kept under: the window, the
+/// span, the aggregation, the metric, the workspace's generation (which stands for the
+/// accounts of every part) and each part's text. None for a spec without parts.
+fn series_key(
+    workspace: &Workspace,
+    spec: &SeriesSpec,
+    window: &Window,
+    span: &Window,
+) -> Option<CacheKey> {
+    let first = spec.parts.first()?;
+    let account = workspace.account(first.provider()).ok()?;
+    let mut text = derived_request(spec.metric, window, span, spec);
+    let mut number = itoa::Buffer::new();
+    text.push_str(number.format(workspace.generation));
+    for part in &spec.parts {
+        // Length-prefixed: part texts are free text.
+        let part = part.key_text();
+        text.push(' ');
+        text.push_str(number.format(part.len()));
+        text.push(':');
+        text.push_str(part);
+    }
+    Some(CacheKey::derived_series(account, text))
 }
 
 #[cfg(test)]

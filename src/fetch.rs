@@ -696,10 +696,10 @@ impl Fetcher {
     /// chunks are recorded in the trace as cache hits, as reading them would have been.
     pub fn derived<T: Send + Sync + 'static>(&self, key: &CacheKey) -> Option<Arc<Derived<T>>> {
         let entry = self.cache.get_derived(key)?;
-        let derived = entry.value.clone().downcast::<Derived<T>>().ok()?;
+        let derived = entry.value.downcast::<Derived<T>>().ok()?;
         self.scope.record_derived_hits(&derived.chunks);
         // A subscription's next emission is due when this stops being fresh.
-        self.scope.used(entry.fresh_until());
+        self.scope.used(derived.fresh_until);
         Some(derived)
     }
 
@@ -709,7 +709,7 @@ impl Fetcher {
         key: CacheKey,
         value: T,
         bytes: usize,
-        chunks: Vec<CacheKey>,
+        chunks: Arc<[CacheKey]>,
         fresh_until: std::time::Instant,
     ) {
         let bytes = bytes
@@ -717,7 +717,11 @@ impl Fetcher {
                 .iter()
                 .map(|c| c.request.len() + std::mem::size_of::<CacheKey>())
                 .sum::<usize>();
-        let derived = Arc::new(Derived { value, chunks });
+        let derived = Arc::new(Derived {
+            value,
+            chunks,
+            fresh_until,
+        });
         self.cache.put_derived(key, derived, bytes, fresh_until);
     }
 }
@@ -1005,7 +1009,9 @@ impl Loader<BlockKey> for BlockLoader {
 pub struct Derived<T> {
     pub value: T,
     /// The chunks it was computed from.
-    pub chunks: Vec<CacheKey>,
+    pub chunks: Arc<[CacheKey]>,
+    /// When the first of them stops being fresh, and this with it.
+    pub fresh_until: std::time::Instant,
 }
 
 /// Erases a provider call's blocks for [`ChunkCache::get_blocks`].

@@ -31,9 +31,19 @@ pub struct Workspace {
     pub xenioo: Option<Xenioo>,
     /// The cache identity of each configured provider account.
     pub accounts: HashMap<Provider, AccountKey>,
+    /// Distinct for every workspace built in this process ([`Workspace::next_generation`]):
+    /// values derived from several of its accounts at once are kept under it, so a workspace
+    /// a reload rebuilt never reads what its predecessor derived.
+    pub generation: u64,
 }
 
 impl Workspace {
+    /// A generation no workspace of this process had before.
+    pub fn next_generation() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Every configured provider, in `Provider` order.
     pub fn sources(&self) -> Vec<&dyn Source> {
         let configured: [Option<&dyn Source>; 5] = [
@@ -159,6 +169,7 @@ mod tests {
             chat_tonic: None,
             xenioo,
             accounts,
+            generation: Workspace::next_generation(),
         }
     }
 

@@ -431,7 +431,6 @@ impl SeriesFields {
                     span,
                 )
                 .await
-                .map(Arc::new)
             })
             .await
             .clone()
@@ -648,11 +647,11 @@ async fn evaluate(
     let (computed, previous) = match previous {
         Some(previous) => {
             let (computed, previous) = futures::join!(fetch(window), fetch(previous));
-            (computed?, Some(previous.map(Arc::new)))
+            (computed?, Some(previous))
         }
         None => (fetch(window).await?, None),
     };
-    let series = TimeSeries::new(recipe, Arc::new(computed));
+    let series = TimeSeries::new(recipe, computed);
     if let Some(previous) = previous {
         // The cell is new: this cannot fail.
         let _ = series.0.previous.set(previous);

@@ -580,3 +580,63 @@ async fn a_key_revoked_by_a_reload_stops_working_on_open_websockets_too() {
     assert!(kept.get("errors").is_none(), "{kept}");
     assert_eq!(kept["data"]["workspaces"].as_array().map(Vec::len), Some(2));
 }
+
+/// A series is kept whole (`catalogue::compute`) under its workspace's generation: once a reload
+/// gives message2give another token, the same series is computed again and asks message2give
+/// with the new token, instead of being served what the old token's account answered. The
+/// kept entry's own account is its first part's (ConnectyCube here), which did not change.
+#[tokio::test]
+async fn a_kept_series_is_not_served_after_a_reload_changed_one_of_its_accounts() {
+    let sandbox = sandbox::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SandboxOptions::default(),
+    )
+    .await
+    .expect("sandbox starts");
+    let (url, reloader, config) =
+        reloadable(&sandbox, |config| config.cache.answer_max_bytes = 0).await;
+    let http = reqwest::Client::new();
+    let query = format!(
+        r#"{{ workspace(id: "acme") {{ messages {{ sent({WINDOW}) {{ total sources }} }} }} }}"#
+    );
+    let message2give_calls = || {
+        sandbox
+            .state()
+            .call_counts()
+            .into_iter()
+            .find(|(provider, _)| *provider == "message2give")
+            .map_or(0, |(_, n)| n)
+    };
+    let (status, first) = post(&http, &url, None, &query).await;
+    assert_eq!(status, 200);
+    let sources = &first["data"]["workspace"]["messages"]["sent"]["sources"];
+    assert!(
+        sources.as_array().is_some_and(
+            |s| s.contains(&json!("CONNECTYCUBE")) && s.contains(&json!("MESSAGE2GIVE"))
+        ),
+        "ConnectyCube and message2give contribute: {first}"
+    );
+    let after_first = message2give_calls();
+    assert!(after_first > 0);
+    // Kept: the same series again asks nobody.
+    let (_, again) = post(&http, &url, None, &query).await;
+    assert_eq!(again, first);
+    assert_eq!(message2give_calls(), after_first);
+
+    let mut next = config.clone();
+    let acme = next
+        .workspaces
+        .iter_mut()
+        .find(|w| w.id == "acme")
+        .expect("the sandbox has acme");
+    let message2give = acme.message2give.as_mut().expect("acme has message2give");
+    message2give.token = chatstats::config::Secret::new("another-token");
+    let report = reloader.apply(next).await.expect("applies");
+    assert_eq!(report.rebuilt, vec!["acme".to_string()], "{report:?}");
+    let (status, _) = post(&http, &url, None, &query).await;
+    assert_eq!(status, 200);
+    assert!(
+        message2give_calls() > after_first,
+        "the series was computed again, with the new token"
+    );
+}
