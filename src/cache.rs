@@ -16,9 +16,11 @@
 //!   history TTL after they stop being fresh.
 //! - **Bounded by bytes**: the weigher counts each entry's approximate size; the total stays
 //!   under `max_bytes` (moka evicts least-recently-used entries). Values derived from chunks
-//!   (resampled series parts, [`ChunkCache::put_derived`]) are held apart, in
-//!   [`DERIVED_SHARE`] of that budget: every warm series reads several of them, so they sit in
-//!   a store whose reads cost a hash and a lock (`quick_cache`) rather than moka's bookkeeping.
+//!   (resampled series parts and whole series, [`ChunkCache::put_derived`]) are held apart, in
+//!   [`DERIVED_SHARE`] of that budget: every warm series reads them, so they sit in a store
+//!   whose reads cost a hash and a lock (`quick_cache`) rather than moka's bookkeeping. It has
+//!   no expiry of its own: a value past its freshness is never served, and stays until its
+//!   room is needed or the same key is computed again.
 //! - **Shared tier** (`[shared]`, [`crate::shared`]): the second level, for callers that pass a
 //!   [`Codec`]. A miss here reads Redis (the key is [`CacheKey::stable_text`] under the
 //!   namespace); a value fresh there is served and kept here until the same wall-clock moment.
@@ -1105,7 +1107,8 @@ impl ChunkCache {
         fresh.then_some(chunk)
     }
 
-    /// Store a value computed from chunks (a resampled series part), in the same byte budget.
+    /// Store a value computed from chunks (a resampled series part, a whole series), in the
+    /// derived values' share of the byte budget ([`DERIVED_SHARE`]).
     /// It is fresh until `fresh_until` (the earliest freshness of those chunks) and then gone:
     /// it is never served stale, and recomputing it goes through the chunks' own refresh.
     pub fn put_derived(

@@ -418,9 +418,14 @@ pub async fn compute(
         errors,
     });
     // Kept only while something bounds its freshness: a series of failures alone is not.
-    if let (Some(key), Some((mut chunks, Some(fresh_until)))) = (key, kept) {
-        chunks.sort_by(|a, b| a.request.cmp(&b.request));
-        chunks.dedup();
+    if let (Some(key), Some((read, Some(fresh_until)))) = (key, kept) {
+        // Parts of one provider often read the same chunks: each once.
+        let mut chunks: Vec<CacheKey> = Vec::with_capacity(read.len());
+        for chunk in read {
+            if !chunks.contains(&chunk) {
+                chunks.push(chunk);
+            }
+        }
         let bytes = computed.data.values.len() * 2 * std::mem::size_of::<Option<f64>>()
             + computed
                 .errors

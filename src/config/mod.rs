@@ -98,8 +98,9 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Upper bound on the memory held by cached upstream responses, in bytes; must be
-    /// greater than 0. Default: `268435456` (256 MiB).
+    /// Upper bound on the memory held by cached upstream responses and the values derived
+    /// from them (a quarter: [`crate::cache::DERIVED_SHARE`]), in bytes; must be greater than
+    /// 0. Default: `268435456` (256 MiB).
     pub max_bytes: u64,
     /// How long a response that covers "now" (still changing upstream) stays cached,
     /// in seconds. Default: `60`.
