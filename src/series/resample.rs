@@ -356,8 +356,8 @@ fn fits_one_bucket(window: &Window, start: DateTime<Utc>, end: DateTime<Utc>) ->
 /// it lacks. No parts give an empty `Bucketed` with no buckets: use [`Bucketed::empty`]
 /// for a series without sources.
 pub fn combine<B: Borrow<Bucketed>>(parts: &[B]) -> Bucketed {
-    let parts = || parts.iter().map(Borrow::borrow);
-    let len = parts().map(|p| p.values.len()).max().unwrap_or(0);
+    let each = || parts.iter().map(Borrow::borrow);
+    let len = each().map(|p| p.values.len()).max().unwrap_or(0);
     let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some(a + b),
         (a, None) => a,
@@ -365,7 +365,7 @@ pub fn combine<B: Borrow<Bucketed>>(parts: &[B]) -> Bucketed {
     };
     let mut values = vec![None; len];
     let mut weights = vec![None; len];
-    for part in parts() {
+    for part in each() {
         for (sum, value) in values.iter_mut().zip(&part.values) {
             *sum = add(*sum, *value);
         }
@@ -373,15 +373,15 @@ pub fn combine<B: Borrow<Bucketed>>(parts: &[B]) -> Bucketed {
             *sum = add(*sum, *weight);
         }
     }
-    let total = if parts().len() == 0 {
+    let total = if parts.is_empty() {
         None
     } else {
-        parts().map(|p| p.total).sum()
+        each().map(|p| p.total).sum()
     };
     Bucketed {
         values,
         weights,
-        exact: parts().all(|p| p.exact),
+        exact: each().all(|p| p.exact),
         total,
     }
 }
