@@ -2577,10 +2577,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_could_not_connect_and_does_not_spend_the_interval() {
-        // A loopback port bound then released: nothing listens there.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
+        // A loopback port bound but not listening (and so given to no other test's listener):
+        // a connection to it is refused.
+        let reserved = tokio::net::TcpSocket::new_v4().expect("a socket");
+        reserved
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("bind loopback");
+        let addr = reserved.local_addr().expect("a bound address");
         let xenioo = Xenioo::new(
             reqwest::Client::new(),
             format!("http://{addr}"),

@@ -199,6 +199,47 @@ async fn a_query_that_fails_upstream_is_not_cached() {
     );
 }
 
+/// A series is kept whole (`catalogue::compute`) only when every failure in it would fail again
+/// for the same window: one part's passing upstream failure is not served to the next query
+/// with the other parts' kept values.
+#[tokio::test]
+async fn a_series_with_one_part_failed_upstream_is_not_kept_with_its_other_parts() {
+    let app = spawn_app_with(|config| {
+        config.limits.upstream_max_retries = 0;
+        config.cache.answer_max_bytes = 0;
+    })
+    .await;
+    app.fault(json!({"provider": "connectycube", "status": 500, "times": 1}))
+        .await;
+    let query = r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}) { total sources } } } }"#;
+    let sources = |body: &Value| body["data"]["workspace"]["messages"]["sent"]["sources"].clone();
+    let failed = app.query(query).await;
+    assert!(
+        errors(&failed)
+            .iter()
+            .any(|(code, provider, _)| code == "UPSTREAM_UNAVAILABLE"
+                && provider.as_deref() == Some("CONNECTYCUBE")),
+        "{failed}"
+    );
+    let without = sources(&failed);
+    assert!(
+        without
+            .as_array()
+            .is_some_and(|s| !s.is_empty() && !s.contains(&json!("CONNECTYCUBE"))),
+        "the other parts answer: {failed}"
+    );
+    let ok = app.query(query).await;
+    // Xenioo's 30 days do not reach March 2025: that error stays, and is the only one.
+    assert_only_codes(&ok, &["OUT_OF_RETENTION"]);
+    let with = sources(&ok);
+    assert!(
+        with.as_array()
+            .is_some_and(|s| s.contains(&json!("CONNECTYCUBE"))
+                && without.as_array().unwrap().iter().all(|p| s.contains(p))),
+        "ConnectyCube contributes again, beside the others: {ok}"
+    );
+}
+
 #[tokio::test]
 async fn a_series_that_asks_only_for_its_total_uses_connectycubes_total_call() {
     use chatstats::sandbox::connectycube::{dialogs_created, messages_sent};

@@ -516,3 +516,16 @@ pub fn recent_window() -> String {
         rfc3339(to)
     )
 }
+
+/// A loopback address where nothing listens, for as long as the returned socket lives: the
+/// port is bound but never listening, so a connection to it is refused at once, and the
+/// kernel hands it to no listener of a test running beside this one (a port merely released
+/// can be, and then something answers there).
+pub fn closed_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind loopback");
+    let addr = socket.local_addr().expect("a bound address");
+    (socket, addr)
+}

@@ -340,10 +340,7 @@ fn returning_with_sources() -> String {
 
 #[tokio::test]
 async fn a_call_that_could_not_connect_spends_no_interval_and_the_next_query_tries_again() {
-    // A loopback port bound then released: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind loopback");
+    let (_reserved, closed) = crate::helpers::closed_port();
     let app = spawn_app_with(|config| {
         config.workspaces[0]
             .xenioo
