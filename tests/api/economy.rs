@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_no_errors, assert_only_codes, errors, spawn_app, spawn_app_with, TestApp,
+    assert_no_errors, assert_only_codes, errors, sample, spawn_app, spawn_app_with, TestApp,
 };
 
 const OVERVIEW: &str = r#"{ workspace(id: "acme") {
@@ -196,6 +196,35 @@ async fn a_query_that_fails_upstream_is_not_cached() {
     assert_eq!(
         ok["data"]["workspace"]["messages"]["sent"]["sources"],
         json!(["CONNECTYCUBE"])
+    );
+}
+
+/// A warm series is one cache read per window whatever its number of parts: `messages.sent`
+/// has five (ConnectyCube, Chat-Tonic, two of Xenioo's, message2give), and with `change` it is
+/// computed for the window before too. Xenioo's out-of-retention error is kept with it.
+#[tokio::test]
+async fn a_warm_series_of_several_parts_is_one_cache_read_per_window() {
+    // Kept answers off: the second query is resolved, not served its answer.
+    let app = spawn_app_with(|config| config.cache.answer_max_bytes = 0).await;
+    let query = r#"{ workspace(id: "acme") { messages { sent(window: {from: "2025-03-01T00:00:00Z", to: "2025-03-08T00:00:00Z"}) { total change sources } } } }"#;
+    let hits = |metrics: String| {
+        sample(&metrics, "chatstats_cache_lookups_total", "outcome=\"hit\"").unwrap_or(0.0)
+    };
+    let cold = app.query(query).await;
+    assert_only_codes(&cold, &["OUT_OF_RETENTION"]);
+    assert!(
+        cold["data"]["workspace"]["messages"]["sent"]["sources"]
+            .as_array()
+            .is_some_and(|s| s.len() >= 3),
+        "several parts contribute: {cold}"
+    );
+    let before = hits(app.metrics().await);
+    let warm = app.query(query).await;
+    assert_eq!(warm, cold, "the same series, with the same error");
+    assert_eq!(
+        hits(app.metrics().await),
+        before + 2.0,
+        "the window and the one before, each read whole"
     );
 }
 
