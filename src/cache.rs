@@ -158,9 +158,8 @@ impl CacheKey {
     /// it (which names the workspace's generation, for the other parts' accounts).
     pub fn derived_series(account: &AccountKey, request: String) -> Self {
         Self {
-            account: account.clone(),
             endpoint: "derived-series",
-            request,
+            ..Self::derived(account, request)
         }
     }
 

@@ -86,20 +86,47 @@ pub async fn spawn_app_on(
     edit: impl FnOnce(&mut Config),
     http: reqwest::Client,
 ) -> TestApp {
+    start_app(sandbox, config_toml, edit, http).await.0
+}
+
+/// As [`spawn_app_with`], with the server's reloader and the configuration it started with
+/// (to edit and apply).
+pub async fn spawn_reloadable_app_with(
+    edit: impl FnOnce(&mut Config),
+) -> (TestApp, chatstats::app::Reloader, Config) {
+    let sandbox = sandbox::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SandboxOptions::default(),
+    )
+    .await
+    .expect("sandbox starts");
+    let config_toml = sandbox.config_toml();
+    start_app(sandbox, &config_toml, edit, reqwest::Client::new()).await
+}
+
+/// [`spawn_app_on`], with the reloader and the configuration.
+async fn start_app(
+    sandbox: Sandbox,
+    config_toml: &str,
+    edit: impl FnOnce(&mut Config),
+    http: reqwest::Client,
+) -> (TestApp, chatstats::app::Reloader, Config) {
     let mut config =
         Config::from_toml_str(config_toml, &|_| None).expect("the sandbox config is valid");
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // Retries wait about 1 ms, not 100: tests count calls, never wait for backoff.
     config.limits.upstream_retry_backoff_ms = 1;
     edit(&mut config);
-    let app = App::build(config).await.expect("app builds");
+    let app = App::build(config.clone()).await.expect("app builds");
     let addr = app.local_addr();
+    let reloader = app.reloader();
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
+    let app = TestApp {
         addr,
         http,
         sandbox,
-    }
+    };
+    (app, reloader, config)
 }
 
 impl TestApp {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::examples::example_file::{today, ExampleFile};
-use crate::helpers::{sample, spawn_app_with, TestApp};
+use crate::helpers::{sample, spawn_app_with, spawn_reloadable_app_with, TestApp};
 
 /// `chatstats_executions_total{executor}` of `app`.
 async fn executions(app: &TestApp, executor: &str) -> f64 {
@@ -184,35 +184,8 @@ async fn a_request_whose_windows_do_not_bind_is_answered_by_async_graphql() {
 /// request builds them from the new configuration: a provider removed no longer contributes.
 #[tokio::test]
 async fn a_plan_answers_with_the_configuration_a_reload_put_in_force() {
-    use chatstats::app::App;
-    use chatstats::config::Config;
-    use chatstats::sandbox::{self, SandboxOptions};
-    use std::net::SocketAddr;
-
-    let sandbox = sandbox::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        SandboxOptions::default(),
-    )
-    .await
-    .expect("sandbox starts");
-    let config_toml = sandbox.config_toml();
-    let config_of = || {
-        let mut config =
-            Config::from_toml_str(&config_toml, &|_| None).expect("the sandbox config is valid");
-        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.cache.answer_max_bytes = 0;
-        config
-    };
-    let app = App::build(config_of()).await.expect("app builds");
-    let reloader = app.reloader();
-    let app = TestApp {
-        addr: app.local_addr(),
-        http: reqwest::Client::new(),
-        sandbox: {
-            tokio::spawn(app.run_until(std::future::pending()));
-            sandbox
-        },
-    };
+    let (app, reloader, config) =
+        spawn_reloadable_app_with(|config| config.cache.answer_max_bytes = 0).await;
     let query = r#"query Q($from: DateTime!, $to: DateTime!) { workspace(id: "acme") {
         messages { sent(window: { from: $from, to: $to }) { total sources } } } }"#;
     let variables = json!({ "from": "2025-03-10T00:00:00Z", "to": "2025-03-17T00:00:00Z" });
@@ -226,7 +199,7 @@ async fn a_plan_answers_with_the_configuration_a_reload_put_in_force() {
         "ConnectyCube contributes at first: {before}"
     );
 
-    let mut without = config_of();
+    let mut without = config;
     let acme = without
         .workspaces
         .iter_mut()
